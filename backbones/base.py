@@ -1,0 +1,20 @@
+"""What every backbone is: decoded frames with their timestamps plus a prompt in, generated text out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+
+
+class Backbone(ABC):
+    name: str = ""
+    prompt_style: str = "default"  # which of a task's per-model prompt variants this backbone gets
+
+    def config(self) -> dict:
+        """Every parameter that changes the answers (hashed into the run identity)."""
+        return {}
+
+    @abstractmethod
+    def generate(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str) -> str:
+        """frames: (n, H, W, 3) uint8 RGB in time order; timestamps: seconds of each frame."""

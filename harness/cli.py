@@ -1,0 +1,137 @@
+"""The `harness` command line (also `python -m harness`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+from harness.errors import HarnessError
+
+EPILOG = "Bad input (unknown name, missing file, malformed config) exits with code 2 and one line; --debug shows tracebacks."
+
+
+def _add_run(sub) -> None:
+    from harness.config import RunConfig
+    d = RunConfig()
+    p = sub.add_parser(
+        "run", help="evaluate samplers on a task with a backbone (no arguments: the offline default)",
+        description="Run a task with a backbone and one or more samplers. Each sampler gets its own run directory "
+                    "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.",
+        epilog=EPILOG)
+    p.add_argument("--config", help="JSON or TOML file of run options (command-line options override it)")
+    p.add_argument("--task", help=f"task name (default {d.task}; see `harness list tasks`)")
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    p.add_argument("--backbone", help=f"backbone name (default {d.backbone})")
+    p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
+    p.add_argument("--sampler", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help=f"sampler, repeatable (default {', '.join(d.samplers)}), e.g. uniform:variant=linspace-round")
+    p.add_argument("--frames", type=int, help=f"frame budget K (default {d.frames})")
+    p.add_argument("--grid", help=f"candidate grid rule: 1fps, int-fps, fps:F, count:N, all (default {d.grid})")
+    p.add_argument("--short-grid", choices=["all", "repeat"],
+                   help=f"when the grid has fewer than K candidates: take all, or repeat to K (default {d.short_grid})")
+    p.add_argument("--limit", type=int, help="deterministic category-stratified subset of N samples")
+    p.add_argument("--out", help=f"directory of run directories (default {d.out})")
+    p.add_argument("--cache-dir", help=f"feature cache directory (default {d.cache_dir})")
+    p.add_argument("--decode-backend", help=f"decord, pyav or torchcodec (default {d.decode_backend})")
+    p.add_argument("--device", help=f"torch device (default {d.device})")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help=f"model dtype (default {d.dtype})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cmd_run(args) -> int:
+    from harness.config import RunConfig, parse_assignments
+    from harness.runner import Run
+    cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
+    for f in fields(RunConfig):
+        if f.name in ("task_args", "backbone_args"):
+            extra = parse_assignments(getattr(args, f.name[:-1]), f"--{f.name[:-1].replace('_', '-')}")
+            setattr(cfg, f.name, {**getattr(cfg, f.name), **extra})
+            continue
+        value = args.sampler if f.name == "samplers" else getattr(args, f.name, None)
+        if value is not None:
+            setattr(cfg, f.name, value)
+    run_dirs = Run(cfg, debug=args.debug, progress=not args.no_progress and sys.stderr.isatty()).execute()
+    from harness.report import collect, render
+    print(render(collect(run_dirs, by="category"), "rich"), end="")
+    for d in run_dirs:
+        print(f"run directory: {d}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from harness.registry import REGISTRIES
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    listing = {k: [{"name": e.name, "description": e.description,
+                    "params": [{"name": p.name, "default": p.default, "choices": list(p.choices), "help": p.help}
+                               for p in e.params]}
+                   for e in REGISTRIES[k].entries()] for k in kinds}
+    if args.json:
+        print(json.dumps(listing, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    console = Console()
+    for kind, entries in listing.items():
+        table = Table(title=kind)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("options (default) [choices]")
+        for e in entries:
+            opts = "\n".join(f"{p['name']}={p['default']!r}" + (f" [{', '.join(p['choices'])}]" if p["choices"] else "")
+                             for p in e["params"] if p["name"] not in ("device", "dtype"))
+            table.add_row(e["name"], e["description"], opts or "-")
+        console.print(table)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from harness.report import collect, render
+    sys.stdout.write(render(collect(args.run_dirs, by=args.by), args.format))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", epilog=EPILOG,
+        description="longvideo-harness: evaluate frame selection for long-video question answering.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    p = sub.add_parser("list", help="list registered tasks, backbones and samplers", epilog=EPILOG)
+    p.add_argument("kind", nargs="?", choices=["tasks", "backbones", "samplers"])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("table", help="accuracy table of run directories", epilog=EPILOG,
+                       description="Accuracy per run (rows: backbone/sampler/K; columns: task overall and "
+                                   "categories), recomputed from predictions.jsonl.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--by", metavar="KEY", help="break down by a category key, or 'category' for all of them")
+    p.add_argument("--format", default="rich", choices=["rich", "md", "csv", "latex", "json"])
+    return parser
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except HarnessError as e:
+        if args.debug:
+            raise
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not bad input: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"harness: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

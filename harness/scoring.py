@@ -1,0 +1,44 @@
+"""Scoring of one answer and accuracy summaries recomputed from per-sample rows."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from harness.answers import extract_strict
+from harness.records import ERROR, PARSE_FAILED, PARSE_OK, Prediction, Sample
+
+
+def score_strict(sample: Sample, text: str) -> Prediction:
+    """Score with the harness's strict extractor; a parse failure is recorded and scored wrong, never guessed."""
+    found = extract_strict(text, sample.options)
+    if found.letter is None:
+        return Prediction(text, None, False, PARSE_FAILED)
+    return Prediction(text, found.letter, found.letter == sample.answer_letter, PARSE_OK)
+
+
+def error_prediction(message: str) -> Prediction:
+    return Prediction(None, None, False, ERROR, error=message)
+
+
+def _bucket(rows: list[dict]) -> dict:
+    n = len(rows)
+    correct = sum(bool(r["prediction"]["correct"]) for r in rows)
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": 100.0 * correct / n if n else None,
+        "parse_failed": sum(r["prediction"]["parse_status"] == PARSE_FAILED for r in rows),
+        "errors": sum(r["prediction"]["parse_status"] == ERROR for r in rows),
+    }
+
+
+def summarise(rows: list[dict], category_keys=()) -> dict:
+    """Overall accuracy (0-100) and per-category accuracy; errors and parse failures count as wrong."""
+    out = {"overall": _bucket(rows), "by": {}}
+    for key in category_keys:
+        groups = defaultdict(list)
+        for r in rows:
+            value = r.get("categories", {}).get(key)
+            for v in value if isinstance(value, list) else [value]:  # multi-label keys count in every label
+                groups[str(v)].append(r)
+        out["by"][key] = {v: _bucket(g) for v, g in sorted(groups.items())}
+    return out

@@ -1,0 +1,104 @@
+"""Small, randomly initialised CLIP models in Hugging Face format, built offline.
+
+Tests (and the later trained "mini-clip") need a real `CLIPModel` + `CLIPProcessor` folder without downloading
+anything. The weights are random; the tokenizer is the genuine CLIP BPE, rebuilt from the vocabulary file that
+ships inside the `open_clip` package, so text ids match OpenAI CLIP exactly.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import tempfile
+import importlib.util
+from pathlib import Path
+
+import torch
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+from harness.errors import HarnessError
+
+TEXT_MAX_LENGTH = 77  # CLIP's context length
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+N_MERGES = 49152 - 256 - 2  # OpenAI CLIP keeps this many merges of the 16e6 BPE file
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 byte-level symbols in CLIP/GPT-2 order: printable bytes stand for themselves, the rest are
+    shifted past 255 so that BPE never sees whitespace or control characters."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+def clip_bpe_file() -> Path:
+    # find_spec locates the package without importing it (importing open_clip pulls in much more than a file).
+    spec = importlib.util.find_spec("open_clip")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "bpe_simple_vocab_16e6.txt.gz"
+        if path.is_file():
+            return path
+    raise HarnessError(f"CLIP BPE vocabulary bpe_simple_vocab_16e6.txt.gz not found in the open_clip package "
+                       f"(searched: {', '.join(folders) or 'open_clip is not installed'})")
+
+
+def write_clip_vocab(folder) -> None:
+    """Write OpenAI CLIP's `vocab.json` and `merges.txt` to `folder`.
+
+    Token ids: the 256 byte symbols, the same with `</w>` (end of word), one token per merge in rank order, then
+    the two special tokens, 49408 in all.
+    """
+    lines = gzip.open(clip_bpe_file(), "rt", encoding="utf-8").read().split("\n")
+    merges = lines[1:N_MERGES + 1]  # line 0 is a version header
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in merges] + [BOS, EOS]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False),
+                                       encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
+def clip_tokenizer(folder=None, max_length: int = TEXT_MAX_LENGTH) -> CLIPTokenizer:
+    """OpenAI CLIP's tokenizer, loaded from vocabulary files written to `folder` (a temporary one if None).
+
+    Going through the classic files, rather than building the tokenizer in memory, works the same across
+    transformers versions and leaves the files a reader of the folder expects.
+    """
+    if folder is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            return clip_tokenizer(tmp, max_length)
+    write_clip_vocab(folder)
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=max_length)
+
+
+def clip_image_processor(image_size: int) -> CLIPImageProcessor:
+    """CLIP preprocessing (resize shortest edge, centre crop, OpenAI mean/std) at `image_size`."""
+    return CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+
+
+def clip_config(*, image_size=64, hidden=32, layers=2, heads=2, patch=16, projection=32,
+                vocab_size=49408, text_max_length=TEXT_MAX_LENGTH) -> CLIPConfig:
+    """Same width/depth for both towers; MLP width 4x hidden as in CLIP."""
+    tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                 num_attention_heads=heads, projection_dim=projection)
+    return CLIPConfig(
+        text_config=dict(tower, vocab_size=vocab_size, max_position_embeddings=text_max_length),
+        vision_config=dict(tower, image_size=image_size, patch_size=patch),
+        projection_dim=projection,
+    )
+
+
+def build_tiny_clip(out_dir, seed: int = 0, image_size: int = 64, hidden: int = 32, layers: int = 2,
+                    heads: int = 2, patch: int = 16, projection: int = 32) -> Path:
+    """Write a randomly initialised CLIPModel + CLIPProcessor to `out_dir`; the same seed gives the same weights."""
+    out = Path(out_dir)
+    config = clip_config(image_size=image_size, hidden=hidden, layers=layers, heads=heads, patch=patch,
+                         projection=projection)
+    with torch.random.fork_rng(devices=[]):  # seed locally: don't disturb the caller's global RNG
+        torch.manual_seed(seed)
+        model = CLIPModel(config)
+    model.save_pretrained(out)
+    processor = CLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=clip_tokenizer(out))
+    processor.save_pretrained(out)
+    return out
