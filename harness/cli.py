@@ -70,17 +70,18 @@ def cmd_list(args) -> int:
         print(json.dumps(listing, indent=2, default=str))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
     console = Console()
     for kind, entries in listing.items():
-        table = Table(title=kind)
-        table.add_column("name", style="bold")
+        table = Table(title=kind, show_lines=True)
+        table.add_column("name", style="bold", no_wrap=True)
         table.add_column("description")
-        table.add_column("options (default) [choices]")
+        table.add_column("options: name=default (choices)")
         for e in entries:
-            opts = "\n".join(f"{p['name']}={p['default']!r}" + (f" [{', '.join(p['choices'])}]" if p["choices"] else "")
-                             for p in e["params"] if p["name"] not in ("device", "dtype"))
-            table.add_row(e["name"], e["description"], opts or "-")
+            opts = [f"{p['name']}={p['default']!r}" + (f" ({' | '.join(p['choices'])})" if p["choices"] else "")
+                    for p in e["params"] if p["name"] not in ("device", "dtype")]  # every backbone takes both
+            table.add_row(escape(e["name"]), escape(e["description"]), escape("\n".join(opts) or "-"))
         console.print(table)
     return 0
 

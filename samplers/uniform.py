@@ -30,8 +30,7 @@ VARIANTS = {"linspace-floor": linspace_floor, "linspace-round": linspace_round, 
 
 
 @SAMPLERS.register("uniform", description="evenly spaced candidates (query-independent)",
-                   help={"variant": "index formula: " + "; ".join(f"{k}: {f.__doc__.split(':')[0]}"
-                                                                  for k, f in VARIANTS.items())},
+                   help={"variant": "index formula (see the variant functions' docstrings)"},
                    choices={"variant": tuple(VARIANTS)})
 class Uniform(Sampler):
     name = "uniform"
