@@ -40,7 +40,7 @@ def collect(run_dirs, by: str | None = None) -> pd.DataFrame:
         rec = {"backbone": ident["backbone"]["name"], "sampler": sampler_label(ident), "frames": ident["frames"],
                f"{task} (n={overall['n']})": overall["accuracy"],
                f"{task} parse-fail %": 100.0 * overall["parse_failed"] / overall["n"],
-               f"{task} errors": overall["errors"]}
+               f"{task} errors": overall["errors"], f"{task} evidence recall": overall["evidence_recall"]}
         for key, groups in m["by"].items():
             for value, g in groups.items():  # the count goes in the header: runs on other subsets get own columns
                 rec[f"{task} {key}={value} (n={g['n']})"] = g["accuracy"]

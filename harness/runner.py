@@ -17,7 +17,7 @@ from harness.inputs import InputProvider
 from harness.progress import progress_bar
 from harness.records import Sample
 from harness.registry import BACKBONES, SAMPLERS, TASKS
-from harness.scoring import error_prediction
+from harness.scoring import error_prediction, evidence_recall
 from harness.store import RunStore
 from harness.video import VideoReader, check_backend, open_video
 from samplers.base import SHORT_GRID_RULES, select
@@ -153,6 +153,8 @@ class Run:
             "answer": sample.answer_letter,
             "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16],
             "selection": None if selection is None else selection.to_json(),
+            "evidence": [list(iv) for iv in sample.evidence],
+            "evidence_recall": None if selection is None else evidence_recall(sample.evidence, selection.timestamps),
             "prediction": prediction.to_json(),
         }
 

@@ -15,6 +15,13 @@ def score_strict(sample: Sample, text: str) -> Prediction:
     return Prediction(text, found.letter, found.letter == sample.answer_letter, PARSE_OK)
 
 
+def evidence_recall(evidence, timestamps) -> float | None:
+    """Share of ground-truth intervals [start, end) holding at least one selected frame; None without evidence."""
+    if not evidence:
+        return None
+    return sum(any(a <= t < b for t in timestamps) for a, b in evidence) / len(evidence)
+
+
 def error_prediction(message: str) -> Prediction:
     return Prediction(None, None, False, ERROR, error=message)
 
@@ -28,11 +35,18 @@ def _bucket(rows: list[dict]) -> dict:
         "accuracy": 100.0 * correct / n if n else None,
         "parse_failed": sum(r["prediction"]["parse_status"] == PARSE_FAILED for r in rows),
         "errors": sum(r["prediction"]["parse_status"] == ERROR for r in rows),
+        "evidence_recall": _mean([r.get("evidence_recall") for r in rows]),
     }
 
 
+def _mean(values) -> float | None:
+    """Mean of the known values, as a percentage (None where no row has one)."""
+    known = [v for v in values if v is not None]
+    return 100.0 * sum(known) / len(known) if known else None
+
+
 def summarise(rows: list[dict], category_keys=()) -> dict:
-    """Overall accuracy (0-100) and per-category accuracy; errors and parse failures count as wrong."""
+    """Overall and per-category accuracy and evidence recall (0-100); errors and parse failures count as wrong."""
     out = {"overall": _bucket(rows), "by": {}}
     for key in category_keys:
         groups = defaultdict(list)

@@ -7,7 +7,6 @@ Videos are written once (H.264 via PyAV) and reused; everything is deterministic
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
