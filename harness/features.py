@@ -6,17 +6,16 @@ version), so a stale entry is never read: a changed input simply gives a differe
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import HarnessError, VideoError
+from harness.fileio import atomic_write
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -210,22 +209,7 @@ class FeatureCache:
         array = np.ascontiguousarray(array)
         manifest = dict(manifest, key=key, shape=list(array.shape), dtype=str(array.dtype))
         # Manifest first: whenever the array exists, its manifest does too.
-        _atomic_write(self.manifest_path(key),
+        atomic_write(self.manifest_path(key),
                       (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
-        _atomic_write(self.path(key), save({self.ARRAY: array}, metadata={"key": key}))
+        atomic_write(self.path(key), save({self.ARRAY: array}, metadata={"key": key}))
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; cache entries should be readable like any other output
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the data is on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

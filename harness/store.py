@@ -12,33 +12,18 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.fileio import atomic_write
 from harness.hashing import short_hash
 
 PREDICTIONS = "predictions.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 EVENTS = "events.jsonl"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _slug(name: str) -> str:
@@ -90,7 +75,7 @@ class RunStore:
             if old.get("identity_hash") != self.config["identity_hash"]:
                 raise HarnessError(f"{config_path} belongs to a different run configuration")
         else:
-            atomic_write_text(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            atomic_write(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         self._drop_partial_line()
         self._done = {r["sample_id"] for r in read_jsonl(self.dir / PREDICTIONS)}
         with open(self.dir / EVENTS, "a") as f:
@@ -139,7 +124,7 @@ class RunStore:
         return read_jsonl(self.dir / PREDICTIONS)
 
     def write_metrics(self, metrics: dict) -> None:
-        atomic_write_text(self.dir / METRICS, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.dir / METRICS, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def load_config(run_dir: Path) -> dict:
