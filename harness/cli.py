@@ -36,6 +36,9 @@ def _add_run(sub) -> None:
     p.add_argument("--decode-backend", help=f"decord, pyav or torchcodec (default {d.decode_backend})")
     p.add_argument("--device", help=f"torch device (default {d.device})")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help=f"model dtype (default {d.dtype})")
+    p.add_argument("--video-root", help="directory holding the task's videos (task option video_root)")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="drop samples whose video is missing, and record how many (task option skip_missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -51,6 +54,10 @@ def cmd_run(args) -> int:
         value = args.sampler if f.name == "samplers" else getattr(args, f.name, None)
         if value is not None:
             setattr(cfg, f.name, value)
+    if args.video_root:
+        cfg.task_args = {**cfg.task_args, "video_root": args.video_root}
+    if args.skip_missing:
+        cfg.task_args = {**cfg.task_args, "skip_missing": True}
     run_dirs = Run(cfg, debug=args.debug, progress=not args.no_progress and sys.stderr.isatty()).execute()
     from harness.report import collect, render
     print(render(collect(run_dirs, by="category"), "rich"), end="")
@@ -92,6 +99,24 @@ def cmd_table(args) -> int:
     return 0
 
 
+def cmd_prompts(args) -> int:
+    from harness.config import parse_assignments
+    from tasks.benchmark import prompts_command
+    sys.stdout.write(prompts_command(args.task, args.backbone, parse_assignments(args.task_arg, "--task-arg"),
+                                     limit=args.limit, fmt=args.format, style=args.style))
+    return 0
+
+
+def cmd_data(args) -> int:
+    from harness.config import parse_assignments
+    from harness.datacheck import data_check_command
+    text, code = data_check_command(args.task, parse_assignments(args.task_arg, "--task-arg"),
+                                    video_root=args.video_root, backend=args.decode_backend, as_json=args.json,
+                                    progress=sys.stderr.isatty())
+    sys.stdout.write(text)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", epilog=EPILOG,
@@ -108,10 +133,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--by", metavar="KEY", help="break down by a category key, or 'category' for all of them")
     p.add_argument("--format", default="rich", choices=["rich", "md", "csv", "latex", "json"])
+    p = sub.add_parser("prompts", help="print the exact prompts a task gives a backbone", epilog=EPILOG,
+                       description="The exact text each sample of a task gets under a backbone's prompt style "
+                                   "(lmms-eval's per-model key).")
+    p.add_argument("--task", required=True, help="task name")
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    p.add_argument("--backbone", help="backbone whose prompt style to use (default: style 'default')")
+    p.add_argument("--style", help="prompt style, overriding the backbone's (e.g. default, llava_vid)")
+    p.add_argument("--limit", type=int, help="the same stratified subset as `harness run --limit`")
+    p.add_argument("--format", default="text", choices=["text", "jsonl"])
+    p = sub.add_parser("data", help="check a task's annotations and videos", epilog=EPILOG)
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    p = dsub.add_parser("check", help="counts, readable videos, decoder vs annotation durations", epilog=EPILOG,
+                        description="Exit code 0 when every video is ok, 3 when some are missing, unreadable or "
+                                    "of the wrong duration.")
+    p.add_argument("--task", required=True, help="task name")
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    p.add_argument("--video-root", help="directory holding the videos (the task's video_root)")
+    p.add_argument("--decode-backend", default="decord", help="decord, pyav or torchcodec (default decord)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (summary and one row per video)")
     return parser
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data}
 
 
 def main(argv=None) -> int:

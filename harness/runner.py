@@ -80,8 +80,15 @@ class Run:
             "limit": self.cfg.limit, "dtype": self.cfg.dtype,
         }
 
+    def _samples(self) -> list[Sample]:
+        """The (limited) samples; benchmarks check only the chosen subset's videos, before anything runs."""
+        if hasattr(self.task, "check_videos"):
+            return self.task.check_videos(
+                stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
+        return stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
+
     def execute(self) -> list[Path]:
-        samples = stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
+        samples = self._samples()
         if not samples:
             raise HarnessError(f"task {self.task.name!r} has no samples")
         prompts = {s.id: self.task.prompt(s, self.backbone.prompt_style) for s in samples}
@@ -97,7 +104,7 @@ class Run:
                     self._run_sample(sample, prompts[sample.id], stores)
                     advance()
             for store in stores:
-                store.write_metrics({"task": self.task.name, "scorer": "strict",
+                store.write_metrics({"task": self.task.name, "scorer": getattr(self.task, "parser", "strict"),
                                      "metrics": self.task.metrics(store.rows())})
         finally:
             for store in stores:
@@ -120,7 +127,7 @@ class Run:
                 store.append(self._answer(sample, prompt, reader, grid, sampler, opened))
 
     def _answer(self, sample, prompt, reader, grid, sampler, opened: float) -> dict:
-        selection = None
+        selection, parsers = None, None
         try:
             timings = {"open": opened}
             t = time.perf_counter()
@@ -135,9 +142,14 @@ class Run:
             timings["generate"] = time.perf_counter() - t
             prediction = self.task.score(sample, text)
             prediction = type(prediction)(**{**prediction.to_json(), "timings": timings})
+            if hasattr(self.task, "parse_all"):  # every parser's letter, so tables can switch protocol
+                parsers = self.task.parse_all(sample, text)
         except Exception as e:
             prediction = error_prediction(self._describe(e))
-        return self._row(sample, prompt, selection, prediction)
+        row = self._row(sample, prompt, selection, prediction)
+        if parsers is not None:
+            row["parsers"] = parsers
+        return row
 
     def _describe(self, e: Exception) -> str:
         if self.debug:
