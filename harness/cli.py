@@ -117,6 +117,17 @@ def cmd_data(args) -> int:
     return code
 
 
+def cmd_selections(args) -> int:
+    from harness.selections import run_to_harness, run_to_tspo
+    if args.format == "tspo":
+        if not args.annotations:
+            raise HarnessError("--format tspo needs --annotations (the benchmark's annotation file)")
+        print(run_to_tspo(args.run_dir, args.annotations, args.out).summary())
+    else:
+        print(f"wrote {run_to_harness(args.run_dir, args.out)} selections to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", epilog=EPILOG,
@@ -152,10 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-root", help="directory holding the videos (the task's video_root)")
     p.add_argument("--decode-backend", default="decord", help="decord, pyav or torchcodec (default decord)")
     p.add_argument("--json", action="store_true", help="machine-readable output (summary and one row per video)")
+    p = sub.add_parser("selections", help="export a run's frame selections", epilog=EPILOG)
+    ssub = p.add_subparsers(dest="selections_command", metavar="ACTION", required=True)
+    p = ssub.add_parser("export", help="write a run's selections in the harness's or TSPO's jsons_idx format",
+                        epilog=EPILOG, description="The harness format replays with `--sampler replay:file=FILE`; "
+                                                   "the TSPO format is the annotation list plus `frame_idx`.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", default="harness", choices=["harness", "tspo"])
+    p.add_argument("--annotations", help="annotation file the TSPO format copies its records from")
     return parser
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
+            "selections": cmd_selections}
 
 
 def main(argv=None) -> int:

@@ -28,6 +28,12 @@ class InputProvider:
     def inputs(self, sampler, task, sample: Sample, grid: CandidateGrid, reader: VideoReader) -> dict:
         out = {}
         for need in sampler.needs:
+            if need == "stored_indices":  # replay: the stored native frame numbers of this sample
+                if grid.rule != "all":
+                    raise HarnessError(f"sampler {sampler.name!r} replays native frame numbers: run it with "
+                                       f"--grid all (not {grid.rule})")
+                out[need] = sampler.stored_indices(sample)
+                continue
             if need != "scores":
                 raise HarnessError(f"sampler {sampler.name!r} needs {need!r}, which no provider supplies")
             encoder = self.encoder(sampler.encoder)

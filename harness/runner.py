@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 import traceback
 from collections import defaultdict
@@ -66,6 +67,10 @@ class Run:
             raise HarnessError("at least one --sampler is needed")
         self.task = TASKS.create(cfg.task, **cfg.task_args)
         self.samplers = [SAMPLERS.create(name, **args) for name, args in map(parse_spec, cfg.samplers)]
+        for sampler in self.samplers:  # e.g. replay: stored native frame numbers are positions only on `all`
+            needed = getattr(sampler, "grid", None)
+            if needed and parse_grid_rule(needed) != self.grid_rule:
+                raise HarnessError(f"sampler {sampler.name!r} needs --grid {needed} (this run has {self.grid_rule})")
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args
         self.backbone = BACKBONES.create(cfg.backbone, device=cfg.device, dtype=cfg.dtype, **cfg.backbone_args)
         self.inputs = InputProvider(Path(cfg.cache_dir), cfg.device, cfg.dtype)
@@ -91,6 +96,11 @@ class Run:
         samples = self._samples()
         if not samples:
             raise HarnessError(f"task {self.task.name!r} has no samples")
+        for sampler in self.samplers:  # replay: samples without a stored selection get error rows; say so now
+            if hasattr(sampler, "join"):
+                report = sampler.join(samples)
+                if report.unmatched_samples:
+                    print(f"harness: sampler {sampler.name}: {report.summary()}", file=sys.stderr)
         prompts = {s.id: self.task.prompt(s, self.backbone.prompt_style) for s in samples}
         prompt_hash = short_hash([prompts[s.id] for s in samples], 16)
         base = {"run": self.cfg.to_json(), "grid": self.grid_rule, "prompt_style": self.backbone.prompt_style,

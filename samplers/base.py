@@ -24,6 +24,7 @@ SHORT_GRID_RULES = {
 class Sampler(ABC):
     name: str = ""
     needs: tuple[str, ...] = ()  # inputs the runner must supply, e.g. ("scores",)
+    per_sample: tuple[str, ...] = ()  # those of `needs` that describe the sample, not one value per candidate
 
     def config(self) -> dict:
         """Every parameter that changes the selection (hashed into the run identity)."""
@@ -58,7 +59,7 @@ def select(sampler: Sampler, grid: CandidateGrid, k: int, inputs: Mapping[str, n
     for need in sampler.needs:
         if need not in inputs:
             raise HarnessError(f"sampler {sampler.name!r} needs input {need!r}, which the runner did not supply")
-        if len(inputs[need]) != n:
+        if need not in sampler.per_sample and len(inputs[need]) != n:
             raise HarnessError(f"sampler {sampler.name!r}: input {need!r} has {len(inputs[need])} values "
                                f"for a grid of {n} candidates")
     if n < k:

@@ -178,3 +178,18 @@ def test_subprocess_error_has_no_traceback_unless_debug():
     assert result.returncode == 2 and "Traceback" not in result.stderr
     result = harness("--debug", "run", "--task", "nope")
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_export_then_replay_gives_the_same_frames_and_answers(tmp_path, capsys):
+    common = [*SMOKE, "--task-arg", "videos=3", "--grid", "all", "--frames", "6", "--out", str(tmp_path / "runs"),
+              "--no-progress"]
+    assert main(["run", *common, "--sampler", "uniform:variant=segment-centre"]) == 0
+    [first] = list((tmp_path / "runs").iterdir())
+    assert main(["selections", "export", str(first), "--out", str(tmp_path / "sel.jsonl")]) == 0
+    assert main(["run", *common, "--sampler", f"replay:file={tmp_path / 'sel.jsonl'}"]) == 0
+    [second] = [d for d in (tmp_path / "runs").iterdir() if d != first]
+    a, b = predictions(first), predictions(second)
+    assert [r["selection"]["frame_indices"] for r in a] == [r["selection"]["frame_indices"] for r in b]
+    assert [r["prediction"]["raw_text"] for r in a] == [r["prediction"]["raw_text"] for r in b]
+    assert main(["run", *common[:-1], "--grid", "1fps", "--sampler", f"replay:file={tmp_path / 'sel.jsonl'}"]) == 2
+    assert "needs --grid all" in capsys.readouterr().err
