@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.fileio import atomic_write
 from harness.paths import data_home
 from harness.records import Sample
 from harness.registry import TASKS
@@ -604,15 +605,6 @@ def write_spec_video(spec: VideoSpec, path: str | os.PathLike, crf: int = 20, go
     return str(path)
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -714,7 +706,7 @@ class NeedleTask(Task):
         self.root.mkdir(parents=True, exist_ok=True)
         manifest = self.root / f"manifest-n{self.n_videos}.json"
         if not manifest.exists():
-            _write_json_atomic(manifest, {"version": VERSION, "config": self.config(),
-                                          "specs": [s.to_json() for s in specs]})
+            atomic_write(manifest, json.dumps({"version": VERSION, "config": self.config(),
+                                               "specs": [s.to_json() for s in specs]}, indent=1))
         write_videos(specs, self.root)
         return [s for spec in specs for s in make_samples(spec, self.root)]
