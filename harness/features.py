@@ -39,6 +39,8 @@ class ClipEncoder:
     """A Hugging Face `CLIPModel` + `CLIPProcessor`, from a local folder or a hub id, in inference mode."""
 
     def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", revision: str | None = None):
+        from harness.miniworld import resolve_model
+        model = resolve_model(model)  # a shipped name such as "mini-clip" means its folder
         import torch  # heavy imports stay out of `import harness.features` (the cache needs neither)
         from transformers import CLIPModel, CLIPProcessor
 

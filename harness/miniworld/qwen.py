@@ -1,0 +1,572 @@
+"""The mini Qwen2.5-VL: a real `Qwen2_5_VLForConditionalGeneration` of ~1 M parameters, trained here on needle frames.
+
+Everything is built offline: a byte-level BPE tokenizer (the 256 bytes plus merges learned on needle prompts, plus
+Qwen's special tokens), Qwen2.5-VL's chat template, Qwen2-VL image/video processors sized for 128x128 frames (patch
+16, so a frame passes unresized), and a small config of the real architecture (3-D rope with mrope sections,
+temporal patches of 2 frames, 2x2 merger).
+
+Training (`train_mini_qwen`) is teacher-forced on the needle train split through the `qwen2.5-vl` backbone's own
+input builder, with the harness's prompt (`Task.prompt`); the target is the option letter. Selections always show
+the evidence (one frame inside every evidence event, the other frames random or evenly spaced), except a share that
+shows none and is trained towards equal odds over the letters, so the model learns to read frames, not priors.
+Two training-only probes (thrown away after) give dense signal: `RegionHead` (colour and shape under every merged
+vision token) and `OptionProbe` (which option line is right, before the last layer); a share of "describe"
+examples asks the model to name the objects it sees. Frames are rendered with the needle renderer and sent through
+a real H.264 round trip (the written videos' codec settings), so the model sees what a decoder returns.
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+                  "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
+                  "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+SYSTEM = "You are a helpful assistant."
+
+# Qwen2.5-VL's conversation format: a default system turn, <|im_start|>role\n ... <|im_end|>\n per message, each
+# image or video as <|vision_start|><|image_pad|/|video_pad|><|vision_end|> (the processor expands the pad).
+CHAT_TEMPLATE = (  # no whitespace control: every newline below is one the model sees
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n" + SYSTEM + "<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' or 'image' in part or 'image_url' in part %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'video' or 'video' in part %}"
+    "{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
+    "<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in part %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+FRAME = 128  # needle frames are 128x128
+PATCH, MERGE = 16, 2  # 128 px = 4 merged units of 32 px: frames pass the processor without resampling
+MIN_PIXELS, MAX_PIXELS = (PATCH * MERGE) ** 2, FRAME * FRAME
+K = 8  # frames per training question
+CRF, GOP = 20, 16  # the needle writer's H.264 settings, for the training round trip
+DESCRIBE = "List the coloured objects that appear in the video, in order."  # the auxiliary training prompt
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Model widths and depths; the defaults are the shipped model, tests use smaller ones."""
+
+    text_hidden: int = 128
+    text_layers: int = 3
+    text_heads: int = 2  # head_dim 64: mrope sections (8, 12, 12) cover its 32 frequencies
+    text_intermediate: int = 384
+    vision_hidden: int = 96
+    vision_depth: int = 2
+    vision_heads: int = 3
+    vision_intermediate: int = 192
+    merges: int = 400
+
+
+# ---------------------------------------------------------------------------------------------------- building
+
+def needle_texts(n_videos: int = 200, seed: int = 0) -> list[str]:
+    """Chat-rendered needle prompts with answers (and describe examples): the corpus the BPE merges are learned on."""
+    from tasks.needle import NeedleTask, make_samples, make_specs
+
+    task = NeedleTask(split="train", videos=n_videos, seed=seed)
+    def chat(prompt, answer):
+        return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n"
+                f"<|im_start|>assistant\n{answer}<|im_end|>\n")
+
+    texts = []
+    for spec in make_specs("train", n_videos, seed):
+        texts += [chat(task.prompt(s), s.answer_letter) for s in make_samples(spec)]
+        texts.append(chat(DESCRIBE, ", ".join(e.name for e in spec.events)))
+    return texts
+
+
+def build_tokenizer(texts: list[str], merges: int = 400):
+    """Byte-level BPE: the 256 byte symbols, up to `merges` merges learned on `texts`, then Qwen's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    # Special-token spellings must not feed the merges: they are single tokens anyway.
+    plain = [t for text in texts for t in _split_special(text)]
+    trainer = trainers.BpeTrainer(vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(plain, trainer)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   model_max_length=32768)
+
+
+def _split_special(text: str) -> list[str]:
+    parts = [text]
+    for sp in SPECIAL_TOKENS:
+        parts = [p for part in parts for p in part.split(sp)]
+    return [p for p in parts if p]
+
+
+def build_processor(tokenizer, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    common = dict(size={"shortest_edge": min_pixels, "longest_edge": max_pixels}, patch_size=PATCH,
+                  temporal_patch_size=2, merge_size=MERGE)
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**common),
+        # no per-video pixel cap: a frame's size must not depend on how many frames were selected
+        video_processor=Qwen2VLVideoProcessor(**common, cap_pixels_per_frame=False),
+        tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def mini_config(tokenizer, sizes: Sizes = Sizes()):
+    from transformers import Qwen2_5_VLConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    half = sizes.text_hidden // sizes.text_heads // 2  # rotary frequencies per head
+    # Qwen's split of its 64 frequencies, (16, 24, 24), scaled: a quarter for time, the rest for height and width
+    mrope = [half // 4, (half - half // 4) // 2, half - half // 4 - (half - half // 4) // 2]
+    return Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=sizes.text_hidden, intermediate_size=sizes.text_intermediate,
+            num_hidden_layers=sizes.text_layers, num_attention_heads=sizes.text_heads,
+            num_key_value_heads=sizes.text_heads, max_position_embeddings=32768,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+            tie_word_embeddings=True),
+        vision_config=dict(
+            depth=sizes.vision_depth, hidden_size=sizes.vision_hidden, intermediate_size=sizes.vision_intermediate,
+            num_heads=sizes.vision_heads, patch_size=PATCH, spatial_merge_size=MERGE, temporal_patch_size=2,
+            tokens_per_second=2, window_size=FRAME, fullatt_block_indexes=[sizes.vision_depth - 1],
+            out_hidden_size=sizes.text_hidden),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=True)
+
+
+def build_mini_qwen(out_dir, seed: int = 0, sizes: Sizes = Sizes(), corpus_videos: int = 200):
+    """Write a randomly initialised mini Qwen2.5-VL + processor to `out_dir`; returns (model, processor)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    processor = build_processor(build_tokenizer(needle_texts(corpus_videos, seed), sizes.merges))
+    with torch.random.fork_rng(devices=[]):  # seed locally: don't disturb the caller's global RNG
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(mini_config(processor.tokenizer, sizes))
+    model.generation_config.do_sample = False
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    save(model, processor, out_dir)
+    return model, processor
+
+
+def save(model, processor, out_dir) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)  # safetensors
+    processor.save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- selections
+
+def inside(times: np.ndarray, intervals) -> np.ndarray:
+    """Which of `times` fall in any [start, end) interval."""
+    times = np.asarray(times, np.float64)
+    hit = np.zeros(times.shape, bool)
+    for a, b in intervals:
+        hit |= (times >= a) & (times < b)
+    return hit
+
+
+def oracle_times(evidence, candidates: np.ndarray, k: int, rng, spread: str = "random") -> np.ndarray:
+    """k candidate times showing every evidence interval once (a random frame inside each) and otherwise no
+    evidence: fillers drawn at random, or evenly spaced (`spread="even"`), from the frames outside the evidence."""
+    candidates = np.asarray(candidates, np.float64)
+    picks = [rng.choice(candidates[inside(candidates, [iv])]) for iv in evidence]
+    outside = candidates[~inside(candidates, evidence)]
+    n = k - len(picks)
+    if spread == "even":
+        fill = outside[np.linspace(0, len(outside) - 1, n + 2)[1:-1].round().astype(int)]  # spaced, ends excluded
+    else:
+        fill = rng.choice(outside, n, replace=False)
+    return np.sort(np.concatenate([picks, fill]))
+
+
+def no_evidence_times(evidence, candidates: np.ndarray, k: int, rng) -> np.ndarray:
+    """k random candidate times, none inside an evidence interval."""
+    candidates = np.asarray(candidates, np.float64)
+    return np.sort(rng.choice(candidates[~inside(candidates, evidence)], k, replace=False))
+
+
+def grid_times(spec) -> np.ndarray:
+    """The harness's 1 fps candidate grid of a needle video, in seconds."""
+    from harness.grid import make_grid
+
+    return np.asarray(make_grid(spec.n_frames, spec.fps, "1fps").timestamps)
+
+
+# ---------------------------------------------------------------------------------------------------- frames
+
+def h264_round_trip(frames: np.ndarray, fps: float = 4, crf: int = CRF, gop: int = GOP) -> np.ndarray:
+    """Encode frames as H.264 (yuv420p, the needle writer's settings) in memory and decode them back."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=int(fps), options={
+            "crf": str(crf), "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"})
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = "yuv420p"
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            vf.pts = i
+            out.mux(stream.encode(vf))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    with av.open(buf) as inp:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(video=0)])
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {len(frames)}")
+    return decoded
+
+
+@dataclass
+class Pool:
+    """Some 1 fps grid frames of one training video, as a decoder would return them."""
+
+    spec: object
+    times: np.ndarray  # seconds, ascending
+    frames: np.ndarray  # (n, H, W, 3) uint8
+
+    def at(self, times) -> np.ndarray:
+        return self.frames[np.searchsorted(self.times, times)]
+
+
+def build_pool(spec, fillers: int, rng) -> Pool:
+    """Every grid frame inside an event, the K uniform ones, and `fillers` random others, rendered and sent
+    through H.264 in time order."""
+    from tasks.needle import render_frame
+
+    grid = grid_times(spec)
+    events = [(e.start, e.end) for e in spec.events]
+    keep = inside(grid, events)
+    keep[np.linspace(0, len(grid) - 1, K).astype(int)] = True
+    keep[rng.choice(len(grid), min(fillers, len(grid)), replace=False)] = True
+    times = grid[keep]
+    return Pool(spec, times, h264_round_trip(np.stack([render_frame(spec, t) for t in times]), spec.fps))
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+def describe_example(pool: Pool, rng) -> tuple[np.ndarray, str]:
+    """Times and answer of an auxiliary example: a random subset of the video's events shown once each, the other
+    frames clear of every event, answered by naming what is shown in time order ("none" for nothing)."""
+    events = [e for e in pool.spec.events if rng.random() < 0.7]
+    picks = [rng.choice(pool.times[inside(pool.times, [(e.start, e.end)])]) for e in events]
+    clear = pool.times[~inside(pool.times, [(e.start, e.end) for e in pool.spec.events])]
+    times = np.sort(np.concatenate([picks, rng.choice(clear, K - len(picks), replace=False)]))
+    shown = [e.name for t in times for e in pool.spec.events if e.visible(t)]
+    return times, ", ".join(shown) or "none"
+
+
+def region_labels(spec, times) -> np.ndarray:
+    """(n, 4, 4, 2) int64: for each frame and each 32x32 region (one merged vision token), the colour and shape of
+    the needle object covering it (1-based indices into COLOURS and SHAPES; 0 where none does)."""
+    from tasks.needle import COLOURS, SHAPES, shape_mask
+
+    unit = PATCH * MERGE
+    out = np.zeros((len(times), FRAME // unit, FRAME // unit, 2), np.int64)
+    for k, t in enumerate(times):
+        for e in spec.events:
+            if not e.visible(t):
+                continue
+            canvas = np.zeros((FRAME + 2 * e.size, FRAME + 2 * e.size), bool)  # margins take objects at the edge
+            top, left, _, _ = e.box(t)
+            canvas[top + e.size:top + 2 * e.size, left + e.size:left + 2 * e.size] = shape_mask(e.shape, e.size)
+            cover = canvas[e.size:-e.size, e.size:-e.size].reshape(FRAME // unit, unit, FRAME // unit, unit).sum((1, 3))
+            out[k][cover >= 48] = (list(COLOURS).index(e.colour) + 1, SHAPES.index(e.shape) + 1)
+    return out
+
+
+class RegionHead:
+    """Training-only probe on the vision tower's output: each merged token must tell, for both frames of its
+    temporal patch, the colour and shape of the needle in its 32x32 region. Dense labels make the vision tower
+    learn fast; the head is thrown away, the model keeps what it learned."""
+
+    def __init__(self, model):
+        import torch
+        from tasks.needle import COLOURS, SHAPES
+
+        self.n_colour, self.n_shape = len(COLOURS) + 1, len(SHAPES) + 1
+        self.linear = torch.nn.Linear(model.config.text_config.hidden_size, 2 * (self.n_colour + self.n_shape))
+        self.linear.to(model.device)
+        self.features = None
+        model.model.visual.register_forward_hook(self._keep)
+
+    def _keep(self, module, args, output):
+        self.features = getattr(output, "pooler_output", output)  # merged tokens, in the processor's patch order
+
+    def loss(self, labels):
+        """labels: (batch, K, 4, 4, 2) from `region_labels`, for the videos of the last forward pass."""
+        import torch
+        import torch.nn.functional as F
+
+        b, k, h, w, _ = labels.shape
+        # merged tokens run (video, temporal patch, row, column); a temporal patch holds frames 2t and 2t+1
+        logits = self.linear(self.features).view(b, k // 2, h, w, 2, self.n_colour + self.n_shape)
+        target = torch.as_tensor(labels, device=logits.device).view(b, k // 2, 2, h, w, 2).permute(0, 1, 3, 4, 2, 5)
+        weight = 1 + 4 * (target > 0).float()  # needle regions are rare: count them more
+        colour = F.cross_entropy(logits[..., :self.n_colour].reshape(-1, self.n_colour),
+                                 target[..., 0].reshape(-1), reduction="none")
+        shape = F.cross_entropy(logits[..., self.n_colour:].reshape(-1, self.n_shape),
+                                target[..., 1].reshape(-1), reduction="none")
+        return ((colour * weight[..., 0].reshape(-1)).sum() + (shape * weight[..., 1].reshape(-1)).sum()) / \
+            (weight.sum() / 2)
+
+
+def _letter_ids(tokenizer, n: int = 4):
+    ids = [tokenizer.convert_tokens_to_ids(chr(ord("A") + i)) for i in range(n)]
+    if any(i is None or i == tokenizer.unk_token_id for i in ids):
+        raise ValueError("option letters must be single tokens")
+    return ids
+
+
+def _batch(processor, examples, real_timing):
+    """examples: (frames, times, prompt, answer). Returns model inputs and each row's answer span (first position,
+    length), the answer's tokens plus the closing <|im_end|>."""
+    import torch
+
+    from backbones.qwen2_5_vl import build_inputs, timing_inputs
+
+    inputs = build_inputs(processor, [e[0] for e in examples], [e[2] for e in examples], [e[3] for e in examples])
+    inputs.update(timing_inputs(processor, [e[1] for e in examples], real_timing))
+    lengths = torch.tensor([len(processor.tokenizer(e[3], add_special_tokens=False)["input_ids"]) + 1
+                            for e in examples])
+    end = inputs["attention_mask"].sum(dim=1)  # right padding: the answer ends the real tokens
+    return inputs, end - lengths, lengths
+
+
+def option_ends(input_ids, newline_id: int, vision_end_id: int, n_options: int = 4):
+    """Positions of the newline closing each option line: the prompt after the video is "question\n", one
+    "X. option\n" per option, then the instruction."""
+    after = (input_ids == vision_end_id).nonzero()[0, 0]
+    lines = (input_ids == newline_id).nonzero()[:, 0]
+    return lines[lines > after][1:1 + n_options]
+
+
+def _loss(model, inputs, start, lengths, soft, letter_ids, probe=None, correct=None):
+    """Mean token cross-entropy of each answer; a `soft` row (no evidence shown) instead asks for equal odds over
+    the letters at the answer's first token, so the question text alone favours no option. With `probe` (and the
+    `correct` option index of rows that show the evidence), also the probe's loss: from the residual stream that
+    enters the last layer, at the end of each option line, tell whether that option is right."""
+    import torch
+    import torch.nn.functional as F
+
+    out = model(**inputs, output_hidden_states=probe is not None)
+    logp = F.log_softmax(out.logits.float(), dim=-1)
+    ids = inputs["input_ids"]
+    losses, first = [], []
+    for i in range(len(start)):
+        a, n = int(start[i]), int(lengths[i])
+        if soft[i]:
+            losses.append(-logp[i, a - 1, letter_ids].mean())
+        else:
+            losses.append(-logp[i, torch.arange(a - 1, a + n - 1), ids[i, a:a + n]].mean())
+        first.append(bool(logp[i, a - 1].argmax() == ids[i, a]))
+    loss = torch.stack(losses).mean()
+    if probe is None:
+        return loss, first, torch.zeros(())
+    rows = [i for i, c in enumerate(correct) if c is not None]
+    if not rows:
+        return loss, first, torch.zeros(())
+    hidden = out.hidden_states[-2]
+    feats = torch.stack([hidden[i, probe.ends(ids[i])] for i in rows])  # (rows, 4, hidden)
+    target = torch.zeros(feats.shape[:2], device=feats.device)
+    target[torch.arange(len(rows)), torch.tensor([correct[i] for i in rows])] = 1
+    return loss, first, F.cross_entropy(probe.linear(feats).squeeze(-1), target.argmax(-1))
+
+
+class OptionProbe:
+    """Training-only probe on the text model: which option line is the right one, read where each line ends,
+    before the last layer. Four labels per question instead of one letter: the model learns to judge every option
+    against the frames, and the last layer only has to copy the judged option's letter. Thrown away after."""
+
+    def __init__(self, model, tokenizer):
+        import torch
+
+        self.linear = torch.nn.Linear(model.config.text_config.hidden_size, 1).to(model.device)
+        self.newline = tokenizer.convert_tokens_to_ids("\u010a")  # byte-level spelling of "\n"
+        self.vision_end = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+
+    def ends(self, input_ids):
+        return option_ends(input_ids, self.newline, self.vision_end)
+
+
+def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int = 16, lr: float = 2e-3,
+                    videos: int = 200, fillers: int = 40, no_evidence: float = 0.15, even: float = 0.4,
+                    describe: float = 0.25, regions: float = 1.0, options: float = 1.0, sizes: Sizes = Sizes(), log_every: int = 50, log=print,
+                    device: str = "cpu", evaluate_every: int = 0, eval_questions=None) -> dict:
+    """Train the mini Qwen2.5-VL from scratch on the needle train split and save it to `out_dir`.
+
+    A fraction `describe` of the examples asks the model to name the needle objects the frames show, in order:
+    many answer tokens per example, so the vision tower learns colours and shapes fast. The others are train
+    questions with K frames: one inside every evidence event plus fillers outside the evidence, random or (a
+    fraction `even`) evenly spaced; the target is the option letter then <|im_end|>. A fraction `no_evidence` of
+    the questions shows no evidence frame and asks for equal odds over the letters, so that nothing about the
+    question text alone decides the answer. Timing is stated both ways the backbone can (real spacing or TSPO's
+    fixed 2 fps), half each. Seeded: the same arguments give the same weights on the same machine.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model, processor = build_mini_qwen(out_dir, seed, sizes, corpus_videos=videos)
+    model.to(torch.device(device))
+    questions = pooled_questions("train", videos, seed, fillers)
+    pools = list({id(q[0]): q[0] for q in questions}.values())
+    t_data = time.perf_counter() - t0
+    log(f"data: {len(pools)} videos, {sum(len(p.times) for p in pools)} frames, {len(questions)} questions, "
+        f"{t_data:.0f} s")
+
+    letter_ids = _letter_ids(processor.tokenizer)
+    head, probe = RegionHead(model), OptionProbe(model, processor.tokenizer)
+    opt = torch.optim.AdamW([*model.parameters(), *head.linear.parameters(), *probe.linear.parameters()], lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    model.train()
+    history, window = [], []
+    for step in range(steps):
+        examples, soft, is_mc, pools_of, correct = [], [], [], [], []
+        for _ in range(batch_size):
+            if rng.random() < describe:
+                pool = pools[rng.integers(len(pools))]
+                times, answer = describe_example(pool, rng)
+                examples.append((pool.at(times), times, DESCRIBE, answer))
+                pools_of.append(pool)
+                soft.append(False), is_mc.append(False), correct.append(None)
+                continue
+            pool, sample, prompt = questions[rng.integers(len(questions))]
+            none = rng.random() < no_evidence
+            if none:
+                times = no_evidence_times(sample.evidence, pool.times, K, rng)
+            else:
+                times = oracle_times(sample.evidence, pool.times, K, rng, "even" if rng.random() < even else "random")
+            examples.append((pool.at(times), times, prompt, sample.answer_letter))
+            pools_of.append(pool)
+            soft.append(none), is_mc.append(not none), correct.append(None if none else sample.answer)
+        inputs, start, lengths = _batch(processor, examples, rng.random(batch_size) < 0.5)
+        loss, first, judged = _loss(model, inputs.to(model.device), start, lengths, soft, letter_ids, probe, correct)
+        aux = head.loss(np.stack([region_labels(pools_of[i].spec, e[1]) for i, e in enumerate(examples)]))
+        loss_total = loss + regions * aux + options * judged
+        opt.zero_grad()
+        loss_total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        window.append((loss.item(), [f for f, m in zip(first, is_mc) if m], aux.item(), judged.item()))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            hits = [h for _, hs, _, _ in window for h in hs]
+            row = {"step": step + 1, "loss": float(np.mean([w[0] for w in window])),
+                   "region_loss": float(np.mean([w[2] for w in window])),
+                   "option_loss": float(np.mean([w[3] for w in window])),
+                   "train_acc": float(np.mean(hits)) if hits else float("nan"), "seconds": time.perf_counter() - t0}
+            history.append(row)
+            log(f"step {row['step']}: loss {row['loss']:.3f}, regions {row['region_loss']:.3f}, "
+                f"options {row['option_loss']:.3f}, "
+                f"oracle acc {row['train_acc']:.3f}, "
+                f"{row['seconds']:.0f} s")
+            window = []
+        if evaluate_every and (step + 1) % evaluate_every == 0 and eval_questions:
+            model.eval()
+            log(f"step {step + 1}: eval {letter_accuracy(model, processor, eval_questions)}")
+            model.train()
+    model.eval()
+    save(model, processor, out_dir)
+    return {"final_loss": history[-1]["loss"], "final_train_acc": history[-1]["train_acc"], "steps": steps,
+            "seconds": time.perf_counter() - t0, "data_seconds": t_data, "history": history,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int = 0) -> dict:
+    """Accuracy of the most likely option letter (teacher forcing, no generation) on (pool, sample, prompt)
+    questions, with an oracle selection and with a no-evidence one; per question type too."""
+    import torch
+
+    letter_ids = _letter_ids(processor.tokenizer)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for kind in ("oracle", "none"):
+        hits = {}
+        for start in range(0, len(questions), batch_size):
+            chunk = questions[start:start + batch_size]
+            items = []
+            for pool, sample, prompt in chunk:
+                times = (oracle_times(sample.evidence, pool.times, K, rng) if kind == "oracle"
+                         else no_evidence_times(sample.evidence, pool.times, K, rng))
+                items.append((pool.at(times), times, prompt, "A"))
+            inputs, start, _ = _batch(processor, items, [True] * len(items))
+            with torch.inference_mode():
+                logits = model(**inputs.to(model.device)).logits
+            pred = logits[torch.arange(len(start)), start.to(model.device) - 1][:, letter_ids].argmax(-1).tolist()
+            for (_, sample, _), p in zip(chunk, pred):
+                hits.setdefault(sample.categories["question_type"], []).append(p == sample.answer)
+        out[kind] = round(float(np.mean([h for v in hits.values() for h in v])), 3)
+        out.update({f"{kind}/{t}": round(float(np.mean(v)), 3) for t, v in sorted(hits.items())})
+    return out
+
+
+def pooled_questions(split: str, n_videos: int, seed: int = 0, fillers: int = 40):
+    """(pool, sample, prompt) for every question of the first `n_videos` videos of a split (rendered frames)."""
+    from tasks.needle import NeedleTask, make_samples, make_specs
+
+    task = NeedleTask(split=split, videos=n_videos, seed=seed)
+    specs = make_specs(split, n_videos, seed)
+    pools = [build_pool(s, fillers, np.random.default_rng([seed, i])) for i, s in enumerate(specs)]
+    return [(p, s, task.prompt(s)) for p, spec in zip(pools, specs) for s in make_samples(spec)]
+
+
+def evaluate_backbone(backbone, task, kinds=("oracle", "none"), k: int = K, seed: int = 0, limit: int | None = None,
+                      decode_backend: str = "pyav") -> dict:
+    """Accuracy of `backbone.generate` on frames decoded from the task's written videos, with oracle selections
+    (one 1 fps grid frame inside every evidence interval, the rest random outside the evidence) and no-evidence
+    selections; overall, per question type, and how many answers the strict extractor could not parse."""
+    from harness.grid import make_grid
+    from harness.video import open_video
+
+    rng = np.random.default_rng(seed)
+    samples = task.samples()[:limit]
+    hits = {kind: {} for kind in kinds}
+    unparsed = {kind: 0 for kind in kinds}
+    for sample in samples:
+        with open_video(sample.video, decode_backend) as reader:
+            grid = make_grid(reader.meta.frame_count, reader.meta.fps, "1fps")
+            times = np.asarray(grid.timestamps)
+            for kind in kinds:
+                chosen = (oracle_times(sample.evidence, times, k, rng) if kind == "oracle"
+                          else no_evidence_times(sample.evidence, times, k, rng))
+                idx = np.asarray(grid.indices)[np.searchsorted(times, chosen)]
+                prediction = task.score(sample, backbone.generate(reader.get_frames(idx.tolist()), chosen,
+                                                                  task.prompt(sample, backbone.prompt_style)))
+                hits[kind].setdefault(sample.categories["question_type"], []).append(prediction.correct)
+                unparsed[kind] += prediction.parse_status != "ok"
+    out = {"questions": len(samples)}
+    for kind in kinds:
+        out[kind] = round(float(np.mean([h for v in hits[kind].values() for h in v])), 3)
+        out.update({f"{kind}/{t}": round(float(np.mean(v)), 3) for t, v in sorted(hits[kind].items())})
+        out[f"{kind}/unparsed"] = unparsed[kind]
+    return out
