@@ -21,13 +21,13 @@ import inspect
 import json
 import math
 import re
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from harness.miniworld import SHIPPED
+from harness.synth import h264_round_trip
 from tasks import needle
 
 FOLDER = SHIPPED["mini-clip"]
@@ -63,17 +63,6 @@ def text_objects(text: str) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- frames
 
-def _round_trip(frames: list[np.ndarray], fps: float, crf: int, tmp: Path) -> np.ndarray:
-    """Encode frames as H.264 (the task's GOP) and decode them back: the artefacts test frames will have."""
-    from harness.synth import write_video
-    from harness.video import open_video
-
-    path = tmp / "clip.mp4"
-    write_video(path, frames, fps, crf=crf, gop=TASK_GOP)
-    with open_video(path, "pyav") as reader:
-        return reader.get_frames(range(len(frames)))
-
-
 def training_frames(specs, seed: int = 0, margin: float = 2.0, haystack_clips: int = 2, clip_seconds: float = 4.0,
                     crf_range=(TASK_CRF - 2, TASK_CRF + 8)) -> tuple[np.ndarray, np.ndarray]:
     """Decoded frames of clips around each event (+- `margin` s) and `haystack_clips` random clips per video.
@@ -83,21 +72,21 @@ def training_frames(specs, seed: int = 0, margin: float = 2.0, haystack_clips: i
     """
     frames, labels = [], []
     index = {o: k for k, o in enumerate(OBJECTS)}
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in specs:
-            rng = np.random.default_rng([seed, spec.index])
-            windows = [(e.start - margin, e.end + margin) for e in spec.events]
-            for start in rng.uniform(0, spec.duration - clip_seconds, haystack_clips):
-                windows.append((start, start + clip_seconds))
-            for a, b in windows:
-                first, stop = math.ceil(max(a, 0) * spec.fps), math.floor(min(b, spec.duration) * spec.fps)
-                times = np.arange(first, stop) / spec.fps
-                crf = int(rng.integers(crf_range[0], crf_range[1] + 1))
-                frames.append(_round_trip([needle.render_frame(spec, t) for t in times], spec.fps, crf, Path(tmp)))
-                for t in times:
-                    row = np.zeros(len(OBJECTS), bool)
-                    row[[index[e.obj] for e in needle.frame_objects(spec, t)]] = True
-                    labels.append(row)
+    for spec in specs:
+        rng = np.random.default_rng([seed, spec.index])
+        windows = [(e.start - margin, e.end + margin) for e in spec.events]
+        for start in rng.uniform(0, spec.duration - clip_seconds, haystack_clips):
+            windows.append((start, start + clip_seconds))
+        for a, b in windows:
+            first, stop = math.ceil(max(a, 0) * spec.fps), math.floor(min(b, spec.duration) * spec.fps)
+            times = np.arange(first, stop) / spec.fps
+            crf = int(rng.integers(crf_range[0], crf_range[1] + 1))
+            frames.append(h264_round_trip([needle.render_frame(spec, t) for t in times], spec.fps, crf=crf,
+                                          gop=TASK_GOP))
+            for t in times:
+                row = np.zeros(len(OBJECTS), bool)
+                row[[index[e.obj] for e in needle.frame_objects(spec, t)]] = True
+                labels.append(row)
     return np.concatenate(frames), np.stack(labels)
 
 

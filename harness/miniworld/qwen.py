@@ -16,13 +16,14 @@ a real H.264 round trip (the written videos' codec settings), so the model sees 
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from harness.synth import h264_round_trip
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
                   "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
@@ -220,29 +221,6 @@ def grid_times(spec) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------- frames
 
-def h264_round_trip(frames: np.ndarray, fps: float = 4, crf: int = CRF, gop: int = GOP) -> np.ndarray:
-    """Encode frames as H.264 (yuv420p, the needle writer's settings) in memory and decode them back."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=int(fps), options={
-            "crf": str(crf), "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"})
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts = i
-            out.mux(stream.encode(vf))
-        out.mux(stream.encode(None))
-    buf.seek(0)
-    with av.open(buf) as inp:
-        decoded = np.stack([f.to_ndarray(format="rgb24") for f in inp.decode(video=0)])
-    if len(decoded) != len(frames):
-        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {len(frames)}")
-    return decoded
-
-
 @dataclass
 class Pool:
     """Some 1 fps grid frames of one training video, as a decoder would return them."""
@@ -266,7 +244,7 @@ def build_pool(spec, fillers: int, rng) -> Pool:
     keep[np.linspace(0, len(grid) - 1, K).astype(int)] = True
     keep[rng.choice(len(grid), min(fillers, len(grid)), replace=False)] = True
     times = grid[keep]
-    return Pool(spec, times, h264_round_trip(np.stack([render_frame(spec, t) for t in times]), spec.fps))
+    return Pool(spec, times, h264_round_trip([render_frame(spec, t) for t in times], spec.fps, crf=CRF, gop=GOP))
 
 
 # ---------------------------------------------------------------------------------------------------- training
