@@ -11,27 +11,13 @@ from harness.errors import HarnessError
 EPILOG = "Bad input (unknown name, missing file, malformed config) exits with code 2 and one line; --debug shows tracebacks."
 
 
-def _add_run(sub) -> None:
-    from harness.config import RunConfig
-    d = RunConfig()
-    p = sub.add_parser(
-        "run", help="evaluate samplers on a task with a backbone (no arguments: the offline default)",
-        description="Run a task with a backbone and one or more samplers. Each sampler gets its own run directory "
-                    "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.",
-        epilog=EPILOG)
+def _add_task_options(p, d) -> None:
+    """Options shared by commands that walk a task's samples: which samples, which grid, where features live."""
     p.add_argument("--config", help="JSON or TOML file of run options (command-line options override it)")
     p.add_argument("--task", help=f"task name (default {d.task}; see `harness list tasks`)")
     p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="task option")
-    p.add_argument("--backbone", help=f"backbone name (default {d.backbone})")
-    p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
-    p.add_argument("--sampler", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help=f"sampler, repeatable (default {', '.join(d.samplers)}), e.g. uniform:variant=linspace-round")
-    p.add_argument("--frames", type=int, help=f"frame budget K (default {d.frames})")
     p.add_argument("--grid", help=f"candidate grid rule: 1fps, int-fps, fps:F, count:N, all (default {d.grid})")
-    p.add_argument("--short-grid", choices=["all", "repeat"],
-                   help=f"when the grid has fewer than K candidates: take all, or repeat to K (default {d.short_grid})")
     p.add_argument("--limit", type=int, help="deterministic category-stratified subset of N samples")
-    p.add_argument("--out", help=f"directory of run directories (default {d.out})")
     p.add_argument("--cache-dir", help=f"feature cache directory (default {d.cache_dir})")
     p.add_argument("--decode-backend", help=f"decord, pyav or torchcodec (default {d.decode_backend})")
     p.add_argument("--device", help=f"torch device (default {d.device})")
@@ -42,28 +28,138 @@ def _add_run(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def cmd_run(args) -> int:
+def _add_sampler_options(p, d, many: bool) -> None:
+    p.add_argument("--sampler", action="append" if many else "store", metavar="NAME[:KEY=VALUE,...]",
+                   help=(f"sampler, repeatable (default {', '.join(d.samplers)}), e.g. uniform:variant=linspace-round"
+                         if many else "sampler, e.g. aks:mode=fixed (see `harness list samplers`)"))
+    p.add_argument("--frames", type=int, help=f"frame budget K (default {d.frames})")
+    p.add_argument("--short-grid", choices=["all", "repeat"],
+                   help=f"when the grid has fewer than K candidates: take all, or repeat to K (default {d.short_grid})")
+
+
+def _add_run(sub) -> None:
+    from harness.config import RunConfig
+    d = RunConfig()
+    p = sub.add_parser(
+        "run", help="evaluate samplers on a task with a backbone (no arguments: the offline default)",
+        description="Run a task with a backbone and one or more samplers. Each sampler gets its own run directory "
+                    "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.",
+        epilog=EPILOG)
+    _add_task_options(p, d)
+    _add_sampler_options(p, d, many=True)
+    p.add_argument("--backbone", help=f"backbone name (default {d.backbone})")
+    p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
+    p.add_argument("--out", help=f"directory of run directories (default {d.out})")
+
+
+def _add_select(sub) -> None:
+    from harness.config import RunConfig
+    d = RunConfig()
+    p = sub.add_parser(
+        "select", help="write one sampler's frame selections for a task to a file (no backbone)", epilog=EPILOG,
+        description="One record per question: question (sample) id, video, grid rule, grid positions, native frame "
+                    "indices, timestamps in seconds, sampler and config hash; records of questions that failed "
+                    "carry `selection: null` and the error. The harness format replays with "
+                    "`--sampler replay:file=FILE`; tspo-json is TSPO's jsons_idx format (the annotation list plus "
+                    "`frame_idx`).")
+    _add_task_options(p, d)
+    _add_sampler_options(p, d, many=False)
+    p.add_argument("--out", dest="out_file", required=True, help="output file")
+    p.add_argument("--format", default="harness", choices=["harness", "tspo-json"])
+    p.add_argument("--annotations", help="tspo-json: the TSPO-format annotation file whose records it copies "
+                                         "(default: the task's own annotations= file)")
+
+
+def _add_features(sub) -> None:
+    from harness.config import RunConfig
+    d = RunConfig()
+    p = sub.add_parser(
+        "features", help="precompute a task's frame features and scores into the feature store", epilog=EPILOG,
+        description="One decode pass per video computes the image features of its candidate grid under every "
+                    "--encoder (CLIP, open_clip) or, for a BLIP encoder, the image-text matching score of every "
+                    "question. What is cached is skipped: rerun after an interruption to resume. Exit code 3 when "
+                    "some videos failed.")
+    _add_task_options(p, d)
+    p.add_argument("--encoder", action="append", required=True, metavar="ENCODER",
+                   help="hub id, folder, shipped name (mini-clip) or open_clip:NAME:PRETRAINED; repeatable")
+    p.add_argument("--query", default="question", choices=["question", "question+options"],
+                   help="text scored against the frames (default question)")
+
+
+def _config(args):
+    """RunConfig from --config plus the command line (only options this command has)."""
     from harness.config import RunConfig, parse_assignments
-    from harness.runner import Run
     cfg = RunConfig.from_file(args.config) if args.config else RunConfig()
     for f in fields(RunConfig):
         if f.name in ("task_args", "backbone_args"):
-            extra = parse_assignments(getattr(args, f.name[:-1]), f"--{f.name[:-1].replace('_', '-')}")
-            setattr(cfg, f.name, {**getattr(cfg, f.name), **extra})
+            if hasattr(args, f.name[:-1]):
+                extra = parse_assignments(getattr(args, f.name[:-1]), f"--{f.name[:-1].replace('_', '-')}")
+                setattr(cfg, f.name, {**getattr(cfg, f.name), **extra})
             continue
-        value = args.sampler if f.name == "samplers" else getattr(args, f.name, None)
+        value = getattr(args, "sampler", None) if f.name == "samplers" else getattr(args, f.name, None)
+        if f.name == "samplers" and isinstance(value, str):
+            value = [value]
         if value is not None:
             setattr(cfg, f.name, value)
     if args.video_root:
         cfg.task_args = {**cfg.task_args, "video_root": args.video_root}
     if args.skip_missing:
         cfg.task_args = {**cfg.task_args, "skip_missing": True}
-    run_dirs = Run(cfg, debug=args.debug, progress=not args.no_progress and sys.stderr.isatty()).execute()
+    return cfg
+
+
+def _progress(args) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def cmd_run(args) -> int:
+    from harness.runner import Run
+    run_dirs = Run(_config(args), debug=args.debug, progress=_progress(args)).execute()
     from harness.report import collect, render
     print(render(collect(run_dirs, by="category"), "rich"), end="")
     for d in run_dirs:
         print(f"run directory: {d}")
     return 0
+
+
+def cmd_select(args) -> int:
+    from harness.runner import Selector
+    from harness.selections import rows_to_tspo, write_records
+    cfg = _config(args)
+    if len(cfg.samplers) != 1:
+        raise HarnessError(f"harness select takes exactly one sampler, got {len(cfg.samplers)}")
+    selector = Selector(cfg, debug=args.debug, progress=_progress(args))
+    samples = selector.samples()
+    records = list(selector.records(samples))
+    failed = [r for r in records if r.get("selection", True) is None]
+    if args.format == "tspo-json":
+        annotations = args.annotations or getattr(selector.task, "annotations", None)
+        if not annotations:
+            raise HarnessError("--format tspo-json needs --annotations (a TSPO-format annotation file)")
+        print(rows_to_tspo(records, annotations, args.out_file, samples).summary())
+    else:
+        sampler = selector.samplers[0]
+        header = {"task": {"name": selector.task.name, "config": selector.task.config()}, "frames": cfg.frames,
+                  "grid": selector.grid_rule, "short_grid": cfg.short_grid,
+                  "sampler": {"name": sampler.name, "config": sampler.config(), "config_hash": sampler.config_hash}}
+        print(f"wrote {write_records(records, args.out_file, header)} selections to {args.out_file}")
+    for r in failed[:5]:
+        print(f"harness: {r['sample_id']}: {r['error']}", file=sys.stderr)
+    if failed:
+        print(f"harness: {len(failed)} of {len(records)} questions have no selection", file=sys.stderr)
+    return 3 if failed else 0
+
+
+def cmd_features(args) -> int:
+    from harness.runner import Selector, compute_features
+    cfg = _config(args)
+    cfg.samplers = []
+    counts, failed = compute_features(Selector(cfg, debug=args.debug, progress=_progress(args)), args.encoder,
+                                      args.query)
+    print("features: " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "features: nothing to do")
+    for line in failed:
+        print(f"harness: {line}", file=sys.stderr)
+    return 3 if failed else 0
 
 
 def cmd_list(args) -> int:
@@ -135,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
+    _add_select(sub)
+    _add_features(sub)
     p = sub.add_parser("list", help="list registered tasks, backbones and samplers", epilog=EPILOG)
     p.add_argument("kind", nargs="?", choices=["tasks", "backbones", "samplers"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -175,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
+COMMANDS = {"run": cmd_run, "select": cmd_select, "features": cmd_features, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
             "selections": cmd_selections}
 
 

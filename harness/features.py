@@ -1,23 +1,31 @@
-"""CLIP image/text features, query scores, and an on-disk per-video feature cache.
+"""The feature store: per-video image features and per-question scores, decoded once and cached on disk.
 
-Features are float32 and L2-normalised, so a dot product is a cosine similarity. The cache is keyed by everything
-that could change the numbers (video file identity, frame grid, encoder weights, preprocessing, dtype, code
-version), so a stale entry is never read: a changed input simply gives a different key.
+    image features   (n, d) float32 projected (not normalised) features of a video's candidate frames, per (video, grid, encoder, dtype):
+                     query-independent, shared by every question, sampler and run on that video
+    text features    (d,) per (text, encoder)
+    ITM scores       (n,) per (video, grid, BLIP scorer, question text): BLIP's matching head reads the question
+
+`FeatureStore.ensure` computes whatever is missing for one video in a single decode pass, chunk by chunk (an hour
+of frames never sits in memory), feeding every chunk to every encoder that still needs it, and counts what it
+decoded: a second sampler or run on the same videos decodes nothing. Keys cover everything that could change the
+numbers (video file identity, grid rule, encoder weights and revision, preprocessing, dtype, code version), so a
+stale entry is never read: a changed input simply gives a different key.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, VideoError
+from harness.errors import VideoError
 from harness.fileio import atomic_write
+from harness.hashing import canonical_json
 
-DTYPES = ("float32", "bfloat16", "float16")
+FEATURES_VERSION = "2"  # bump when the way features are computed changes (2: raw projections, 1 was unit vectors)
 
 
 def _one_line(text) -> str:
@@ -26,123 +34,7 @@ def _one_line(text) -> str:
 
 def _digest(obj) -> str:
     """sha256 of a canonical JSON form: the same parts always give the same hex, whatever the dict order."""
-    canon = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canon.encode("utf-8")).hexdigest()
-
-
-def _looks_like_path(model: str) -> bool:
-    # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local folder.
-    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
-
-
-class ClipEncoder:
-    """A Hugging Face `CLIPModel` + `CLIPProcessor`, from a local folder or a hub id, in inference mode."""
-
-    def __init__(self, model: str, device: str = "cpu", dtype: str = "float32", revision: str | None = None):
-        from harness.miniworld import resolve_model
-        model = resolve_model(model)  # a shipped name such as "mini-clip" means its folder
-        import torch  # heavy imports stay out of `import harness.features` (the cache needs neither)
-        from transformers import CLIPModel, CLIPProcessor
-
-        if dtype not in DTYPES:
-            raise HarnessError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
-        model = str(model)
-        local = Path(model).expanduser()
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise HarnessError(f"invalid device {device!r}: {_one_line(e)}") from None
-        if local.exists():
-            source, revision = str(local), None
-            self.encoder_id = f"{local.resolve()}@{_folder_fingerprint(local)}"
-        elif _looks_like_path(model):
-            raise HarnessError(f"cannot load CLIP model {model!r}: no such folder")
-        else:
-            # Resolve the revision once so weights and processor come from one commit, and the commit names the cache.
-            source, revision = model, _resolve_revision(model, revision)
-            commit = getattr(revision, "resolved", None) or revision or "main"
-            self.encoder_id = f"{model}@{commit}"
-        self.dtype = dtype
-        try:
-            self.model = CLIPModel.from_pretrained(source, revision=revision, dtype=getattr(torch, dtype))
-            self.processor = CLIPProcessor.from_pretrained(source, revision=revision)
-        except Exception as e:  # transformers raises OSError, ValueError, EnvironmentError... all mean "can't load"
-            raise HarnessError(f"cannot load CLIP model {model!r}: {_one_line(e)}") from None
-        self.model.to(self.device).eval()
-        self.max_text_length = self.model.config.text_config.max_position_embeddings  # 77 for every CLIP
-
-    @property
-    def dim(self) -> int:
-        return self.model.config.projection_dim
-
-    @property
-    def preprocess_id(self) -> str:
-        """A short digest of the image preprocessing settings, for cache keys."""
-        return _digest(self.processor.image_processor.to_dict())[:16]
-
-    def image_features(self, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(n, H, W, 3) uint8 RGB frames -> (n, d) float32 unit vectors."""
-        import torch
-
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"frames must be (n, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(frames), max(1, batch_size)):
-                # A channels-first tensor batch: the torchvision backend processes it in one go.
-                batch = torch.from_numpy(frames[start:start + batch_size]).permute(0, 3, 1, 2)
-                pixels = self.processor.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
-                out.append(_normalised(feats))
-        return np.concatenate(out)
-
-    def text_features(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        """Texts -> (m, d) float32 unit vectors; longer texts are truncated to CLIP's 77 tokens."""
-        import torch
-
-        if isinstance(texts, str):
-            raise TypeError("text_features takes a list of strings, not one string")
-        texts = list(texts)
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(texts), max(1, batch_size)):
-                tokens = self.processor.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                                  max_length=self.max_text_length, return_tensors="pt")
-                feats = self.model.get_text_features(
-                    input_ids=tokens["input_ids"].to(self.device),
-                    attention_mask=tokens["attention_mask"].to(self.device))
-                out.append(_normalised(feats))
-        return np.concatenate(out)
-
-
-def _normalised(feats) -> np.ndarray:
-    import torch.nn.functional as F
-
-    # transformers 5 returns a model output whose `pooler_output` is the projected embedding; 4.x a plain tensor.
-    feats = getattr(feats, "pooler_output", feats)
-    # Normalise in float32 even for a half-precision model, so unit norm holds to float32 accuracy.
-    return F.normalize(feats.float(), dim=-1).cpu().numpy()
-
-
-def _resolve_revision(model: str, revision: str | None):
-    """The commit a hub revision points to (from the local cache when offline); unresolved on any failure, in which
-    case `from_pretrained` reports the real problem."""
-    import huggingface_hub
-
-    try:
-        return huggingface_hub.resolve_revision(
-            model, revision=revision, local_files_only=huggingface_hub.is_offline_mode())
-    except Exception:
-        return revision
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """Name, size and mtime of the folder's files: retraining into the same folder changes the encoder id, without
-    hashing gigabytes of weights."""
-    files = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.is_file())
-    return _digest([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])[:16]
-
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
 
 def cosine_scores(image_feats: np.ndarray, text_feat: np.ndarray) -> np.ndarray:
     """Cosine similarity of each of n image features with one text feature: (n, d), (d,) or (1, d) -> (n,)."""
@@ -176,10 +68,10 @@ class FeatureCache:
     def __init__(self, root):
         self.root = Path(root)
 
-    def key(self, *, video: str, video_size: int, video_mtime_ns: int, grid_rule: str, encoder_id: str,
-            preprocess: str, dtype: str, version: str) -> str:
-        return _digest(dict(video=video, video_size=video_size, video_mtime_ns=video_mtime_ns, grid_rule=grid_rule,
-                            encoder_id=encoder_id, preprocess=preprocess, dtype=dtype, version=version))
+    @staticmethod
+    def key(**parts) -> str:
+        """A digest of named parts (order-independent)."""
+        return _digest(parts)
 
     def path(self, key: str) -> Path:
         # Two-level fan-out keeps directories small on big benchmarks.
@@ -188,7 +80,10 @@ class FeatureCache:
     def manifest_path(self, key: str) -> Path:
         return self.path(key).with_suffix(".json")
 
-    def load(self, key: str) -> np.ndarray | None:
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def load(self, key: str, name: str = ARRAY) -> np.ndarray | None:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
@@ -197,21 +92,121 @@ class FeatureCache:
             return None
         try:
             tensors = load_file(path)
-            problem = None if self.ARRAY in tensors else f"no {self.ARRAY!r} array"
+            problem = None if name in tensors else f"no {name!r} array"
         except (SafetensorError, OSError, ValueError) as e:
             problem = _one_line(e)
         if problem:
             warnings.warn(f"ignoring corrupt feature cache file {path}: {problem}", stacklevel=2)
             return None
-        return tensors[self.ARRAY]
+        return tensors[name]
 
-    def save(self, key: str, array: np.ndarray, manifest: dict) -> None:
+    def save(self, key: str, array: np.ndarray, manifest: dict, extra: dict | None = None) -> None:
+        """Store `array` (and named `extra` arrays, e.g. the grid's frame indices) with a JSON manifest."""
         from safetensors.numpy import save
 
         array = np.ascontiguousarray(array)
+        arrays = {self.ARRAY: array, **{k: np.ascontiguousarray(v) for k, v in (extra or {}).items()}}
         manifest = dict(manifest, key=key, shape=list(array.shape), dtype=str(array.dtype))
         # Manifest first: whenever the array exists, its manifest does too.
         atomic_write(self.manifest_path(key),
                       (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
-        atomic_write(self.path(key), save({self.ARRAY: array}, metadata={"key": key}))
+        atomic_write(self.path(key), save(arrays, metadata={"key": key}))
 
+
+
+class FeatureStore:
+    """Image features, text features and ITM scores from the cache, computing what is missing (see the module
+    docstring). `stats` counts videos and frames decoded and cache hits/misses, for the run's records."""
+
+    def __init__(self, root, device: str = "cpu", dtype: str = "float32", chunk_size: int = 64):
+        self.cache = FeatureCache(Path(root))
+        self.device, self.dtype, self.chunk_size = device, dtype, chunk_size
+        self._encoders: dict = {}
+        self.stats: Counter = Counter()
+
+    def encoder(self, spec: str):
+        """The scorer a spec names (harness.encoders.load_encoder), loaded once per store."""
+        if spec not in self._encoders:
+            from harness.encoders import load_encoder
+            self._encoders[spec] = load_encoder(spec, self.device, self.dtype)
+        return self._encoders[spec]
+
+    # -- keys ----------------------------------------------------------------------------------------------------
+    def _video_parts(self, encoder, video: str, grid) -> dict:
+        return dict(**video_identity(video), grid_rule=grid.rule, n=len(grid), encoder_id=encoder.encoder_id,
+                    preprocess=encoder.preprocess_id, dtype=self.dtype, version=FEATURES_VERSION)
+
+    def image_key(self, encoder, video: str, grid) -> str:
+        return self.cache.key(kind="image", **self._video_parts(encoder, video, grid))
+
+    def itm_key(self, scorer, video: str, grid, text: str) -> str:
+        return self.cache.key(kind="itm", text=text, **self._video_parts(scorer, video, grid))
+
+    def text_key(self, encoder, text: str) -> str:
+        return self.cache.key(kind="text", text=text, encoder_id=encoder.encoder_id, dtype=self.dtype,
+                              version=FEATURES_VERSION)
+
+    # -- reading (computing what is missing) ----------------------------------------------------------------------
+    def image_features(self, encoder, video: str, grid, reader) -> np.ndarray:
+        self.ensure(video, grid, reader, image=[encoder])
+        return self.cache.load(self.image_key(encoder, video, grid))
+
+    def itm_scores(self, scorer, video: str, grid, reader, text: str) -> np.ndarray:
+        self.ensure(video, grid, reader, itm=[(scorer, text)])
+        return self.cache.load(self.itm_key(scorer, video, grid, text)).astype(np.float64)
+
+    def text_feature(self, encoder, text: str) -> np.ndarray:
+        key = self.text_key(encoder, text)
+        cached = self.cache.load(key)
+        if cached is not None:
+            self.stats["text_cached"] += 1
+            return cached
+        feature = encoder.text_features([text])[0]
+        self.cache.save(key, feature, {"kind": "text", "text": text, "encoder": encoder.encoder_id,
+                                       "dtype": self.dtype})
+        self.stats["text_computed"] += 1
+        return feature
+
+    def ensure(self, video: str, grid, reader, image=(), itm=()) -> None:
+        """Compute and store the missing image features (`image`: encoders) and ITM scores (`itm`: (scorer, text)
+        pairs) of one video, in one decode pass over its candidate grid."""
+        image = [e for e in dict.fromkeys(image) if not self._cached("image", self.image_key(e, video, grid))]
+        itm = [(s, t) for s, t in dict.fromkeys(itm) if not self._cached("itm", self.itm_key(s, video, grid, t))]
+        if not image and not itm:
+            return
+        from harness.video import iter_frames
+
+        features = {e: [] for e in image}
+        scorers = {}
+        for scorer, text in itm:
+            scorers.setdefault(scorer, []).append(text)
+        scores = {s: [] for s in scorers}
+        for _, frames in iter_frames(reader, grid.indices, self.chunk_size):
+            self.stats["frames_decoded"] += len(frames)
+            for encoder in image:
+                features[encoder].append(encoder.image_features(frames))
+            for scorer, texts in scorers.items():
+                scores[scorer].append(scorer.scores(scorer.vision(frames), texts))
+        self.stats["videos_decoded"] += 1
+        where = dict(frame_indices=np.asarray(grid.indices, np.int64),
+                     timestamps=np.asarray(grid.timestamps, np.float64))
+        for encoder, parts in features.items():
+            array = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
+            self.cache.save(self.image_key(encoder, video, grid), array, self._manifest("image", encoder, video, grid),
+                            where)
+            self.stats["image_computed"] += 1
+        for scorer, texts in scorers.items():
+            matrix = np.concatenate(scores[scorer], axis=1) if scores[scorer] else np.zeros((len(texts), 0))
+            for text, row in zip(texts, matrix):
+                self.cache.save(self.itm_key(scorer, video, grid, text), row,
+                                dict(self._manifest("itm", scorer, video, grid), text=text), where)
+                self.stats["itm_computed"] += 1
+
+    def _cached(self, kind: str, key: str) -> bool:
+        hit = self.cache.load(key) is not None  # a corrupt entry counts as missing and is recomputed
+        self.stats[f"{kind}_cached"] += hit
+        return hit
+
+    def _manifest(self, kind: str, encoder, video: str, grid) -> dict:
+        return {"kind": kind, "video": video, "grid": grid.rule, "n": len(grid), "encoder": encoder.encoder_id,
+                "preprocess": encoder.preprocess_id, "dtype": self.dtype, "version": FEATURES_VERSION}

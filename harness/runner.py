@@ -14,9 +14,9 @@ from harness.config import RunConfig, git_commit, package_versions, parse_spec
 from harness.errors import HarnessError
 from harness.grid import make_grid, parse_grid_rule
 from harness.hashing import short_hash
-from harness.inputs import InputProvider
+from harness.inputs import InputProvider, wants
 from harness.progress import progress_bar
-from harness.records import Sample
+from harness.records import CandidateGrid, Sample
 from harness.registry import BACKBONES, SAMPLERS, TASKS
 from harness.scoring import error_prediction, evidence_recall
 from harness.store import RunStore
@@ -52,8 +52,18 @@ def decode_selection(reader: VideoReader, frame_indices) -> np.ndarray:
     return reader.get_frames(unique.tolist())[inverse]
 
 
-class Run:
-    """One `harness run` command: one task and backbone, one run store per sampler."""
+def by_video(samples: list[Sample]) -> list[tuple[str, list[Sample]]]:
+    """Samples grouped by video, videos in order of first appearance: each video is opened (and its features
+    computed) once for all its questions."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.video, []).append(s)
+    return list(groups.items())
+
+
+class Selector:
+    """Task samples -> candidate grid -> sampler selections, with inputs from the feature store. `harness select`
+    is this alone; `harness run` adds a backbone and run stores."""
 
     def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True):
         self.cfg, self.debug, self.progress = cfg, debug, progress
@@ -63,17 +73,115 @@ class Run:
             raise HarnessError(f"unknown --short-grid {cfg.short_grid!r} (known: {', '.join(SHORT_GRID_RULES)})")
         self.grid_rule = parse_grid_rule(cfg.grid)
         check_backend(cfg.decode_backend)
-        if not cfg.samplers:
-            raise HarnessError("at least one --sampler is needed")
         self.task = TASKS.create(cfg.task, **cfg.task_args)
         self.samplers = [SAMPLERS.create(name, **args) for name, args in map(parse_spec, cfg.samplers)]
         for sampler in self.samplers:  # e.g. replay: stored native frame numbers are positions only on `all`
             needed = getattr(sampler, "grid", None)
             if needed and parse_grid_rule(needed) != self.grid_rule:
                 raise HarnessError(f"sampler {sampler.name!r} needs --grid {needed} (this run has {self.grid_rule})")
+        self.inputs = InputProvider(Path(cfg.cache_dir), cfg.device, cfg.dtype)
+
+    def samples(self) -> list[Sample]:
+        """The (limited) samples; benchmarks check only the chosen subset's videos, before anything runs."""
+        if hasattr(self.task, "check_videos"):
+            samples = self.task.check_videos(
+                stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
+        else:
+            samples = stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
+        if not samples:
+            raise HarnessError(f"task {self.task.name!r} has no samples")
+        for sampler in self.samplers:  # replay: samples without a stored selection get error rows; say so now
+            if hasattr(sampler, "join"):
+                report = sampler.join(samples)
+                if report.unmatched_samples:
+                    print(f"harness: sampler {sampler.name}: {report.summary()}", file=sys.stderr)
+        return samples
+
+    def open(self, video: str) -> tuple[VideoReader, CandidateGrid]:
+        reader = open_video(video, self.cfg.decode_backend)
+        return reader, make_grid(reader.meta.frame_count, reader.meta.fps, self.grid_rule)
+
+    def select(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader):
+        inputs = self.inputs.inputs(sampler, self.task, sample, grid, reader)
+        return select(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
+
+    def describe(self, e: Exception) -> str:
+        if self.debug:
+            traceback.print_exc()
+        return str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
+
+    def records(self, samples: list[Sample]):
+        """One canonical selection record per (sample, sampler), video by video; an unusable video or a failing
+        sampler gives a record with `selection: null` and the error, and the rest goes on."""
+        with progress_bar(self.progress, "select", len(samples)) as advance:
+            for video, group in by_video(samples):
+                try:
+                    reader, grid = self.open(video)
+                except Exception as e:
+                    for sample in group:
+                        for sampler in self.samplers:
+                            yield selection_record(sample, sampler, grid=None, selection=None,
+                                                   error=self.describe(e))
+                        advance()
+                    continue
+                with reader:
+                    try:
+                        self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
+                        prepared = None
+                    except Exception as e:
+                        prepared = self.describe(e)
+                    for sample in group:
+                        for sampler in self.samplers:
+                            try:
+                                if prepared:
+                                    raise HarnessError(prepared)
+                                yield selection_record(sample, sampler, grid, self.select(sampler, sample, grid,
+                                                                                          reader))
+                            except Exception as e:
+                                yield selection_record(sample, sampler, grid, None, self.describe(e))
+                        advance()
+
+
+def compute_features(selector: Selector, encoders: list[str], query: str = "question") -> tuple[dict, list[str]]:
+    """`harness features`: fill the feature store for a task's videos (image features, text features of the
+    queries, BLIP scores per question), one decode pass per video; what is cached is skipped, so an interrupted
+    command resumes. Returns the store's counts and one line per video that failed."""
+    for spec in encoders:
+        selector.inputs.store.encoder(spec)  # a bad encoder name fails here, before any video is touched
+    samples, failed = selector.samples(), []
+    groups = by_video(samples)
+    with progress_bar(selector.progress, "features", len(groups)) as advance:
+        for video, group in groups:
+            try:
+                reader, grid = selector.open(video)
+                with reader:
+                    selector.inputs.prepare([(e, query) for e in encoders], selector.task, group, grid, reader)
+            except Exception as e:
+                failed.append(f"{video}: {selector.describe(e)}")
+            advance()
+    return dict(sorted(selector.inputs.stats.items())), failed
+
+
+def selection_record(sample: Sample, sampler, grid, selection, error: str | None = None) -> dict:
+    """What `harness select` writes per question: the question (sample) id, grid, positions, native frame indices,
+    timestamps, sampler and config hash; `selection: null` and the error when there is none."""
+    base = {"sample_id": sample.id, "video": sample.video, "grid": None if grid is None else grid.rule,
+            "sampler": sampler.name, "config_hash": sampler.config_hash}
+    if selection is None:
+        return {**base, "selection": None, "error": error}
+    return {**base, "positions": list(selection.positions), "frame_indices": list(selection.frame_indices),
+            "timestamps": list(selection.timestamps)}
+
+
+class Run(Selector):
+    """One `harness run` command: one task and backbone, one run store per sampler."""
+
+    def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True):
+        if not cfg.samplers:
+            raise HarnessError("at least one --sampler is needed")
+        super().__init__(cfg, debug, progress)
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args
         self.backbone = BACKBONES.create(cfg.backbone, device=cfg.device, dtype=cfg.dtype, **cfg.backbone_args)
-        self.inputs = InputProvider(Path(cfg.cache_dir), cfg.device, cfg.dtype)
 
     def identity(self, sampler) -> dict:
         """What decides the results, and so the run directory. The decode backend and device do not."""
@@ -85,22 +193,8 @@ class Run:
             "limit": self.cfg.limit, "dtype": self.cfg.dtype,
         }
 
-    def _samples(self) -> list[Sample]:
-        """The (limited) samples; benchmarks check only the chosen subset's videos, before anything runs."""
-        if hasattr(self.task, "check_videos"):
-            return self.task.check_videos(
-                stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
-        return stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
-
     def execute(self) -> list[Path]:
-        samples = self._samples()
-        if not samples:
-            raise HarnessError(f"task {self.task.name!r} has no samples")
-        for sampler in self.samplers:  # replay: samples without a stored selection get error rows; say so now
-            if hasattr(sampler, "join"):
-                report = sampler.join(samples)
-                if report.unmatched_samples:
-                    print(f"harness: sampler {sampler.name}: {report.summary()}", file=sys.stderr)
+        samples = self.samples()
         prompts = {s.id: self.task.prompt(s, self.backbone.prompt_style) for s in samples}
         prompt_hash = short_hash([prompts[s.id] for s in samples], 16)
         base = {"run": self.cfg.to_json(), "grid": self.grid_rule, "prompt_style": self.backbone.prompt_style,
@@ -110,10 +204,11 @@ class Run:
         try:
             todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
             with progress_bar(self.progress, "run", len(todo)) as advance:
-                for sample in todo:
-                    self._run_sample(sample, prompts[sample.id], stores)
-                    advance()
+                for video, group in by_video(todo):
+                    self._run_video(group, prompts, stores, advance)
+            features = dict(sorted(self.inputs.stats.items()))
             for store in stores:
+                store.event("features", **features)
                 store.write_metrics({"task": self.task.name, "scorer": getattr(self.task, "parser", "strict"),
                                      "metrics": self.task.metrics(store.rows())})
         finally:
@@ -121,28 +216,41 @@ class Run:
                 store.close()
         return [st.dir for st in stores]
 
-    def _run_sample(self, sample: Sample, prompt: str, stores: list[RunStore]) -> None:
-        pending = [(sp, st) for sp, st in zip(self.samplers, stores) if not st.is_done(sample.id)]
+    def _run_video(self, group: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
+        pending = {s.id: [(sp, st) for sp, st in zip(self.samplers, stores) if not st.is_done(s.id)] for s in group}
         try:
             t0 = time.perf_counter()
-            reader = open_video(sample.video, self.cfg.decode_backend)
-            grid = make_grid(reader.meta.frame_count, reader.meta.fps, self.grid_rule)
+            reader, grid = self.open(group[0].video)
             opened = time.perf_counter() - t0
         except Exception as e:  # the video is unusable: one error row per sampler, the run goes on
-            for _, store in pending:
-                store.append(self._row(sample, prompt, None, error_prediction(self._describe(e))))
+            for sample in group:
+                for _, store in pending[sample.id]:
+                    store.append(self._row(sample, prompts[sample.id], None, error_prediction(self.describe(e))))
+                advance()
             return
         with reader:
-            for sampler, store in pending:
-                store.append(self._answer(sample, prompt, reader, grid, sampler, opened))
+            t0 = time.perf_counter()
+            try:  # features for every question of this video, in one decode pass
+                self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
+                failed = None
+            except Exception as e:
+                failed = self.describe(e)
+            prepared = time.perf_counter() - t0
+            for sample in group:
+                for sampler, store in pending[sample.id]:
+                    if failed:
+                        store.append(self._row(sample, prompts[sample.id], None, error_prediction(failed)))
+                        continue
+                    store.append(self._answer(sample, prompts[sample.id], reader, grid, sampler,
+                                              {"open": opened, "features": prepared}))
+                advance()
 
-    def _answer(self, sample, prompt, reader, grid, sampler, opened: float) -> dict:
+    def _answer(self, sample, prompt, reader, grid, sampler, timings: dict) -> dict:
         selection, parsers = None, None
         try:
-            timings = {"open": opened}
+            timings = dict(timings)
             t = time.perf_counter()
-            inputs = self.inputs.inputs(sampler, self.task, sample, grid, reader)
-            selection = select(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
+            selection = self.select(sampler, sample, grid, reader)
             timings["select"] = time.perf_counter() - t
             t = time.perf_counter()
             frames = decode_selection(reader, selection.frame_indices)
@@ -155,16 +263,11 @@ class Run:
             if hasattr(self.task, "parse_all"):  # every parser's letter, so tables can switch protocol
                 parsers = self.task.parse_all(sample, text)
         except Exception as e:
-            prediction = error_prediction(self._describe(e))
+            prediction = error_prediction(self.describe(e))
         row = self._row(sample, prompt, selection, prediction)
         if parsers is not None:
             row["parsers"] = parsers
         return row
-
-    def _describe(self, e: Exception) -> str:
-        if self.debug:
-            traceback.print_exc()
-        return str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
 
     @staticmethod
     def _row(sample: Sample, prompt: str, selection, prediction) -> dict:

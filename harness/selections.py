@@ -294,19 +294,26 @@ def write_harness(rows: Iterable[Mapping], out_file, header: Mapping | None = No
     """
     lines = [json.dumps({"format": HEADER_FORMAT, "version": HEADER_VERSION, **(header or {})}, sort_keys=True)]
     for row in rows:
-        if "frame_indices" in row:
-            sel = {"frame_indices": row["frame_indices"], "timestamps": row.get("timestamps")}
-        elif row.get("selection"):
-            sel = {"frame_indices": row["selection"]["frame_indices"],
-                   "timestamps": row["selection"].get("timestamps")}
-        else:
+        frames = row_frames(row)
+        if frames is None:
             continue
-        out = {"sample_id": str(row["sample_id"]), "frame_indices": [int(i) for i in sel["frame_indices"]]}
-        if sel["timestamps"] is not None:
+        sel = row if "frame_indices" in row else row["selection"]
+        out = {"sample_id": str(row["sample_id"]), "frame_indices": [int(i) for i in frames]}
+        if sel.get("timestamps") is not None:
             out["timestamps"] = [float(t) for t in sel["timestamps"]]
         lines.append(json.dumps(out, ensure_ascii=False))
     atomic_write(out_file, "\n".join(lines) + "\n")
     return len(lines) - 1
+
+
+def write_records(records: Iterable[Mapping], out_file, header: Mapping) -> int:
+    """Write `harness select` records whole (error records included: the replay reader counts them as missing)
+    after a header line. Returns the number of records with a selection."""
+    records = list(records)
+    lines = [json.dumps({"format": HEADER_FORMAT, "version": HEADER_VERSION, **header}, sort_keys=True)]
+    lines += [json.dumps(r, ensure_ascii=False) for r in records]
+    atomic_write(out_file, "\n".join(lines) + "\n")
+    return sum(row_frames(r) is not None for r in records)
 
 
 def run_to_harness(run_dir, out_file) -> int:
@@ -366,6 +373,19 @@ def run_to_tspo(run_dir, annotation_file, out_file, samples: Iterable | None = N
     rows are then joined through the samples' benchmark keys, e.g. MLVU's (video, question stem, candidates).
     """
     rows, _ = _run_rows(run_dir)
+    return rows_to_tspo(rows, annotation_file, out_file, samples)
+
+
+def row_frames(row: Mapping) -> list[int] | None:
+    """The native frame indices of a run row (`selection.frame_indices`) or a `harness select` record
+    (`frame_indices`); None for an error row."""
+    if row.get("frame_indices") is not None:
+        return list(row["frame_indices"])
+    return list(row["selection"]["frame_indices"]) if row.get("selection") else None
+
+
+def rows_to_tspo(rows: list[Mapping], annotation_file, out_file, samples: Iterable | None = None) -> ConvertReport:
+    """`run_to_tspo` for rows in memory (run rows or `harness select` records)."""
     records = _read_annotations(annotation_file)
     kind = record_kind(records[0])
     by_sample = {str(r["sample_id"]): r for r in rows}
@@ -384,11 +404,12 @@ def run_to_tspo(run_dir, annotation_file, out_file, samples: Iterable | None = N
             unmatched_records.append(_label(record_key(kind, record)))
         else:
             used.add(sid)
-            if row.get("selection"):
-                record["frame_idx"] = [float(i) for i in sorted(row["selection"]["frame_indices"])]
+            frames = row_frames(row)
+            if frames is not None:
+                record["frame_idx"] = [float(i) for i in sorted(frames)]
                 written += 1
         out.append(record)
-    errored = [sid for sid, r in by_sample.items() if sid in used and not r.get("selection")]
+    errored = [sid for sid, r in by_sample.items() if sid in used and row_frames(r) is None]
     unmatched_rows = [sid for sid in by_sample if sid not in used]
     atomic_write(out_file, json.dumps(out))  # json.dump defaults, as TSPO writes: no indent, ASCII-escaped
     return ConvertReport(written, len(records), unmatched_records, unmatched_rows, errored)

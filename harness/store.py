@@ -78,10 +78,8 @@ class RunStore:
             atomic_write(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         self._drop_partial_line()
         self._done = {r["sample_id"] for r in read_jsonl(self.dir / PREDICTIONS)}
-        with open(self.dir / EVENTS, "a") as f:
-            f.write(json.dumps({"event": "resume" if resumed else "start", "time": time.time(),
-                                "done": len(self._done), "versions": self.config.get("versions"),
-                                "git_commit": self.config.get("git_commit")}) + "\n")
+        self.event("resume" if resumed else "start", done=len(self._done), versions=self.config.get("versions"),
+                   git_commit=self.config.get("git_commit"))
         self._file = open(self.dir / PREDICTIONS, "a")
         return self
 
@@ -108,6 +106,11 @@ class RunStore:
 
     def __exit__(self, *exc):
         self.close()
+
+    def event(self, name: str, **fields) -> None:
+        """Append one line to events.jsonl (start, resume, feature-store counts, ...)."""
+        with open(self.dir / EVENTS, "a") as f:
+            f.write(json.dumps({"event": name, "time": time.time(), **fields}) + "\n")
 
     # -- rows ---------------------------------------------------------------------------------------
     def is_done(self, sample_id: str) -> bool:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError, VideoError
-from harness.features import ClipEncoder, FeatureCache, cosine_scores, video_identity
+from harness.encoders import ClipEncoder
+from harness.features import FeatureCache, cosine_scores, video_identity
 from harness.tiny_models import build_tiny_clip
 
 # open_clip also runs ftfy and html.unescape before tokenizing; transformers' CLIP tokenizer (like the hub CLIP
@@ -91,10 +92,20 @@ def test_tokenizer_matches_open_clip(tiny_clip):
 
 # --- ClipEncoder -----------------------------------------------------------------------------------------------------
 
-def test_image_features_shape_norm_determinism(encoder, frames):
+def test_image_features_are_the_models_raw_projections(encoder, tiny_clip, frames):
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
     feats = encoder.image_features(frames)
     assert feats.shape == (7, 32) and feats.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    # Independently: the stock processor on PIL images, then get_image_features; no normalisation (TSPO needs scale).
+    model, processor = CLIPModel.from_pretrained(tiny_clip).eval(), CLIPProcessor.from_pretrained(tiny_clip)
+    with torch.no_grad():
+        pixels = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")["pixel_values"]
+        out = model.get_image_features(pixel_values=pixels)
+    np.testing.assert_allclose(feats, getattr(out, "pooler_output", out).numpy(), atol=1e-4)
+    assert not np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-3)
     np.testing.assert_array_equal(feats, encoder.image_features(frames))
     assert encoder.image_features(frames[:0]).shape == (0, 32)
 
@@ -116,7 +127,7 @@ def test_same_folder_same_features(encoder, tiny_clip, frames):
 def test_text_features(encoder):
     feats = encoder.text_features(SENTENCES)
     assert feats.shape == (len(SENTENCES), 32) and feats.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
+    assert np.all(np.isfinite(feats)) and np.all(np.linalg.norm(feats, axis=1) > 0)
     # Padding to the longest text in the batch must not change a text's features.
     np.testing.assert_allclose(encoder.text_features(SENTENCES[:1]), feats[:1], atol=1e-5)
     assert encoder.text_features([]).shape == (0, 32)
@@ -128,12 +139,13 @@ def test_long_text_is_truncated_to_77_tokens(encoder):
     np.testing.assert_allclose(feats[0], feats[1], atol=1e-6)
 
 
-def test_half_precision_model_gives_float32_unit_features(tiny_clip, encoder, frames):
+def test_half_precision_model_gives_float32_features(tiny_clip, encoder, frames):
     half = ClipEncoder(tiny_clip, dtype="bfloat16")
     feats = half.image_features(frames)
     assert feats.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-5)
-    assert np.all(np.sum(feats * encoder.image_features(frames), axis=1) > 0.95)  # close to the float32 model
+    full = encoder.image_features(frames)
+    cosine = np.sum(feats * full, axis=1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(full, axis=1))
+    assert np.all(cosine > 0.95)  # close to the float32 model
 
 
 def test_cosine_scores_match_numpy(encoder, frames):

@@ -222,7 +222,8 @@ def _train(out: Path, seed, steps, batch_size, videos, lr, weight_decay, warmup,
 def evaluate_mini_clip(folder=FOLDER, task=None, backend: str = "decord") -> dict:
     """For each question type: how often the top-scoring 1 fps frame for the question text lies inside an evidence
     interval (start <= t < end, when the object is on screen), next to a random frame's chance of doing so."""
-    from harness.features import ClipEncoder, cosine_scores
+    from harness.encoders import ClipEncoder
+    from harness.features import cosine_scores
     from harness.grid import make_grid
     from harness.video import open_video
 
