@@ -112,11 +112,21 @@ def _progress(args) -> bool:
     return not args.no_progress and sys.stderr.isatty()
 
 
+def feature_summary(stats) -> str:
+    """One line on what the feature store did: how much was decoded, how much came from the cache."""
+    cached = sum(v for k, v in stats.items() if k.endswith("_cached"))
+    computed = sum(v for k, v in stats.items() if k.endswith("_computed"))
+    return (f"feature store: {stats.get('videos_decoded', 0)} videos decoded ({stats.get('frames_decoded', 0)} "
+            f"frames), {computed} entries computed, {cached} read from the cache")
+
+
 def cmd_run(args) -> int:
     from harness.runner import Run
-    run_dirs = Run(_config(args), debug=args.debug, progress=_progress(args)).execute()
+    run = Run(_config(args), debug=args.debug, progress=_progress(args))
+    run_dirs = run.execute()
     from harness.report import collect, render
     print(render(collect(run_dirs, by="category"), "rich"), end="")
+    print(feature_summary(run.inputs.stats))
     for d in run_dirs:
         print(f"run directory: {d}")
     return 0
@@ -156,7 +166,7 @@ def cmd_features(args) -> int:
     cfg.samplers = []
     counts, failed = compute_features(Selector(cfg, debug=args.debug, progress=_progress(args)), args.encoder,
                                       args.query)
-    print("features: " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "features: nothing to do")
+    print(feature_summary(counts))
     for line in failed:
         print(f"harness: {line}", file=sys.stderr)
     return 3 if failed else 0
@@ -180,7 +190,7 @@ def cmd_list(args) -> int:
         table = Table(title=kind, show_lines=True)
         table.add_column("name", style="bold", no_wrap=True)
         table.add_column("description")
-        table.add_column("options: name=default (choices)")
+        table.add_column("options: name=default (choices)", overflow="fold")
         for e in entries:
             opts = [f"{p['name']}={p['default']!r}" + (f" ({' | '.join(p['choices'])})" if p["choices"] else "")
                     for p in e["params"] if p["name"] not in ("device", "dtype")]  # every backbone takes both

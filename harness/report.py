@@ -14,7 +14,10 @@ from harness.store import PREDICTIONS, load_config, read_jsonl
 FORMATS = ("rich", "md", "csv", "latex", "json")
 
 
-def sampler_label(identity: dict) -> str:
+def sampler_label(identity: dict, spec: str | None = None) -> str:
+    """The sampler spec as the user typed it when the run recorded one, else name(full config)."""
+    if spec:
+        return spec
     cfg = identity["sampler"]["config"]
     args = ",".join(f"{k}={v}" for k, v in sorted(cfg.items()))
     return identity["sampler"]["name"] + (f"({args})" if args else "")
@@ -37,7 +40,7 @@ def collect(run_dirs, by: str | None = None) -> pd.DataFrame:
         m = summarise(rows, keys)
         task = ident["task"]["name"]
         overall = m["overall"]
-        rec = {"backbone": ident["backbone"]["name"], "sampler": sampler_label(ident), "frames": ident["frames"],
+        rec = {"backbone": ident["backbone"]["name"], "sampler": sampler_label(ident, config.get("sampler_spec")), "frames": ident["frames"],
                f"{task} (n={overall['n']})": overall["accuracy"],
                f"{task} parse-fail %": 100.0 * overall["parse_failed"] / overall["n"],
                f"{task} errors": overall["errors"], f"{task} evidence recall": overall["evidence_recall"]}
@@ -91,5 +94,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     for r in cells:
         table.add_row(*r)
     buf = io.StringIO()
-    Console(file=buf, width=max(100, 14 * len(cols)), force_terminal=False).print(table)
+    # wide enough that no cell is cut: each column as wide as its longest cell or longest header word
+    widths = [max([len(w) for w in c.split()] + [len(r[i]) for r in cells]) + 3 for i, c in enumerate(cols)]
+    Console(file=buf, width=max(100, sum(widths) + 1), force_terminal=False).print(table)
     return buf.getvalue()

@@ -200,7 +200,9 @@ class Run(Selector):
         base = {"run": self.cfg.to_json(), "grid": self.grid_rule, "prompt_style": self.backbone.prompt_style,
                 "prompts_sha256": prompt_hash, "n_samples": len(samples), "versions": package_versions(),
                 "git_commit": git_commit()}
-        stores = [RunStore(Path(self.cfg.out), self.identity(s), base).open() for s in self.samplers]
+        # the spec as typed (e.g. "aks:encoder=mini-clip,depth=3") labels tables; the identity holds the full config
+        stores = [RunStore(Path(self.cfg.out), self.identity(s), {**base, "sampler_spec": spec}).open()
+                  for s, spec in zip(self.samplers, self.cfg.samplers)]
         try:
             todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
             with progress_bar(self.progress, "run", len(todo)) as advance:

@@ -102,3 +102,95 @@ def build_tiny_clip(out_dir, seed: int = 0, image_size: int = 64, hidden: int = 
     processor = CLIPProcessor(image_processor=clip_image_processor(image_size), tokenizer=clip_tokenizer(out))
     processor.save_pretrained(out)
     return out
+
+
+# -- BLIP image-text matching -------------------------------------------------------------------------------------------
+BLIP_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
+# Enough of English for test questions: the characters every word falls back to (a word missing from the list is
+# spelled out as `c ##h ##a ##r ##s`, never [UNK]), and whole words so that common questions tokenize compactly.
+BLIP_WORDS = (
+    "a an the of in on at to is are was be it this that these those what which who how many much times does do "
+    "did appear appears appearing first last video frame object objects colour color shape square circle triangle "
+    "star cross red green blue yellow purple orange magenta cyan grey white black and or with without where when "
+    "why happens after before during man woman person dog cat car bike ride rides riding down up hill there here "
+    "not no yes one two three four five").split()
+
+
+def blip_vocab(with_enc_token: bool = True) -> list[str]:
+    """The tiny BLIP vocabulary: BERT's specials, LAVIS's [DEC] and [ENC] (left out when `with_enc_token` is false,
+    as in a tokenizer that never got LAVIS's additions), single characters, word pieces and BLIP_WORDS."""
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    punctuation = list("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+    tokens = [t for t in BLIP_SPECIAL_TOKENS if with_enc_token or t != "[ENC]"]
+    tokens += chars + punctuation + ["##" + c for c in chars]
+    tokens += [w for w in BLIP_WORDS if w not in tokens]
+    return tokens
+
+
+def build_tiny_blip(out_dir, seed: int = 0, image_size: int = 32, hidden: int = 32, layers: int = 2, heads: int = 2,
+                    patch: int = 16, with_enc_token: bool = True, init_range: float = 0.2) -> Path:
+    """Write a randomly initialised `BlipForImageTextRetrieval` + `BlipProcessor` to `out_dir` (the same seed gives
+    the same weights), loadable offline with `from_pretrained` and by `harness.encoders.load_encoder`.
+
+    Both towers are `hidden` wide (the text tower's cross-attention reads the vision tower: `encoder_hidden_size` =
+    the vision width). The tokenizer is BERT's WordPiece over `blip_vocab()`, uncased like BLIP's. Weights are drawn
+    with std `init_range` (BLIP's own defaults, 1e-10 for the vision tower, would make every image look alike, so
+    image-text matching scores would not depend on the frame).
+    """
+    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = blip_vocab(with_enc_token)
+    ids = {t: i for i, t in enumerate(vocab)}
+    tower = dict(hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                 num_attention_heads=heads, initializer_range=init_range)
+    config = BlipConfig(
+        text_config=dict(tower, vocab_size=len(vocab), encoder_hidden_size=hidden, max_position_embeddings=64,
+                         projection_dim=hidden, pad_token_id=ids["[PAD]"], sep_token_id=ids["[SEP]"],
+                         bos_token_id=ids["[DEC]"], eos_token_id=ids["[SEP]"]),
+        vision_config=dict(tower, image_size=image_size, patch_size=patch, projection_dim=hidden),
+        projection_dim=hidden, image_text_hidden_size=hidden, initializer_range=init_range,
+    )
+    with torch.random.fork_rng(devices=[]):  # seed locally: don't disturb the caller's global RNG
+        torch.manual_seed(seed)
+        model = BlipForImageTextRetrieval(config)
+    model.save_pretrained(out)
+    vocab_file = out / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(str(vocab_file), do_lower_case=True, model_max_length=512)
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out)
+    return out
+
+
+# -- open_clip --------------------------------------------------------------------------------------------------------
+def tiny_open_clip_config(image_size: int = 32, width: int = 32, embed_dim: int = 16) -> dict:
+    """An open_clip model config (the JSON of open_clip's model_configs/) for a tiny ViT CLIP with CLIP's BPE text
+    tower (77-token context, OpenAI vocabulary)."""
+    return {"embed_dim": embed_dim,
+            "vision_cfg": {"image_size": image_size, "layers": 1, "width": width, "head_width": width // 2,
+                           "patch_size": 16},
+            "text_cfg": {"context_length": TEXT_MAX_LENGTH, "vocab_size": 49408, "width": width, "heads": 2,
+                         "layers": 1}}
+
+
+def build_tiny_open_clip(out_dir, name: str = "tiny-open-clip-test", seed: int = 0, image_size: int = 32) -> str:
+    """Register a tiny open_clip architecture `name` in this process (a JSON config under `out_dir`, added with
+    `open_clip.add_model_config`) and save randomly initialised weights to `out_dir/<name>-seed<seed>.safetensors`.
+    Returns the encoder spec `open_clip:<name>:<weights file>`. The registration is per process: a subprocess does
+    not know the architecture."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / f"{name}.json"  # open_clip names an architecture after its config file
+    config.write_text(json.dumps(tiny_open_clip_config(image_size)), encoding="utf-8")
+    open_clip.add_model_config(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = open_clip.create_model(name, pretrained=None)
+    weights = out / f"{name}-seed{seed}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    return f"open_clip:{name}:{weights}"

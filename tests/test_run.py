@@ -15,7 +15,7 @@ from harness.config import RunConfig
 from harness.runner import Run, stratified_subset
 from harness.records import Sample
 
-SMOKE = ["--task", "smoke", "--task-arg", "videos=6", "--task-arg", "duration=12"]
+SMOKE = ["--task", "smoke", "--task-arg", "videos=6", "--task-arg", "duration=12", "--backbone", "colour-probe"]
 
 
 def harness(*args, env=None, **kw):
@@ -27,9 +27,15 @@ def predictions(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
 
 
-def test_default_run_writes_config_predictions_and_metrics(tmp_path):
+def smoke_config(**kw) -> RunConfig:
+    """The smoke task, read by the colour probe, uniform frames: the run machinery without trained models."""
+    return RunConfig(**{"task": "smoke", "backbone": "colour-probe", "samplers": ["uniform"],
+                        "task_args": {"videos": 6, "duration": 12.0}, **kw})
+
+
+def test_smoke_run_writes_config_predictions_and_metrics(tmp_path):
     out = tmp_path / "runs"
-    [run_dir] = Run(RunConfig(out=str(out), task_args={"videos": 6, "duration": 12.0}), progress=False).execute()
+    [run_dir] = Run(smoke_config(out=str(out)), progress=False).execute()
     config = json.loads((run_dir / "config.json").read_text())
     assert config["run"]["task"] == "smoke" and config["run"]["backbone"] == "colour-probe"
     assert config["run"]["frames"] == 8 and config["grid"] == "1fps" and config["run"]["short_grid"] == "all"
@@ -49,9 +55,8 @@ def test_default_run_writes_config_predictions_and_metrics(tmp_path):
 
 def test_frames_decide_the_answer(tmp_path):
     """The probe is right exactly when a selected frame falls inside the needle's interval."""
-    [run_dir] = Run(RunConfig(out=str(tmp_path), frames=4, task_args={"videos": 6, "duration": 12.0}),
-                    progress=False).execute()
-    task_samples = {s.id: s for s in Run(RunConfig(task_args={"videos": 6, "duration": 12.0})).task.samples()}
+    [run_dir] = Run(smoke_config(out=str(tmp_path), frames=4), progress=False).execute()
+    task_samples = {s.id: s for s in Run(smoke_config()).task.samples()}
     for r in predictions(run_dir):
         (start, end), = task_samples[r["sample_id"]].evidence
         hit = any(start <= t < end for t in r["selection"]["timestamps"])
@@ -128,8 +133,8 @@ def test_kill_then_rerun_gives_every_sample_exactly_once(tmp_path, plugin_path):
 
 
 def test_broken_video_becomes_an_error_row_and_the_run_goes_on(tmp_path):
-    cfg = RunConfig(out=str(tmp_path / "runs"), task_args={"videos": 4, "duration": 12.0,
-                                                           "root": str(tmp_path / "videos")})
+    cfg = smoke_config(out=str(tmp_path / "runs"), task_args={"videos": 4, "duration": 12.0,
+                                                              "root": str(tmp_path / "videos")})
     Run(cfg).task.samples()  # generate
     (tmp_path / "videos" / "smoke_001.mp4").write_bytes(b"not a video at all")
     good = (tmp_path / "videos" / "smoke_002.mp4").read_bytes()
