@@ -95,6 +95,23 @@ def _check_frames(frames) -> np.ndarray:
     return frames
 
 
+def _check_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError("text_features takes a list of strings, not one string")
+    return list(texts)
+
+
+def _batched(items, batch_size: int, dim: int, encode) -> np.ndarray:
+    """`encode` over consecutive batches of `items`, in inference mode, as one (n, dim) float32 array."""
+    import torch
+
+    out = [np.zeros((0, dim), np.float32)]
+    with torch.inference_mode():
+        for start in range(0, len(items), max(1, batch_size)):
+            out.append(_projected(encode(items[start:start + batch_size])))
+    return np.concatenate(out)
+
+
 def _projected(feats) -> np.ndarray:
     """The projected embedding as float32, NOT L2-normalised: TSPO's agent adds positional encodings to the raw
     features, so their scale matters; cosine scores normalise where they are computed."""
@@ -134,34 +151,23 @@ class ClipEncoder:
         """(n, H, W, 3) uint8 RGB frames -> (n, d) float32 projected features."""
         import torch
 
-        frames = _check_frames(frames)
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(frames), max(1, batch_size)):
-                # A channels-first tensor batch: the torchvision backend processes it in one go.
-                batch = torch.from_numpy(frames[start:start + batch_size]).permute(0, 3, 1, 2)
-                pixels = self.processor.image_processor(images=batch, return_tensors="pt")["pixel_values"]
-                feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
-                out.append(_projected(feats))
-        return np.concatenate(out)
+        def encode(batch):
+            # A channels-first tensor batch: the torchvision backend processes it in one go.
+            pixels = self.processor.image_processor(images=torch.from_numpy(batch).permute(0, 3, 1, 2),
+                                                    return_tensors="pt")["pixel_values"]
+            return self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
+
+        return _batched(_check_frames(frames), batch_size, self.dim, encode)
 
     def text_features(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> (m, d) float32 projected features; longer texts are truncated to CLIP's 77 tokens."""
-        import torch
+        def encode(batch):
+            tokens = self.processor.tokenizer(batch, padding=True, truncation=True, max_length=self.max_text_length,
+                                              return_tensors="pt")
+            return self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
+                                                attention_mask=tokens["attention_mask"].to(self.device))
 
-        if isinstance(texts, str):
-            raise TypeError("text_features takes a list of strings, not one string")
-        texts = list(texts)
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(texts), max(1, batch_size)):
-                tokens = self.processor.tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                                                  max_length=self.max_text_length, return_tensors="pt")
-                feats = self.model.get_text_features(
-                    input_ids=tokens["input_ids"].to(self.device),
-                    attention_mask=tokens["attention_mask"].to(self.device))
-                out.append(_projected(feats))
-        return np.concatenate(out)
+        return _batched(_check_texts(texts), batch_size, self.dim, encode)
 
 
 class OpenClipEncoder:
@@ -201,29 +207,17 @@ class OpenClipEncoder:
         return _digest(repr(self.preprocess))[:16]
 
     def image_features(self, frames: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(n, H, W, 3) uint8 RGB frames -> (n, d) float32 features, through open_clip's own (PIL) preprocessing."""
         import torch
         from PIL import Image
 
-        frames = _check_frames(frames)
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(frames), max(1, batch_size)):
-                batch = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[start:start + batch_size]])
-                out.append(_projected(self.model.encode_image(batch.to(self.device, next(self.model.parameters()).dtype))))
-        return np.concatenate(out)
+        dtype = next(self.model.parameters()).dtype
+        return _batched(_check_frames(frames), batch_size, self.dim, lambda batch: self.model.encode_image(
+            torch.stack([self.preprocess(Image.fromarray(f)) for f in batch]).to(self.device, dtype)))
 
     def text_features(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
-        import torch
-
-        if isinstance(texts, str):
-            raise TypeError("text_features takes a list of strings, not one string")
-        texts = list(texts)
-        out = [np.zeros((0, self.dim), np.float32)]
-        with torch.inference_mode():
-            for start in range(0, len(texts), max(1, batch_size)):
-                out.append(_projected(self.model.encode_text(self.tokenizer(texts[start:start + batch_size])
-                                                              .to(self.device))))
-        return np.concatenate(out)
+        return _batched(_check_texts(texts), batch_size, self.dim,
+                        lambda batch: self.model.encode_text(self.tokenizer(list(batch)).to(self.device)))
 
 
 def lavis_caption(text: str, max_words: int = 50) -> str:
