@@ -127,6 +127,10 @@ def cmd_run(args) -> int:
     from harness.report import collect, render
     print(render(collect(run_dirs, by="category"), "rich"), end="")
     print(feature_summary(run.inputs.stats))
+    if not getattr(run.backbone, "answers", True) and run.questions:
+        per = 1000 * run.seconds / (run.questions * len(run.samplers))
+        print(f"selection only: {run.questions} questions x {len(run.samplers)} samplers in {run.seconds:.1f} s "
+              f"({per:.1f} s per 1000 questions per sampler, feature computation included)")
     for d in run_dirs:
         print(f"run directory: {d}")
     return 0

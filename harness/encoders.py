@@ -188,8 +188,11 @@ class OpenClipEncoder:
             weights = str(path)
             pretrained = f"{path}@{_folder_fingerprint(path)}"
         try:
-            model, _, self.preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=None if weights == "random" else weights)
+            # Seeded: `random` weights are the same on every load, as their encoder id (hence the cache key) is.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model, _, self.preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=None if weights == "random" else weights)
             self.tokenizer = open_clip.get_tokenizer(name)
         except Exception as e:
             raise HarnessError(f"cannot load open_clip model {spec!r}: {_one_line(e)}") from None

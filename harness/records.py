@@ -99,6 +99,7 @@ class Selection:
 PARSE_OK = "ok"
 PARSE_FAILED = "parse_failed"
 ERROR = "error"
+NOT_ANSWERED = "not_answered"  # --backbone none: the selection is the result
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Prediction:
     raw_text: str | None
     parsed: str | None  # option letter, None when parsing failed or the sample errored
     correct: bool
-    parse_status: str  # PARSE_OK | PARSE_FAILED | ERROR
+    parse_status: str  # PARSE_OK | PARSE_FAILED | ERROR | NOT_ANSWERED
     error: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds per stage
 

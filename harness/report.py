@@ -89,8 +89,9 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
     from rich.console import Console
     from rich.table import Table
     table = Table(title="accuracy (%), strict extractor; errors and parse failures count as wrong")
-    for i, c in enumerate(cols):
-        table.add_column(c, justify="left" if i < 2 else "right")
+    for i, c in enumerate(cols):  # the identity columns are never cut; headers wrap instead
+        table.add_column(c, justify="left" if i < 2 else "right", overflow="fold",
+                         min_width=max([len(r[i]) for r in cells] + [1]) if i < 2 else None)
     for r in cells:
         table.add_row(*r)
     buf = io.StringIO()

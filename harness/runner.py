@@ -18,7 +18,7 @@ from harness.inputs import InputProvider, wants
 from harness.progress import progress_bar
 from harness.records import CandidateGrid, Sample
 from harness.registry import BACKBONES, SAMPLERS, TASKS
-from harness.scoring import error_prediction, evidence_recall
+from harness.scoring import error_prediction, evidence_recall, not_answered
 from harness.store import RunStore
 from harness.video import VideoReader, check_backend, open_video
 from samplers.base import SHORT_GRID_RULES, select
@@ -205,12 +205,14 @@ class Run(Selector):
                   for s, spec in zip(self.samplers, self.cfg.samplers)]
         try:
             todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
+            t0 = time.perf_counter()
             with progress_bar(self.progress, "run", len(todo)) as advance:
                 for video, group in by_video(todo):
                     self._run_video(group, prompts, stores, advance)
+            self.seconds, self.questions = time.perf_counter() - t0, len(todo)
             features = dict(sorted(self.inputs.stats.items()))
             for store in stores:
-                store.event("features", **features)
+                store.event("features", **features, questions=self.questions, seconds=self.seconds)
                 store.write_metrics({"task": self.task.name, "scorer": getattr(self.task, "parser", "strict"),
                                      "metrics": self.task.metrics(store.rows())})
         finally:
@@ -254,6 +256,8 @@ class Run(Selector):
             t = time.perf_counter()
             selection = self.select(sampler, sample, grid, reader)
             timings["select"] = time.perf_counter() - t
+            if not getattr(self.backbone, "answers", True):  # --backbone none: the selection is the result
+                return self._row(sample, prompt, selection, not_answered(timings))
             t = time.perf_counter()
             frames = decode_selection(reader, selection.frame_indices)
             timings["decode"] = time.perf_counter() - t

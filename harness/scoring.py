@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from harness.answers import extract_strict
-from harness.records import ERROR, PARSE_FAILED, PARSE_OK, Prediction, Sample
+from harness.records import ERROR, NOT_ANSWERED, PARSE_FAILED, PARSE_OK, Prediction, Sample
 
 
 def score_strict(sample: Sample, text: str) -> Prediction:
@@ -22,6 +22,10 @@ def evidence_recall(evidence, timestamps) -> float | None:
     return sum(any(a <= t < b for t in timestamps) for a, b in evidence) / len(evidence)
 
 
+def not_answered(timings: dict) -> Prediction:
+    return Prediction(None, None, False, NOT_ANSWERED, timings=timings)
+
+
 def error_prediction(message: str) -> Prediction:
     return Prediction(None, None, False, ERROR, error=message)
 
@@ -29,10 +33,12 @@ def error_prediction(message: str) -> Prediction:
 def _bucket(rows: list[dict]) -> dict:
     n = len(rows)
     correct = sum(bool(r["prediction"]["correct"]) for r in rows)
+    # a selection-only run (--backbone none) has no accuracy, only evidence recall
+    answered = n and not any(r["prediction"]["parse_status"] == NOT_ANSWERED for r in rows)
     return {
         "n": n,
         "correct": correct,
-        "accuracy": 100.0 * correct / n if n else None,
+        "accuracy": 100.0 * correct / n if answered else None,
         "parse_failed": sum(r["prediction"]["parse_status"] == PARSE_FAILED for r in rows),
         "errors": sum(r["prediction"]["parse_status"] == ERROR for r in rows),
         "evidence_recall": _mean([r.get("evidence_recall") for r in rows]),

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.cli import main
@@ -198,3 +199,23 @@ def test_export_then_replay_gives_the_same_frames_and_answers(tmp_path, capsys):
     assert [r["prediction"]["raw_text"] for r in a] == [r["prediction"]["raw_text"] for r in b]
     assert main(["run", *common[:-1], "--grid", "1fps", "--sampler", f"replay:file={tmp_path / 'sel.jsonl'}"]) == 2
     assert "needs --grid all" in capsys.readouterr().err
+
+
+def test_backbone_none_scores_selections_alone(tmp_path, monkeypatch):
+    from harness import video
+
+    decoded = []
+    for cls in (video._DecordReader, video._PyAVReader):  # count every frame any reader decodes
+        original = cls.get_frames
+        monkeypatch.setattr(cls, "get_frames", lambda self, idx, _o=original: decoded.extend(idx) or _o(self, idx))
+    [run_dir] = Run(smoke_config(out=str(tmp_path), backbone="none"), progress=False).execute()
+    rows = predictions(run_dir)
+    samples = {s.id: s for s in Run(smoke_config(backbone="none")).task.samples()}
+    assert len(rows) == 6 and decoded == []  # uniform needs no features, and nothing is decoded for a backbone
+    for r in rows:
+        assert r["prediction"]["parse_status"] == "not_answered" and r["prediction"]["raw_text"] is None
+        (start, end), = samples[r["sample_id"]].evidence
+        assert r["evidence_recall"] == float(any(start <= t < end for t in r["selection"]["timestamps"]))
+    overall = json.loads((run_dir / "metrics.json").read_text())["metrics"]["overall"]
+    assert overall["accuracy"] is None
+    assert overall["evidence_recall"] == pytest.approx(100 * np.mean([r["evidence_recall"] for r in rows]))
