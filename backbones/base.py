@@ -18,3 +18,8 @@ class Backbone(ABC):
     @abstractmethod
     def generate(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str) -> str:
         """frames: (n, H, W, 3) uint8 RGB in time order; timestamps: seconds of each frame."""
+
+    def generate_batch(self, requests: Sequence[tuple[np.ndarray, Sequence[float], str]]) -> list[str]:
+        """Answers to several (frames, timestamps, prompt) requests; the same answers as `generate` one by one.
+        Backbones that can batch on the accelerator override this."""
+        return [self.generate(frames, timestamps, prompt) for frames, timestamps, prompt in requests]

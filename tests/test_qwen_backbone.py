@@ -35,7 +35,8 @@ def test_shipped_names_resolve():
 def test_registered_with_their_options():
     for name in ("qwen2.5-vl", "mini-qwen2.5-vl"):
         params = {p.name for p in BACKBONES.get(name).params}
-        assert {"model", "min_pixels", "max_pixels", "max_new_tokens", "timestamps", "device", "dtype"} <= params
+        assert {"model", "pixels", "min_pixels", "max_pixels", "max_new_tokens", "timing", "rope", "device",
+                "dtype"} <= params
     assert {p.name: p.default for p in BACKBONES.get("qwen2.5-vl").params}["model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
 
 
@@ -123,11 +124,12 @@ def test_tiny_random_model_runs_through_the_adapter(tmp_path):
     from harness.miniworld.qwen import Sizes, build_mini_qwen
 
     build_mini_qwen(tmp_path, sizes=Sizes(**TINY), corpus_videos=2)
-    backbone = Qwen25VL(model=str(tmp_path), min_pixels=None, max_pixels=None, max_new_tokens=3, timestamps=False)
+    backbone = Qwen25VL(model=str(tmp_path), pixels="model", max_new_tokens=3, timing="tspo")
     frames = np.random.default_rng(0).integers(0, 256, (5, 96, 160, 3), dtype=np.uint8)  # odd count, not square
     assert isinstance(backbone.generate(frames, [0, 10, 20, 30, 40], "Which?\nA. x\nB. y\n"), str)
-    assert backbone.timing_inputs([0, 10, 20, 30, 40])["second_per_grid_ts"].tolist() == [1.0]
-    backbone.timestamps = True
-    assert backbone.timing_inputs([0, 10, 20, 30, 40])["second_per_grid_ts"].tolist() == [20.0]
+    assert backbone._pending_times == [[0.0, 1.0, 2.0]]  # TSPO: 3 temporal patches as if sampled at 2 fps
+    backbone.timing = "exact"
+    backbone.inputs([(frames, [0, 10, 20, 30, 40], "Which?")])
+    assert backbone._pending_times == [[0.0, 20.0, 40.0]]  # each patch at its first frame's time
     assert backbone.config()["weights"].startswith("sha256:")
     assert backbone.model.dtype == torch.float32
