@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from harness.errors import HarnessError
 
@@ -50,6 +52,56 @@ def _add_run(sub) -> None:
     p.add_argument("--backbone", help=f"backbone name (default {d.backbone})")
     p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
     p.add_argument("--out", help=f"directory of run directories (default {d.out})")
+    p.add_argument("--workers", type=int, help=f"decode processes that stay ahead of the backbone (default "
+                                               f"{d.workers}: decode in this process); does not change results")
+    p.add_argument("--batch-size", type=int, help=f"questions of one video per backbone call, those sharing frames "
+                                                  f"first (default {d.batch_size}); does not change results")
+
+
+def _add_bench(sub) -> None:
+    from harness.bench import BenchConfig
+    d = BenchConfig()
+    p = sub.add_parser(
+        "bench", help="questions per second: the lmms-eval loop against the harness runner, on a generated video set",
+        epilog=EPILOG,
+        description="Writes (or reuses) a set of long H.264 videos and Video-MME style questions on them, then "
+                    "answers every question twice with one loaded backbone: the reference loop (per question decode, "
+                    "preprocess, generate at batch 1) and the harness runner (--workers, --batch-size); compares the "
+                    "answers, times the prefill against the card's measured bf16 matmul rate and writes "
+                    "OUT/<device>.json and .md.")
+    for name, kind, what in (("videos", int, "number of videos"), ("minutes", float, "minutes per video"),
+                             ("height", int, "frame height"), ("width", int, "frame width"), ("fps", float, "frame rate"),
+                             ("gop", int, "keyframe interval"), ("questions", int, "questions per video"),
+                             ("frames", int, "frames per question (uniform)"), ("workers", int, "harness decode workers"),
+                             ("batch-size", int, "harness batch size"), ("prefill-repeats", int, "prefill timings"),
+                             ("matmul-size", int, "size of the bf16 matmul that measures the card")):
+        p.add_argument(f"--{name}", type=kind, default=getattr(d, name.replace("-", "_")),
+                       help=f"{what} (default {getattr(d, name.replace('-', '_'))})")
+    p.add_argument("--backbone", default=d.backbone, help=f"backbone (default {d.backbone})")
+    p.add_argument("--backbone-arg", action="append", default=None, metavar="KEY=VALUE",
+                   help="backbone option (default: random_init=true config=qwen2.5-vl-7b)")
+    p.add_argument("--device", default=d.device, help=f"torch device (default {d.device})")
+    p.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--decode-backend", default=d.decode_backend, help=f"decoder (default {d.decode_backend})")
+    p.add_argument("--video-dir", default=d.video_dir, help=f"cache of generated videos (default {d.video_dir})")
+    p.add_argument("--out", default=d.out, help=f"results folder (default {d.out})")
+    p.add_argument("--label", help="file name stem for the results (default: the device name)")
+
+
+def cmd_bench(args) -> int:
+    from harness.bench import BenchConfig, run_bench
+    from harness.config import parse_assignments
+    cfg = BenchConfig(videos=args.videos, minutes=args.minutes, height=args.height, width=args.width, fps=args.fps,
+                      gop=args.gop, questions=args.questions, frames=args.frames, backbone=args.backbone,
+                      device=args.device, dtype=args.dtype, decode_backend=args.decode_backend, workers=args.workers,
+                      batch_size=args.batch_size, video_dir=args.video_dir, out=args.out, label=args.label,
+                      prefill_repeats=args.prefill_repeats, matmul_size=args.matmul_size)
+    if args.backbone_arg is not None:
+        cfg.backbone_args = parse_assignments(args.backbone_arg, "--backbone-arg")
+    report = run_bench(cfg, log=lambda line: print(line, file=sys.stderr))
+    from harness.bench import render_markdown
+    print(render_markdown(report), end="")
+    return 0
 
 
 def _add_select(sub) -> None:
@@ -84,6 +136,68 @@ def _add_features(sub) -> None:
                    help="hub id, folder, shipped name (mini-clip) or open_clip:NAME:PRETRAINED; repeatable")
     p.add_argument("--query", default="question", choices=["question", "question+options"],
                    help="text scored against the frames (default question)")
+
+
+def _add_compare_options(p) -> None:
+    p.add_argument("--baseline", default="uniform", help="sampler name or spec every run is compared with "
+                                                         "(default uniform)")
+    p.add_argument("--by", default="category", help="category key for the breakdown, 'category' for all, "
+                                                    "'none' for none (default category)")
+    p.add_argument("--resamples", type=int, default=10000, help="paired bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--questions", type=int, default=20, help="questions in the HTML report's browser (default 20)")
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="accuracy differences to a baseline with bootstrap CIs and McNemar tests", epilog=EPILOG,
+        description="Runs are grouped by (task, backbone, K) and compared with the group's baseline run on the "
+                    "questions both answered: difference, 95% paired-bootstrap CI, exact McNemar p; parse failures, "
+                    "evidence recall, frames per question. --report DIR also writes the tables (md, csv, tex, "
+                    "json), plots (png, svg) and a self-contained report.html.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--format", default="md", choices=["md", "csv", "latex", "json"])
+    p.add_argument("--mcnemar", default="exact", choices=["exact", "chi2-cc"], help="McNemar variant")
+    p.add_argument("--leaderboard", metavar="FILE", help="also write the table to FILE (.md, .csv, .tex, .json)")
+    p.add_argument("--report", metavar="DIR", help="write tables, plots and report.html to DIR")
+    p.add_argument("--decode-backend", default="decord", help="for the report's thumbnails (default decord)")
+    _add_compare_options(p)
+
+
+def _add_sweep(sub) -> None:
+    from harness.config import RunConfig
+    d = RunConfig()
+    p = sub.add_parser(
+        "sweep", help="run a grid of frame budgets (and options) for several samplers, then compare", epilog=EPILOG,
+        description="Every combination of --frames and --set values is one `harness run` (resumable, sharing the "
+                    "feature store); then the comparison, plots and report.html go to --report.")
+    _add_task_options(p, d)
+    p.add_argument("--sampler", action="append", required=True, metavar="S1,S2,...",
+                   help="samplers, comma-separated or repeated (a comma starts a new sampler only before a "
+                        "sampler name, so `aks:t1=0.2,depth=3` stays whole)")
+    p.add_argument("--frames", required=True, help="frame budgets, e.g. 8,16,32,64")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                   help="another axis: a run option (grid, short_grid, ...) or task.KEY / backbone.KEY")
+    p.add_argument("--short-grid", choices=["all", "repeat"], help=f"(default {d.short_grid})")
+    p.add_argument("--backbone", help=f"backbone name (default {d.backbone})")
+    p.add_argument("--backbone-arg", action="append", default=[], metavar="KEY=VALUE", help="backbone option")
+    p.add_argument("--out", help=f"directory of run directories (default {d.out})")
+    p.add_argument("--report", default="results/sweep", metavar="DIR",
+                   help="where the tables, plots and report.html go (default results/sweep)")
+    _add_compare_options(p)
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert a published checkpoint to the layout the harness loads",
+                       epilog=EPILOG)
+    csub = p.add_subparsers(dest="convert_command", metavar="FORMAT", required=True)
+    p = csub.add_parser("llava-video", epilog=EPILOG,
+                        help="LLaVA-NeXT layout (lmms-lab/LLaVA-Video-7B-Qwen2) -> transformers LLaVA-OneVision",
+                        description="Maps every tensor (an unmapped one is an error), keeps dtypes and shards, and "
+                                    "writes the processor and the original's video settings (llava_video.json).")
+    p.add_argument("src", metavar="SRC", help="original checkpoint folder")
+    p.add_argument("dst", metavar="DST", help="new folder (must not exist, or be empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it holds a converted checkpoint")
 
 
 def _config(args):
@@ -176,6 +290,54 @@ def cmd_features(args) -> int:
     return 3 if failed else 0
 
 
+def _by(args):
+    return None if args.by == "none" else args.by
+
+
+def cmd_compare(args) -> int:
+    from harness.compare import compare, render, write_leaderboard
+    c = compare(args.run_dirs, baseline=args.baseline, by=_by(args), n_resamples=args.resamples, seed=args.seed,
+                mcnemar_method=args.mcnemar)
+    sys.stdout.write(render(c, args.format))
+    if args.leaderboard:
+        print(f"leaderboard: {write_leaderboard(c, args.leaderboard)}")
+    if args.report:
+        from harness.sweep import write_report
+        files = write_report(args.run_dirs, args.report, baseline=args.baseline, by=_by(args),
+                             questions=args.questions, decode_backend=args.decode_backend, seed=args.seed,
+                             n_resamples=args.resamples)
+        for line in files["skipped"]:
+            print(f"harness: {line}", file=sys.stderr)
+        print(f"report: {files['report.html']}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from harness.sweep import expand, parse_sets, run_grid, split_samplers, write_report
+    cfg = _config(args)
+    cfg.samplers = split_samplers(args.sampler)
+    try:
+        frames = [int(k) for k in args.frames.split(",") if k.strip()]
+    except ValueError:
+        raise HarnessError(f"--frames {args.frames!r}: expected budgets like 8,16,32,64") from None
+    run_dirs = run_grid(expand(cfg, frames, parse_sets(args.set)), debug=args.debug, progress=_progress(args))
+    files = write_report(run_dirs, args.report, baseline=args.baseline, by=_by(args), questions=args.questions,
+                         decode_backend=cfg.decode_backend, seed=args.seed, n_resamples=args.resamples)
+    print(Path(files["table.md"]).read_text(), end="")
+    for line in files["skipped"]:
+        print(f"harness: {line}", file=sys.stderr)
+    print(f"report: {files['report.html']}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from harness.convert import convert_llava_video
+    done = convert_llava_video(args.src, args.dst, overwrite=args.overwrite, log=print)
+    print(f"converted {done['tensors']} tensors in {done['shards']} shard(s) to {done['dst']}"
+          + (f"; dropped: {', '.join(done['dropped'])}" if done.get("dropped") else ""))
+    return 0
+
+
 def cmd_list(args) -> int:
     from harness.registry import REGISTRIES
     kinds = [args.kind] if args.kind else list(REGISTRIES)
@@ -245,8 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(sub)
+    _add_bench(sub)
     _add_select(sub)
     _add_features(sub)
+    _add_compare(sub)
+    _add_sweep(sub)
+    _add_convert(sub)
     p = sub.add_parser("list", help="list registered tasks, backbones and samplers", epilog=EPILOG)
     p.add_argument("kind", nargs="?", choices=["tasks", "backbones", "samplers"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -287,11 +453,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"run": cmd_run, "select": cmd_select, "features": cmd_features, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
+COMMANDS = {"bench": cmd_bench, "run": cmd_run, "select": cmd_select, "features": cmd_features, "compare": cmd_compare,
+            "sweep": cmd_sweep, "convert": cmd_convert, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
             "selections": cmd_selections}
 
 
 def main(argv=None) -> int:
+    # The harness draws its own progress; per-file "Loading weights" bars of transformers/huggingface_hub would
+    # bury its one-line messages (read once, when they are first imported, which happens after this).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -33,6 +33,9 @@ class RunConfig:
     decode_backend: str = "decord"
     device: str = "cpu"
     dtype: str = "float32"
+    # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
+    workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
+    batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":

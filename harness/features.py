@@ -122,6 +122,7 @@ class FeatureStore:
         self.cache = FeatureCache(Path(root))
         self.device, self.dtype, self.chunk_size = device, dtype, chunk_size
         self._encoders: dict = {}
+        self._recent: dict = {}  # the last few arrays read, so one question's several inputs read each file once
         self.stats: Counter = Counter()
 
     def encoder(self, spec: str):
@@ -133,8 +134,11 @@ class FeatureStore:
 
     # -- keys ----------------------------------------------------------------------------------------------------
     def _video_parts(self, encoder, video: str, grid) -> dict:
-        return dict(**video_identity(video), grid_rule=grid.rule, n=len(grid), encoder_id=encoder.encoder_id,
-                    preprocess=encoder.preprocess_id, dtype=self.dtype, version=FEATURES_VERSION)
+        # the grid's own frame numbers, not only its rule: decoders may disagree on a file's fps or frame count
+        frames = hashlib.sha256(np.asarray(grid.indices, np.int64).tobytes()).hexdigest()[:16]
+        return dict(**video_identity(video), grid_rule=grid.rule, grid_frames=frames, n=len(grid),
+                    encoder_id=encoder.encoder_id, preprocess=encoder.preprocess_id, dtype=self.dtype,
+                    version=FEATURES_VERSION)
 
     def image_key(self, encoder, video: str, grid) -> str:
         return self.cache.key(kind="image", **self._video_parts(encoder, video, grid))
@@ -149,15 +153,15 @@ class FeatureStore:
     # -- reading (computing what is missing) ----------------------------------------------------------------------
     def image_features(self, encoder, video: str, grid, reader) -> np.ndarray:
         self.ensure(video, grid, reader, image=[encoder])
-        return self.cache.load(self.image_key(encoder, video, grid))
+        return self._load(self.image_key(encoder, video, grid))
 
     def itm_scores(self, scorer, video: str, grid, reader, text: str) -> np.ndarray:
         self.ensure(video, grid, reader, itm=[(scorer, text)])
-        return self.cache.load(self.itm_key(scorer, video, grid, text)).astype(np.float64)
+        return self._load(self.itm_key(scorer, video, grid, text)).astype(np.float64)
 
     def text_feature(self, encoder, text: str) -> np.ndarray:
         key = self.text_key(encoder, text)
-        cached = self.cache.load(key)
+        cached = self._load(key)
         if cached is not None:
             self.stats["text_cached"] += 1
             return cached
@@ -202,8 +206,18 @@ class FeatureStore:
                                 dict(self._manifest("itm", scorer, video, grid), text=text), where)
                 self.stats["itm_computed"] += 1
 
+    def _load(self, key: str) -> np.ndarray | None:
+        if key not in self._recent:
+            array = self.cache.load(key)
+            if array is None:
+                return None
+            if len(self._recent) >= 16:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[key] = array
+        return self._recent[key]
+
     def _cached(self, kind: str, key: str) -> bool:
-        hit = self.cache.load(key) is not None  # a corrupt entry counts as missing and is recomputed
+        hit = self._load(key) is not None  # a corrupt entry counts as missing and is recomputed
         self.stats[f"{kind}_cached"] += hit
         return hit
 

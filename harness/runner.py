@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 import traceback
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from harness.errors import HarnessError
 from harness.grid import make_grid, parse_grid_rule
 from harness.hashing import short_hash
 from harness.inputs import InputProvider, wants
+from harness.pipeline import DecodeJob, Prefetcher, WorkError, decode_job
 from harness.progress import progress_bar
 from harness.records import CandidateGrid, Sample
 from harness.registry import BACKBONES, SAMPLERS, TASKS
@@ -80,6 +83,8 @@ class Selector:
             if needed and parse_grid_rule(needed) != self.grid_rule:
                 raise HarnessError(f"sampler {sampler.name!r} needs --grid {needed} (this run has {self.grid_rule})")
         self.inputs = InputProvider(Path(cfg.cache_dir), cfg.device, cfg.dtype)
+        for spec, _ in wants(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
+            self.inputs.store.encoder(spec)
 
     def samples(self) -> list[Sample]:
         """The (limited) samples; benchmarks check only the chosen subset's videos, before anything runs."""
@@ -173,15 +178,27 @@ def selection_record(sample: Sample, sampler, grid, selection, error: str | None
             "timestamps": list(selection.timestamps)}
 
 
+@dataclass
+class VideoPlan:
+    """One video of a fast run: rows already decided (errors), questions to answer, and the decode job."""
+
+    group: list
+    rows: list = field(default_factory=list)  # (store, row)
+    work: list = field(default_factory=list)  # (sample, store, selection, timings)
+    job: DecodeJob | None = None
+
+
 class Run(Selector):
     """One `harness run` command: one task and backbone, one run store per sampler."""
 
-    def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True):
+    def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True, backbone=None):
         if not cfg.samplers:
             raise HarnessError("at least one --sampler is needed")
         super().__init__(cfg, debug, progress)
-        # every backbone takes --device and --dtype, so they are never hidden in backbone_args
-        self.backbone = BACKBONES.create(cfg.backbone, device=cfg.device, dtype=cfg.dtype, **cfg.backbone_args)
+        # every backbone takes --device and --dtype, so they are never hidden in backbone_args; `backbone`: one
+        # already built from the same config (harness bench measures two loops on one loaded model)
+        self.backbone = backbone if backbone is not None else BACKBONES.create(
+            cfg.backbone, device=cfg.device, dtype=cfg.dtype, **cfg.backbone_args)
 
     def identity(self, sampler) -> dict:
         """What decides the results, and so the run directory. The decode backend and device do not."""
@@ -207,8 +224,11 @@ class Run(Selector):
             todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
             t0 = time.perf_counter()
             with progress_bar(self.progress, "run", len(todo)) as advance:
-                for video, group in by_video(todo):
-                    self._run_video(group, prompts, stores, advance)
+                if self.fast and getattr(self.backbone, "answers", True):
+                    self._run_fast(todo, prompts, stores, advance)
+                else:
+                    for video, group in by_video(todo):
+                        self._run_video(group, prompts, stores, advance)
             self.seconds, self.questions = time.perf_counter() - t0, len(todo)
             features = dict(sorted(self.inputs.stats.items()))
             for store in stores:
@@ -219,6 +239,133 @@ class Run(Selector):
             for store in stores:
                 store.close()
         return [st.dir for st in stores]
+
+    @property
+    def fast(self) -> bool:
+        """Workers decode ahead and/or questions are batched (`--workers`, `--batch-size`): `_run_fast`."""
+        return self.cfg.workers > 0 or self.cfg.batch_size > 1
+
+    def _plan(self, group: list[Sample], prompts: dict, stores: list[RunStore]) -> "VideoPlan":
+        """In this process: open the video, compute missing features (one decode pass), select every (sample,
+        sampler) still to do. What the workers then decode is the union of the selections."""
+        plan = VideoPlan(group)
+        pending = [(s, sp, st) for s in group for sp, st in zip(self.samplers, stores) if not st.is_done(s.id)]
+        try:
+            t0 = time.perf_counter()
+            reader, grid = self.open(group[0].video)
+            opened = time.perf_counter() - t0
+        except Exception as e:  # the video is unusable: one error row per sampler, the run goes on
+            plan.rows += [(st, self._row(s, prompts[s.id], None, error_prediction(self.describe(e))))
+                          for s, _, st in pending]
+            return plan
+        with reader:
+            t0 = time.perf_counter()
+            try:  # features for every question of this video, in one decode pass
+                self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
+                failed = None
+            except Exception as e:
+                failed = self.describe(e)
+            prepared = time.perf_counter() - t0
+            for sample, sampler, store in pending:
+                if failed:
+                    plan.rows.append((store, self._row(sample, prompts[sample.id], None, error_prediction(failed))))
+                    continue
+                try:
+                    t = time.perf_counter()
+                    selection = self.select(sampler, sample, grid, reader)
+                    timings = {"open": opened, "features": prepared, "select": time.perf_counter() - t}
+                    plan.work.append((sample, store, selection, timings))
+                except Exception as e:
+                    plan.rows.append((store, self._row(sample, prompts[sample.id], None,
+                                                       error_prediction(self.describe(e)))))
+        keys = dict.fromkeys(tuple(int(i) for i in sel.frame_indices) for _, _, sel, _ in plan.work)
+        plan.job = DecodeJob(group[0].video, self.cfg.decode_backend, tuple(keys)) if keys else None
+        return plan
+
+    def _run_fast(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
+        """Videos planned here, decoded `--workers` processes ahead, questions answered in batches of up to
+        `--batch-size` (those sharing the same frames together, so their frames are decoded and preprocessed once).
+        Rows are appended per sample as each batch finishes; resume and error rows work as in `_run_video`."""
+        # answer-preserving speed-ups a backbone offers for batched work (Qwen2.5-VL: shared vision, grouped attention)
+        accelerate = getattr(self.backbone, "accelerate", None)
+        undo = accelerate() if callable(accelerate) else None
+        try:
+            self._run_pipeline(todo, prompts, stores, advance)
+        finally:
+            if callable(undo):
+                undo()
+
+    def _run_pipeline(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
+        workers = max(0, self.cfg.workers)
+        threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+        plans = (self._plan(group, prompts, stores) for _, group in by_video(todo))
+        with Prefetcher(decode_job, workers=workers, depth=max(2, workers + 1), threads_per_worker=threads) as pool:
+            for plan, result in pool.map(plans, job=lambda p: p.job):
+                for store, row in plan.rows:
+                    store.append(row)
+                if plan.work:
+                    if isinstance(result, WorkError):
+                        for sample, store, selection, _ in plan.work:
+                            store.append(self._row(sample, prompts[sample.id], selection,
+                                                   error_prediction(result.message)))
+                    else:
+                        self._answer_batches(plan.work, result, prompts)
+                for _ in plan.group:
+                    advance()
+
+    def _answer_batches(self, work: list, decoded: dict, prompts: dict) -> None:
+        """Batches of up to batch_size questions of one video, those sharing frames adjacent; each selection's
+        frames are one array object (the backbone may preprocess it once for all its questions)."""
+        groups: dict[tuple, list] = {}
+        for item in work:
+            groups.setdefault(tuple(int(i) for i in item[2].frame_indices), []).append(item)
+        ordered = [item for items in groups.values() for item in items]
+        size = max(1, self.cfg.batch_size)
+        for start in range(0, len(ordered), size):
+            batch = ordered[start:start + size]
+            requests = [(decoded["frames"][tuple(int(i) for i in sel.frame_indices)], sel.timestamps,
+                         prompts[sample.id]) for sample, _, sel, _ in batch]
+            t = time.perf_counter()
+            try:
+                texts: list = list(self._generate_batch(requests))
+            except Exception:  # one bad question must not fail its batch-mates: answer them one by one
+                texts = []
+                for request in requests:
+                    try:
+                        texts.append(self.backbone.generate(*request))
+                    except Exception as e:
+                        texts.append(e)
+            seconds = time.perf_counter() - t
+            for (sample, store, selection, timings), text in zip(batch, texts):
+                timings = {**timings, "decode": decoded["decode"], "generate": seconds, "batch": len(batch)}
+                store.append(self._finish(sample, prompts[sample.id], selection, text, timings))
+
+    def _generate_batch(self, requests: list) -> list[str]:
+        batch = getattr(self.backbone, "generate_batch", None)
+        if batch is None:  # a backbone written before generate_batch existed
+            return [self.backbone.generate(*r) for r in requests]
+        texts = batch(requests)
+        if len(texts) != len(requests):
+            raise HarnessError(f"backbone {self.cfg.backbone!r} returned {len(texts)} answers for "
+                               f"{len(requests)} questions")
+        return texts
+
+    def _finish(self, sample, prompt, selection, text, timings: dict) -> dict:
+        """The row of an answered (or failed) question, as `_answer` writes it."""
+        parsers = None
+        try:
+            if isinstance(text, Exception):
+                raise text
+            prediction = self.task.score(sample, text)
+            prediction = type(prediction)(**{**prediction.to_json(), "timings": timings})
+            if hasattr(self.task, "parse_all"):
+                parsers = self.task.parse_all(sample, text)
+        except Exception as e:
+            prediction = error_prediction(self.describe(e))
+        row = self._row(sample, prompt, selection, prediction)
+        if parsers is not None:
+            row["parsers"] = parsers
+        return row
 
     def _run_video(self, group: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
         pending = {s.id: [(sp, st) for sp, st in zip(self.samplers, stores) if not st.is_done(s.id)] for s in group}

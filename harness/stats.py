@@ -82,7 +82,7 @@ def mcnemar_counts(b: int, c: int, method: str = "exact") -> McNemar:
         if n == 0:
             return McNemar(b, c, None, 1.0, method)
         tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
-        # Fraction of exact integers: no underflow of 2^-n for large n
+        # true division of Python integers is correctly rounded: no underflow of 2^-n for large n
         p = min(1.0, 2 * tail / 2 ** n)
         return McNemar(b, c, None, p, method)
     if n == 0:

@@ -3,6 +3,10 @@
 Tests (and the later trained "mini-clip") need a real `CLIPModel` + `CLIPProcessor` folder without downloading
 anything. The weights are random; the tokenizer is the genuine CLIP BPE, rebuilt from the vocabulary file that
 ships inside the `open_clip` package, so text ids match OpenAI CLIP exactly.
+
+Also here: a tiny `BlipForImageTextRetrieval` + `BlipProcessor` folder (`build_tiny_blip`, BLIP image-text matching
+as `harness.encoders.BlipItmScorer` loads it) and a tiny open_clip architecture with a weights file
+(`build_tiny_open_clip`, an `open_clip:NAME:FILE` encoder spec, registered in the calling process only).
 """
 from __future__ import annotations
 
@@ -104,7 +108,7 @@ def build_tiny_clip(out_dir, seed: int = 0, image_size: int = 64, hidden: int = 
     return out
 
 
-# -- BLIP image-text matching -------------------------------------------------------------------------------------------
+# -- BLIP image-text matching -----------------------------------------------------------------------------------------
 BLIP_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "[ENC]")
 # Enough of English for test questions: the characters every word falls back to (a word missing from the list is
 # spelled out as `c ##h ##a ##r ##s`, never [UNK]), and whole words so that common questions tokenize compactly.

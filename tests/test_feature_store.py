@@ -280,7 +280,10 @@ def test_open_clip_encoder_id_follows_the_checkpoint_file(tiny_open_clip, tmp_pa
     assert second.encoder_id != first.encoder_id and str(path.resolve()) in second.encoder_id
     frames = np.random.default_rng(3).integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
     assert not np.allclose(first.image_features(frames), second.image_features(frames))
-    assert OpenClipEncoder(f"open_clip:{name}:random").encoder_id.startswith(f"open_clip:{name}:random@")
+    # `random` weights: one encoder id, so every load must give the same model (else cached features go stale)
+    a, b = OpenClipEncoder(f"open_clip:{name}:random"), OpenClipEncoder(f"open_clip:{name}:random")
+    assert a.encoder_id == b.encoder_id and a.encoder_id.startswith(f"open_clip:{name}:random@")
+    np.testing.assert_array_equal(a.image_features(frames), b.image_features(frames))
 
 
 # -- decode counting through runs -------------------------------------------------------------------------------------
@@ -393,7 +396,8 @@ def test_cache_key_covers_grid_dtype_encoder_and_video_file(needle_root, tmp_pat
 def test_manifest_and_stored_features(tiny_clip, needle_root, tmp_path, decodes):
     from safetensors.numpy import load_file
 
-    video = str(next(needle_root.glob("*.mp4")).resolve())
+    video = str((tmp_path / "v.mp4").resolve())  # a copy: this test touches the file
+    shutil.copyfile(next(needle_root.glob("*.mp4")), video)
     store = FeatureStore(tmp_path / "cache", chunk_size=16)
     encoder = store.encoder(str(tiny_clip))
     grid = grid_of(video)
@@ -413,13 +417,11 @@ def test_manifest_and_stored_features(tiny_clip, needle_root, tmp_path, decodes)
     # touching the video (a new mtime) makes the entry stale: the next read decodes again
     decodes.clear()
     st = Path(video).stat()
-    try:
-        os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-        with open_video(video) as reader:
-            store.image_features(encoder, video, grid, reader)
-        assert decodes == {video: len(grid)}
-    finally:
-        os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    with open_video(video) as reader:
+        store.image_features(encoder, video, grid, reader)
+    assert decodes == {video: len(grid)}
+    assert len(manifests(tmp_path / "cache")) == 2  # a second entry; the stale one is never read
 
 
 def test_a_corrupt_entry_is_recomputed_for_its_video_only(tiny_clip, needle_root, needle_samples, tmp_path, decodes):
@@ -468,7 +470,11 @@ def image_entries(cache) -> dict:
             for m in manifests(cache) if m["kind"] == "image"}
 
 
-def test_features_command_computes_once_and_resumes(tiny_clip, needle_root, needle_samples, tmp_path):
+def test_features_command_computes_once_and_resumes(tiny_clip, needle_root, needle_samples, tmp_path, decodes,
+                                                    capsys):
+    """`python -m harness features` fills the store; the same command again (here in this process, so decodes are
+    counted at the reader, and the keys must agree across processes) decodes nothing; after an interruption (one
+    video's entry never written) it decodes that video alone."""
     cache = tmp_path / "cache"
     args = ["features", *needle_args(needle_root), "--encoder", str(tiny_clip), "--cache-dir", str(cache),
             "--no-progress"]
@@ -479,37 +485,37 @@ def test_features_command_computes_once_and_resumes(tiny_clip, needle_root, need
     assert frames_reported(first.stdout) == sum(grid.values())
     entries = image_entries(cache)
     assert set(entries) == set(grid)
-    assert Counter(m["kind"] for m in manifests(cache)) == {"image": 2, "text": len({s.question for s in needle_samples})}
+    texts = {s.question for s in needle_samples}
+    assert Counter(m["kind"] for m in manifests(cache)) == {"image": 2, "text": len(texts)}
 
-    second = harness(*args, home=tmp_path / "home")
-    assert second.returncode == 0, second.stderr
-    assert frames_reported(second.stdout) == 0 and "frames_decoded" not in second.stdout.replace("frames_decoded 0", "")
-
-    # an interrupted run: one video's entry never got written
-    lost, kept = sorted(entries)
-    entries[lost].unlink()
-    kept_mtime = entries[kept].stat().st_mtime_ns
-    third = harness(*args, home=tmp_path / "home")
-    assert third.returncode == 0, third.stderr
-    assert frames_reported(third.stdout) == grid[lost]
-    assert entries[lost].is_file() and entries[kept].stat().st_mtime_ns == kept_mtime
-
-
-def test_features_command_counts_decodes_in_process(tiny_clip, needle_root, needle_samples, tmp_path, decodes,
-                                                     capsys):
-    args = ["features", *needle_args(needle_root), "--encoder", str(tiny_clip), "--cache-dir", str(tmp_path / "c"),
-            "--no-progress"]
-    grid = {v: len(grid_of(v)) for v in by_video(needle_samples)}
+    written = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     assert main(args) == 0
-    assert decodes == grid  # every video once
-    decodes.clear()
-    assert main(args) == 0
-    assert decodes == Counter()
-    entries = image_entries(tmp_path / "c")
-    lost = sorted(entries)[1]
+    assert decodes == Counter() and frames_reported(capsys.readouterr().out) == 0
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == written  # nothing rewritten
+
+    kept, lost = sorted(entries)
     entries[lost].unlink()
     assert main(args) == 0
     assert decodes == {lost: grid[lost]}
+    assert frames_reported(capsys.readouterr().out) == grid[lost]
+    assert entries[lost].is_file() and entries[kept].stat().st_mtime_ns == written[entries[kept]]
+
+
+def test_features_for_two_encoders_in_one_pass_then_runs_decode_no_features(tiny_clip, tiny_blip, needle_root,
+                                                                             needle_samples, tmp_path, decodes,
+                                                                             capsys):
+    """One decode pass per video feeds every encoder (CLIP image features and BLIP scores of every question); runs
+    of samplers on either then decode only the backbone's frames."""
+    grid = {v: len(grid_of(v)) for v in by_video(needle_samples)}
+    assert main(["features", *needle_args(needle_root), "--encoder", str(tiny_clip), "--encoder", str(tiny_blip),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    assert decodes == grid
+    assert Counter(m["kind"] for m in manifests(tmp_path / "cache")) == {
+        "image": 2, "itm": 8, "text": len({s.question for s in needle_samples})}
+    decodes.clear()
+    dirs = Run(needle_cfg(needle_root, tmp_path, [f"topk:encoder={tiny_clip}", f"aks:encoder={tiny_blip},mode=fixed"]),
+               progress=False).execute()
+    assert decodes == backbone_frames(dirs)
     capsys.readouterr()
 
 
@@ -580,7 +586,8 @@ def test_select_writes_canonical_records_that_replay(tiny_clip, needle_root, nee
     assert [r["frame_indices"] for r in again] == [r["frame_indices"] for r in records]
     assert all(r["grid"] == "all" and r["positions"] == r["frame_indices"] and r["sampler"] == "replay"
                for r in again)
-    np.testing.assert_allclose([t for r in again for t in r["timestamps"]], [t for r in records for t in r["timestamps"]])
+    np.testing.assert_allclose([t for r in again for t in r["timestamps"]],
+                               [t for r in records for t in r["timestamps"]])
     capsys.readouterr()
     assert main(["select", *common, "--sampler", f"replay:file={out}", "--out", str(tmp_path / "x.jsonl")]) == 2
     assert "needs --grid all" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""Worker-process decoding (harness.pipeline), the runner's fast path (--workers, --batch-size) and the Qwen2.5-VL
+speed-ups it turns on: same rows and answers as the sequential runner, errors per item, bounded prefetch."""
+import functools
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.config import RunConfig
+from harness.pipeline import DecodeJob, Prefetcher, WorkError, decode_job
+from harness.runner import Run
+from harness.synth import decode_index, write_index_clip
+
+
+def _die_on_one(x):  # spawned workers import this module by name (pytest puts tests/ on sys.path)
+    if x == 1:
+        os._exit(3)
+    return x * 10
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_results_in_order_and_errors_per_item(workers):
+    with Prefetcher(int, workers=workers) as pool:
+        out = list(pool.map(["1", "x", "3", "4"]))
+    assert [item for item, _ in out] == ["1", "x", "3", "4"]
+    assert [r for _, r in out if not isinstance(r, WorkError)] == [1, 3, 4]
+    error = out[1][1]
+    assert isinstance(error, WorkError) and error.kind == "ValueError" and "invalid literal" in error.message
+    assert "\n" not in error.message
+
+
+def test_large_arrays_come_back_intact_through_shared_memory():
+    make = functools.partial(np.full, fill_value=7, dtype=np.uint8)
+    with Prefetcher(make, workers=1) as pool:
+        [(_, big), (_, small)] = list(pool.map([(512, 1024, 3), (4,)]))
+    assert big.shape == (512, 1024, 3) and big.dtype == np.uint8 and (big == 7).all()
+    assert small.tolist() == [7, 7, 7, 7]
+
+
+def test_prefetch_is_bounded():
+    drawn = []
+
+    def items():
+        for i in range(10):
+            drawn.append(i)
+            yield i
+
+    with Prefetcher(abs, workers=1, depth=2) as pool:
+        it = pool.map(items())
+        next(it)
+        assert len(drawn) <= 2  # never more than `depth` items ahead of the consumer
+        assert [r for _, r in it] == list(range(1, 10))
+
+
+def test_a_dead_worker_fails_only_its_item():
+    with Prefetcher(_die_on_one, workers=1, depth=1) as pool:
+        out = [r for _, r in pool.map([0, 1, 2])]
+    assert out[0] == 0 and out[2] == 20
+    assert isinstance(out[1], WorkError) and "died" in out[1].message
+
+
+def test_none_job_means_nothing_to_do():
+    with Prefetcher(int, workers=1) as pool:
+        assert list(pool.map(["5", None], job=lambda x: x)) == [("5", 5), (None, None)]
+
+
+def test_fork_is_refused():
+    from harness.errors import HarnessError
+    with pytest.raises(HarnessError, match="fork"):
+        Prefetcher(int, start_method="fork")
+
+
+def test_decode_job_decodes_each_selection_from_one_pass(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_index_clip(path, 40, 10, gop=8)
+    selections = ((0, 5, 5, 39), (5, 10, 20))
+    result = decode_job(DecodeJob(str(path), "pyav", selections))
+    for sel in selections:
+        assert [decode_index(f) for f in result["frames"][sel]] == list(sel)
+    assert result["decode"] > 0
+    with Prefetcher(decode_job, workers=1) as pool:
+        [(_, missing)] = list(pool.map([DecodeJob(str(tmp_path / "nope.mp4"), "pyav", ((0,),))]))
+    assert isinstance(missing, WorkError) and "not found" in missing.message
+
+
+# -- the runner's fast path ----------------------------------------------------------------------------------------
+
+def _rows(run_dir: Path) -> dict:
+    return {r["sample_id"]: r for r in map(json.loads, (run_dir / "predictions.jsonl").read_text().splitlines())}
+
+
+def _cfg(out, **kw):
+    return RunConfig(**{"task": "smoke", "backbone": "colour-probe", "task_args": {"videos": 5, "duration": 12.0},
+                        "samplers": ["uniform", "uniform:variant=segment-centre"], "out": str(out), **kw})
+
+
+@pytest.mark.parametrize("workers,batch", [(0, 3), (2, 1), (2, 4)])
+def test_fast_runner_writes_the_same_rows_as_the_sequential_one(tmp_path, workers, batch):
+    plain = Run(_cfg(tmp_path / "plain"), progress=False).execute()
+    fast = Run(_cfg(tmp_path / "fast", workers=workers, batch_size=batch), progress=False).execute()
+    for a, b in zip(plain, fast):
+        assert a.name == b.name  # workers and batch size are not part of the run identity
+        ra, rb = _rows(a), _rows(b)
+        assert sorted(ra) == sorted(rb)
+        for k in ra:
+            assert ra[k]["selection"] == rb[k]["selection"]
+            assert ra[k]["prediction"]["raw_text"] == rb[k]["prediction"]["raw_text"]
+            assert rb[k]["prediction"]["timings"]["batch"] >= 1
+        config = json.loads((b / "config.json").read_text())
+        assert config["run"]["workers"] == workers and config["run"]["batch_size"] == batch
+
+
+def test_fast_runner_error_rows_and_resume(tmp_path):
+    videos = tmp_path / "videos"
+    cfg = _cfg(tmp_path / "runs", workers=1, batch_size=2,
+               task_args={"videos": 4, "duration": 12.0, "root": str(videos)})
+    Run(cfg).task.samples()  # generate
+    (videos / "smoke_002.mp4").write_bytes(b"not a video")
+    dirs = Run(cfg, progress=False).execute()
+    for d in dirs:
+        rows = _rows(d)
+        assert len(rows) == 4
+        assert rows["smoke_002"]["prediction"]["parse_status"] == "error"
+        assert all(r["prediction"]["parse_status"] != "error" for k, r in rows.items() if k != "smoke_002")
+    again = Run(cfg, progress=False)
+    again.execute()
+    assert again.questions == 0  # resume: every sample has its row (the error row included), nothing runs twice
+    for d in dirs:
+        assert len((d / "predictions.jsonl").read_text().splitlines()) == 4
+
+
+# -- Qwen2.5-VL speed-ups: same arithmetic ---------------------------------------------------------------------------
+
+def test_qwen_accelerate_keeps_logits_and_answers():
+    import torch
+
+    from backbones.qwen2_5_vl_fast import accelerate
+    from harness.registry import BACKBONES
+
+    backbone = BACKBONES.create("mini-qwen2.5-vl", max_new_tokens=6)
+    frames = np.random.default_rng(0).integers(0, 256, (8, 120, 160, 3), dtype=np.uint8)
+    ts = [0.5 * i for i in range(8)]
+    prompts = ["Which shape is shown?", "What colour is the first object, and where is it?", "Count them."]
+    requests = [(frames, ts, p) for p in prompts]
+    one_by_one = [backbone.generate(*r) for r in requests]
+    stock = backbone.inputs(requests)
+    with torch.inference_mode():
+        ref = backbone.model(**stock).logits
+    undo = accelerate(backbone)
+    try:
+        fast = backbone.inputs(requests)
+        for key in stock:
+            assert torch.equal(stock[key], fast[key]), key  # preprocessing once gives the same pixels
+        with torch.inference_mode():
+            got = backbone.model(**fast).logits
+        assert torch.allclose(got, ref, atol=1e-5, rtol=1e-5)
+        assert backbone.generate_batch(requests) == one_by_one
+    finally:
+        undo()
+    assert type(backbone.processor.video_processor).__name__ != "Shared"
