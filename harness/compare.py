@@ -218,7 +218,8 @@ def compare(run_dirs, baseline: str = "uniform", by: str | None = None, n_resamp
     keys = _category_keys(runs, by)
     records, categories, notes = [], [], []
     for (task, backbone, frames), members in sorted(groups.items()):
-        bases = [r for r in members if _is_baseline(r, baseline)]
+        # the spec as typed first ("uniform" is the plain uniform run even beside uniform:variant=...), then name
+        bases = [r for r in members if r.sampler == baseline] or [r for r in members if _is_baseline(r, baseline)]
         where = f"task {task}, backbone {backbone}, K={frames}"
         if not bases:
             raise HarnessError(f"no baseline run {baseline!r} for {where} (runs there: "
