@@ -24,7 +24,7 @@ from harness.records import NOT_ANSWERED
 from harness.report import sampler_label
 from harness.scoring import summarise
 from harness.stats import MCNEMAR_METHODS, bootstrap_accuracy, mcnemar, paired_bootstrap
-from harness.store import PREDICTIONS, load_config, read_jsonl
+from harness.store import load_config, run_rows
 
 FORMATS = ("md", "csv", "latex", "json")
 LEADERBOARD_SUFFIXES = {".md": "md", ".csv": "csv", ".tex": "latex", ".json": "json"}
@@ -73,12 +73,9 @@ class Comparison:
 def load_run(run_dir) -> RunRows:
     run_dir = Path(run_dir)
     config = load_config(run_dir)
-    rows = read_jsonl(run_dir / PREDICTIONS)
+    rows = run_rows(run_dir)
     if not rows:
         raise HarnessError(f"{run_dir} has no predictions yet")
-    ids = [r["sample_id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise HarnessError(f"{run_dir}: some sample ids occur twice in {PREDICTIONS}")
     ident = config["identity"]
     return RunRows(run_dir, ident["task"]["name"], ident["backbone"]["name"], int(ident["frames"]),
                    sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.scoring import summarise
-from harness.store import PREDICTIONS, load_config, read_jsonl
+from harness.store import load_config, run_rows
 
 FORMATS = ("rich", "md", "csv", "latex", "json")
 
@@ -28,7 +28,7 @@ def collect(run_dirs, by: str | None = None) -> pd.DataFrame:
     records = []
     for run_dir in map(Path, run_dirs):
         config = load_config(run_dir)
-        rows = read_jsonl(run_dir / PREDICTIONS)
+        rows = run_rows(run_dir)
         if not rows:
             raise HarnessError(f"{run_dir} has no predictions yet")
         ident = config["identity"]

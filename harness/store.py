@@ -7,6 +7,11 @@
 
 A killed process leaves at most one partial last line in predictions.jsonl; opening the run drops it, so every
 sample ends up in the file exactly once.
+
+Several ranks (torchrun) write one run together: rank r appends to predictions.rank-r.jsonl under its own lock,
+every rank counts the rows of all files as done (so a run resumes with any number of ranks), and rank 0 merges the
+files into predictions.jsonl once all ranks are finished. A partial last line in another rank's file is a row
+still being written, or lost to a kill: it is not counted, and the rank that owns the file drops it on opening.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from harness.fileio import atomic_write
 from harness.hashing import short_hash
 
 PREDICTIONS = "predictions.jsonl"
+RANK_PREDICTIONS = "predictions.rank-*.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 EVENTS = "events.jsonl"
@@ -50,20 +56,49 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-class RunStore:
-    """One run directory. `identity` is the part of the config that decides the directory (its hash)."""
+def complete_rows(path: Path) -> list[dict]:
+    """The rows of a JSONL file whose lines are complete (newline-terminated): another process may be writing."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[:data.rfind(b"\n") + 1].decode("utf-8")
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
-    def __init__(self, root: Path, identity: dict, config: dict):
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """Every finished row of a run: predictions.jsonl, then the rank files not merged yet; one row per sample."""
+    run_dir = Path(run_dir)
+    rows, seen = [], set()
+    for path in [run_dir / PREDICTIONS, *sorted(run_dir.glob(RANK_PREDICTIONS))]:
+        ids = set()
+        for row in (read_jsonl(path) if path.name == PREDICTIONS else complete_rows(path)):
+            if row["sample_id"] in ids:  # within one file: damage, never something the harness writes
+                raise HarnessError(f"{path}: some sample ids occur twice ({row['sample_id']!r})")
+            ids.add(row["sample_id"])
+            if row["sample_id"] not in seen:  # across files: a merge killed half way leaves a row in both places
+                seen.add(row["sample_id"])
+                rows.append(row)
+    return rows
+
+
+class RunStore:
+    """One run directory. `identity` is the part of the config that decides the directory (its hash). `rank` and
+    `world`: this process's place among the ranks writing the run (see the module docstring)."""
+
+    def __init__(self, root: Path, identity: dict, config: dict, rank: int = 0, world: int = 1):
         self.identity = identity
         self.dir = Path(root) / run_dir_name(identity)
         self.config = {**config, "identity": identity, "identity_hash": short_hash(identity)}
+        self.rank, self.world = rank, world
+        self.own = PREDICTIONS if world == 1 else f"predictions.rank-{rank}.jsonl"
         self._file = None
         self._lock = None
 
     # -- opening ----------------------------------------------------------------------------------
     def open(self) -> "RunStore":
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / ".lock", "w")
+        self._lock = open(self.dir / (".lock" if self.world == 1 else f".lock.rank-{self.rank}"), "w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -77,15 +112,16 @@ class RunStore:
         else:
             atomic_write(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         self._drop_partial_line()
-        self._done = {r["sample_id"] for r in read_jsonl(self.dir / PREDICTIONS)}
+        self._done = {r["sample_id"] for r in run_rows(self.dir)}
         self.event("resume" if resumed else "start", done=len(self._done), versions=self.config.get("versions"),
-                   git_commit=self.config.get("git_commit"))
-        self._file = open(self.dir / PREDICTIONS, "a")
+                   git_commit=self.config.get("git_commit"), **({"rank": self.rank, "world": self.world}
+                                                                 if self.world > 1 else {}))
+        self._file = open(self.dir / self.own, "a")
         return self
 
     def _drop_partial_line(self) -> None:
         """A kill in the middle of a write leaves a last line without its newline: cut it off."""
-        path = self.dir / PREDICTIONS
+        path = self.dir / self.own
         if not path.exists():
             return
         data = path.read_bytes()
@@ -123,8 +159,23 @@ class RunStore:
         self._file.flush()  # survives kill -9: the line is in the kernel once write() returns
         self._done.add(row["sample_id"])
 
+    def refresh(self) -> None:
+        """Count what other ranks finished meanwhile as done too."""
+        self._done |= {r["sample_id"] for r in run_rows(self.dir)}
+
     def rows(self) -> list[dict]:
-        return read_jsonl(self.dir / PREDICTIONS)
+        return run_rows(self.dir)
+
+    def merge(self) -> None:
+        """Rank 0, after every rank finished: all rows into predictions.jsonl, the rank files removed. Killed
+        half way, the rows are in both places, and `run_rows` counts each once."""
+        ranks = sorted(self.dir.glob(RANK_PREDICTIONS))
+        if not ranks:
+            return
+        rows = run_rows(self.dir)
+        atomic_write(self.dir / PREDICTIONS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        for path in ranks:
+            path.unlink()
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write(self.dir / METRICS, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
