@@ -200,6 +200,15 @@ def _add_convert(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace DST if it holds a converted checkpoint")
 
 
+def _add_miniworld(sub) -> None:
+    p = sub.add_parser("miniworld", help="train or evaluate the shipped mini models (mini-clip, mini-qwen2.5-vl)",
+                       epilog=EPILOG, description="`harness miniworld clip train|eval ...` and `harness miniworld "
+                                                  "qwen train ...` run harness.miniworld.clip / .qwen; "
+                                                  "`harness miniworld MODEL --help` lists their options.")
+    p.add_argument("model", choices=["clip", "qwen"])
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the model's own command and options")
+
+
 def _config(args):
     """RunConfig from --config plus the command line (only options this command has)."""
     from harness.config import RunConfig, parse_assignments
@@ -338,6 +347,12 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_miniworld(args) -> int:
+    import importlib
+    importlib.import_module(f"harness.miniworld.{args.model}").main(args.args)
+    return 0
+
+
 def cmd_list(args) -> int:
     from harness.registry import REGISTRIES
     kinds = [args.kind] if args.kind else list(REGISTRIES)
@@ -413,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_sweep(sub)
     _add_convert(sub)
+    _add_miniworld(sub)
     p = sub.add_parser("list", help="list registered tasks, backbones and samplers", epilog=EPILOG)
     p.add_argument("kind", nargs="?", choices=["tasks", "backbones", "samplers"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -454,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"bench": cmd_bench, "run": cmd_run, "select": cmd_select, "features": cmd_features, "compare": cmd_compare,
-            "sweep": cmd_sweep, "convert": cmd_convert, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
+            "sweep": cmd_sweep, "convert": cmd_convert, "miniworld": cmd_miniworld, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
             "selections": cmd_selections}
 
 
