@@ -9,7 +9,12 @@
   Video-MME questions per video) are one batch whose videos are the same pixels; each distinct video is encoded once
   and its features reused for the others.
 * Video preprocessing once per distinct frames object in a batch: the processor gets the same array once per
-  question; it resizes and normalises it once and repeats the result.
+  question; it resizes and normalises it once and repeats the result. `frame_preparer` / `prepared_frames` let the
+  runner do that preprocessing off the main path (its preprocessing thread, or a worker process: `VideoPrep` is
+  picklable) and hand `generate_batch` a small stand-in array the processor recognises.
+
+`attach(backbone)` adds the runner's hooks (`accelerate`, `frame_preparer`, `prepared_frames`) to a loaded
+`Qwen25VL`; the runner's fast path calls it. They belong on the adapter class itself; until then they live here.
 
 Each part can be undone (`undo()`), so one loaded model serves as both the stock reference and the fast path in a
 benchmark. This module patches the loaded objects only; nothing global in transformers changes.
@@ -111,33 +116,68 @@ def share_vision_tower(model) -> Callable[[], None]:
     return undo
 
 
+# stand-in frames (see `prepared_frames`) -> (video kwargs they were made with, the video processor's output)
+_PREPARED: dict[int, tuple[dict, dict]] = {}
+
+
+def _merge(outs: list, order: list[int]):
+    """One processor output for a batch from per-video outputs: tensors concatenated, per-video lists joined."""
+    import torch
+
+    merged = {}
+    for key, value in outs[0].items():
+        if isinstance(value, torch.Tensor):
+            merged[key] = torch.cat([outs[o][key] for o in order])
+        elif isinstance(value, (list, tuple)):
+            merged[key] = [item for o in order for item in outs[o][key]]
+        else:
+            return None
+    return merged
+
+
 def share_video_preprocessing(processor) -> Callable[[], None]:
     """The processor's video part resizes and normalises each distinct frames array of a call once (arrays are
-    compared by identity: the runner hands one array to all questions that share it). Returns the undo."""
-    import torch
+    compared by identity: the runner hands one array to all questions that share it), and takes the output of
+    frames prepared in a worker (`prepared_frames`) as it is. Records the keyword arguments the processor passes,
+    which workers need to do the same. Returns the undo."""
+    from harness.errors import HarnessError
 
     video = processor.video_processor
     base = type(video)
 
     class Shared(base):
         def __call__(self, videos=None, *args, **kwargs):
-            if not isinstance(videos, (list, tuple)) or len(videos) < 2 or args:
+            self._harness_kwargs = dict(kwargs)
+            if args or not isinstance(videos, (list, tuple)):
                 return base.__call__(self, videos, *args, **kwargs)
-            first: dict[int, int] = {}
-            distinct = []
+            outs, order, seen, ready = [], [], {}, False
             for v in videos:
-                if id(v) not in first:
-                    first[id(v)] = len(distinct)
-                    distinct.append(v)
-            if len(distinct) == len(videos):
+                if id(v) not in seen:
+                    seen[id(v)] = len(outs)
+                    prepared = _PREPARED.get(id(v))
+                    if prepared is not None:
+                        if prepared[0] != kwargs:
+                            raise HarnessError("frames were prepared with other video settings than this call's "
+                                               f"({prepared[0]} vs {kwargs})")
+                        outs.append(prepared[1])
+                        ready = True
+                    else:
+                        outs.append(None)
+                order.append(seen[id(v)])
+            if not ready and len(outs) == len(videos):  # nothing shared, nothing prepared: the plain call
                 return base.__call__(self, videos, **kwargs)
-            outs = [base.__call__(self, [v], **kwargs) for v in distinct]
-            keys = set(outs[0].keys())
-            if keys - {"pixel_values_videos", "video_grid_thw"}:  # something else per video: do it the plain way
+            first = [v for v in videos if id(v) in seen]
+            for v in dict((id(v), v) for v in first).values():
+                if outs[seen[id(v)]] is None:
+                    outs[seen[id(v)]] = base.__call__(self, [v], **kwargs)
+            merged = _merge(outs, order)
+            if merged is None:
+                if ready:
+                    raise HarnessError("cannot merge prepared video inputs of this processor")
                 return base.__call__(self, videos, **kwargs)
-            order = [first[id(v)] for v in videos]
-            merged = {k: torch.cat([outs[o][k] for o in order]) for k in keys}
-            return type(outs[0])(data=merged, tensor_type=None)
+            from transformers import BatchFeature
+
+            return BatchFeature(data=merged, tensor_type=None)
 
     video.__class__ = Shared
 
@@ -146,12 +186,90 @@ def share_video_preprocessing(processor) -> Callable[[], None]:
     return undo
 
 
+class VideoPrep:
+    """Picklable: the model's video preprocessing (resize, normalise, patches) of one selection's frames, with the
+    keyword arguments the processor passes for that frame count (in a thread or a worker process; no model state). Pixel values come back in
+    the model's dtype (the model casts them to it first thing, so casting here changes nothing), as raw bits."""
+
+    def __init__(self, video_processor, kwargs_by_frames: dict[int, dict], dtype: str):
+        import copy
+
+        self.video_processor = copy.copy(video_processor)
+        self.video_processor.__class__ = next(c for c in type(video_processor).__mro__ if c.__name__ != "Shared")
+        self.kwargs_by_frames, self.dtype = kwargs_by_frames, dtype
+
+    def __call__(self, frames):
+        import torch
+
+        kwargs = self.kwargs_by_frames[len(frames)]
+        out = self.video_processor(videos=[frames], **kwargs)
+        result = {"frames": len(frames), "dtype": self.dtype, "kwargs": kwargs, "tensors": {}, "other": {}}
+        for key, value in out.items():
+            if key == "pixel_values_videos" and self.dtype in ("bfloat16", "float16"):
+                value = value.to(getattr(torch, self.dtype)).view(torch.int16)
+            if isinstance(value, torch.Tensor):
+                result["tensors"][key] = value.numpy()
+            else:
+                result["other"][key] = value
+        return result
+
+
+def frame_preparer(backbone, n_frames) -> VideoPrep:
+    """The off-main-path preprocessing for selections of these frame counts (call in the main thread: it runs the
+    backbone's `inputs` once per count); the processor's keyword arguments are
+    learned from one call on tiny frames per count (they depend on the count, not on the pixels)."""
+    import numpy as np
+
+    kwargs = {}
+    video = backbone.processor.video_processor
+    for n in sorted(set(n_frames)):
+        backbone.inputs([(np.zeros((n, 56, 56, 3), np.uint8), [float(i) for i in range(n)], "x")])
+        kwargs[n] = dict(video._harness_kwargs)
+    return VideoPrep(video, kwargs, backbone.dtype)
+
+
+def prepared_frames(result):
+    """Stand-in frames for a `VideoPrep` result: a (n, 1, 1, 3) array whose identity the processor
+    recognises, so `generate_batch` takes it like decoded frames."""
+    import weakref
+
+    import numpy as np
+    import torch
+
+    tensors = {k: torch.from_numpy(v) for k, v in result["tensors"].items()}
+    if result["dtype"] in ("bfloat16", "float16"):
+        tensors["pixel_values_videos"] = tensors["pixel_values_videos"].view(getattr(torch, result["dtype"]))
+    standin = np.zeros((result["frames"], 1, 1, 3), np.uint8)
+    _PREPARED[id(standin)] = (result["kwargs"], {**tensors, **result["other"]})
+    weakref.finalize(standin, _PREPARED.pop, id(standin), None)
+    return standin
+
+
 def accelerate(backbone) -> Callable[[], None]:
     """All three speed-ups on a loaded Qwen2.5-VL backbone; returns one undo for them all."""
     undos = [group_vision_attention(backbone.model), share_vision_tower(backbone.model),
              share_video_preprocessing(backbone.processor)]
+    backbone._accelerated = True
 
     def undo():
         for u in reversed(undos):
             u()
+        backbone._accelerated = False
     return undo
+
+
+def attach(backbone) -> bool:
+    """Give a loaded Qwen2.5-VL backbone the fast runner's hooks, where it has none of its own: `accelerate()`
+    (returns the undo), `frame_preparer(frame_counts)` (worker-side preprocessing; needs `accelerate()` on) and
+    `prepared_frames(result)`. False for other backbones."""
+    from backbones.qwen2_5_vl import Qwen25VL
+
+    if not isinstance(backbone, Qwen25VL):
+        return False
+    hooks = {"accelerate": lambda: accelerate(backbone),
+             "frame_preparer": lambda frame_counts: frame_preparer(backbone, frame_counts),
+             "prepared_frames": prepared_frames}
+    for name, hook in hooks.items():
+        if not callable(getattr(backbone, name, None)):
+            setattr(backbone, name, hook)
+    return True

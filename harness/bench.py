@@ -28,7 +28,6 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from fractions import Fraction
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -278,6 +277,7 @@ def runner_loop(backbone, run_cfg, out: Path) -> dict:
     rows = read_jsonl(run_dir / "predictions.jsonl")
     errors = [r for r in rows if r["prediction"].get("parse_status") == "error"]
     return {"seconds": seconds, "questions": len(rows), "run_dir": str(run_dir),
+            "pipeline": getattr(run, "pipeline_stats", None),
             "answers": {r["sample_id"]: r["prediction"].get("raw_text") for r in rows},
             "errors": [r["prediction"].get("error") for r in errors][:5], "n_errors": len(errors)}
 
@@ -311,24 +311,12 @@ def _accelerated(backbone) -> bool:
 
 
 def attach_accelerate(backbone) -> None:
-    """Give the backbone an `accelerate()` (the runner's hook) where its module offers one and it has none."""
-    if callable(getattr(backbone, "accelerate", None)):
-        return
+    """The fast runner's hooks for a backbone that offers them through a companion module."""
     try:
-        from backbones.qwen2_5_vl import Qwen25VL
-        from backbones.qwen2_5_vl_fast import accelerate
+        from backbones.qwen2_5_vl_fast import attach
     except ImportError:
         return
-    if isinstance(backbone, Qwen25VL):
-        def on():
-            undo = accelerate(backbone)
-            backbone._accelerated = True
-
-            def off():
-                undo()
-                backbone._accelerated = False
-            return off
-        backbone.accelerate = on
+    attach(backbone)
 
 
 def device_name(device: str) -> str:
@@ -346,8 +334,6 @@ def slug(name: str) -> str:
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
-    import torch
-
     from harness.config import RunConfig
     from harness.registry import BACKBONES, TASKS
 
@@ -479,6 +465,11 @@ def render_markdown(r: dict) -> str:
         f"{pr['seconds'] / pr['batch']:.3f}, harness {pf['seconds'] / pf['batch']:.3f}.",
         "",
     ]
+    stats = fast.get("pipeline")
+    if stats:
+        lines += [f"Harness runner, main process: {stats['wait']:.1f} s planning and waiting for workers, "
+                  f"{stats['generate']:.1f} s in {stats['batches']} backbone batches; decode workers (summed over "
+                  f"processes): {stats['decode']:.1f} s; preprocessing thread: {stats['prepare']:.1f} s.", ""]
     return "\n".join(lines)
 
 

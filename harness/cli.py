@@ -478,6 +478,8 @@ def main(argv=None) -> int:
     # The harness draws its own progress; per-file "Loading weights" bars of transformers/huggingface_hub would
     # bury its one-line messages (read once, when they are first imported, which happens after this).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":  # imported already
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -9,7 +9,8 @@ child must not inherit. Large arrays in a result travel through shared memory in
 64-frame 720p selection is 177 MB; pickling it through a pipe costs more than decoding it).
 
 `decode_job` is the runner's job: open a video with the run's backend, decode the union of the selections' frames
-once, and return each selection's frames (or what the backbone's `frame_preparer` makes of them, e.g. pixel values).
+once, and return each selection's frames (or what an optional `prepare` callable makes of them). The runner splits a
+video's frames into runs of consecutive frames, one job each, so several workers decode one video at once.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import sys
 import time
 import traceback
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,17 @@ class VideoPlan:
     group: list
     rows: list = field(default_factory=list)  # (store, row)
     work: list = field(default_factory=list)  # (sample, store, selection, timings)
-    job: DecodeJob | None = None
+    selections: tuple = ()  # distinct selections (native frame indices) of `work`
+    union: tuple | None = None  # every frame they need, ascending
+    preparer: object = None  # the backbone's preprocessing for them, if it offers one
+    decode_seconds: float = 0.0  # worker time spent decoding them (summed over the parallel runs)
+
+
+def _split(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
+    """Up to `parts` runs of consecutive frames (at least `smallest` each), for parallel decoding."""
+    parts = max(1, min(parts, len(frames) // smallest))
+    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
+    return [tuple(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class Run(Selector):
@@ -279,13 +290,32 @@ class Run(Selector):
                     plan.rows.append((store, self._row(sample, prompts[sample.id], None,
                                                        error_prediction(self.describe(e)))))
         keys = dict.fromkeys(tuple(int(i) for i in sel.frame_indices) for _, _, sel, _ in plan.work)
-        plan.job = DecodeJob(group[0].video, self.cfg.decode_backend, tuple(keys)) if keys else None
+        if keys:
+            plan.selections = tuple(keys)
+            plan.union = tuple(np.unique(np.concatenate([np.asarray(k, np.int64) for k in keys])).tolist())
+            # made here, in the main thread: learning the processor's settings touches the backbone
+            plan.preparer = self._preparer(frozenset(len(k) for k in keys))
         return plan
+
+    def _preparer(self, frame_counts: frozenset):
+        """The backbone's worker-side preprocessing for selections of these sizes (None: workers hand over frames)."""
+        hook = getattr(self.backbone, "frame_preparer", None)
+        if not callable(hook):
+            return None
+        cache = self.__dict__.setdefault("_preparers", {})
+        if frame_counts not in cache:
+            cache[frame_counts] = hook(sorted(frame_counts))
+        return cache[frame_counts]
 
     def _run_fast(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
         """Videos planned here, decoded `--workers` processes ahead, questions answered in batches of up to
         `--batch-size` (those sharing the same frames together, so their frames are decoded and preprocessed once).
         Rows are appended per sample as each batch finishes; resume and error rows work as in `_run_video`."""
+        try:  # Qwen2.5-VL's hooks live beside its adapter until the adapter defines them itself
+            from backbones.qwen2_5_vl_fast import attach
+            attach(self.backbone)
+        except ImportError:
+            pass
         # answer-preserving speed-ups a backbone offers for batched work (Qwen2.5-VL: shared vision, grouped attention)
         accelerate = getattr(self.backbone, "accelerate", None)
         undo = accelerate() if callable(accelerate) else None
@@ -296,24 +326,91 @@ class Run(Selector):
                 undo()
 
     def _run_pipeline(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
+        """Each video's frames are split into up to `workers` runs of consecutive frames, decoded in parallel (so
+        the first video is ready after a fraction of its decode time, and workers stay evenly loaded); a thread here
+        preprocesses the next video (the backbone's `frame_preparer`) while the backbone answers this one."""
         workers = max(0, self.cfg.workers)
         threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-        plans = (self._plan(group, prompts, stores) for _, group in by_video(todo))
-        with Prefetcher(decode_job, workers=workers, depth=max(2, workers + 1), threads_per_worker=threads) as pool:
-            for plan, result in pool.map(plans, job=lambda p: p.job):
-                for store, row in plan.rows:
-                    store.append(row)
-                if plan.work:
-                    if isinstance(result, WorkError):
-                        for sample, store, selection, _ in plan.work:
-                            store.append(self._row(sample, prompts[sample.id], selection,
-                                                   error_prediction(result.message)))
-                    else:
-                        self._answer_batches(plan.work, result, prompts)
-                for _ in plan.group:
-                    advance()
+        self.pipeline_stats = stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
 
-    def _answer_batches(self, work: list, decoded: dict, prompts: dict) -> None:
+        def items():
+            for _, group in by_video(todo):
+                plan = self._plan(group, prompts, stores)
+                chunks = _split(plan.union, max(1, workers)) if plan.union else [None]
+                for i, chunk in enumerate(chunks):
+                    job = None if chunk is None else DecodeJob(group[0].video, self.cfg.decode_backend, (chunk,))
+                    yield plan, job, i == len(chunks) - 1
+
+        def assembled(pool):
+            parts = []
+            for (plan, job, last), result in pool.map(items(), job=lambda item: item[1]):
+                parts.append((job, result))
+                if last:
+                    yield plan, self._assemble(plan, parts)
+                    parts = []
+
+        with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers),
+                        threads_per_worker=threads) as pool, ThreadPoolExecutor(1) as prep:
+            videos, pending = assembled(pool), None
+            while True:
+                t = time.perf_counter()
+                try:
+                    plan, decoded = next(videos)
+                except StopIteration:
+                    break
+                stats["wait"] += time.perf_counter() - t  # planning + waiting for the workers
+                if isinstance(decoded, dict):
+                    stats["decode"] += decoded["decode"]
+                    plan.decode_seconds = decoded["decode"]
+                ready = prep.submit(self._prepare_frames, plan, decoded)
+                if pending is not None:
+                    self._finish_plan(*pending, prompts, advance)
+                pending = (plan, ready)
+            if pending is not None:
+                self._finish_plan(*pending, prompts, advance)
+
+    def _assemble(self, plan: "VideoPlan", parts: list):
+        """The frames of each selection from the decoded runs (or the first WorkError)."""
+        if plan.union is None:
+            return None
+        for _, result in parts:
+            if isinstance(result, WorkError):
+                return result
+        union = np.concatenate([result["frames"][job.selections[0]] for job, result in parts])
+        index = np.asarray(plan.union, np.int64)
+        frames = {sel: union[np.searchsorted(index, np.asarray(sel, np.int64))] for sel in plan.selections}
+        return {"frames": frames, "decode": sum(result["decode"] for _, result in parts)}
+
+    def _prepare_frames(self, plan: "VideoPlan", decoded):
+        """Runs in the preprocessing thread: the backbone-ready object for each selection (its stand-in for frames
+        preprocessed here, or the frames themselves); a WorkError when anything fails."""
+        if not isinstance(decoded, dict):
+            return decoded
+        try:
+            t = time.perf_counter()
+            frames = dict(decoded["frames"])
+            if plan.preparer is not None:
+                adopt = self.backbone.prepared_frames
+                frames = {sel: adopt(plan.preparer(f)) for sel, f in frames.items()}
+            self.pipeline_stats["prepare"] += time.perf_counter() - t
+            return frames
+        except Exception as e:
+            return WorkError(self.describe(e), type(e).__name__)
+
+    def _finish_plan(self, plan: "VideoPlan", ready, prompts: dict, advance) -> None:
+        for store, row in plan.rows:
+            store.append(row)
+        if plan.work:
+            frames = ready.result()
+            if isinstance(frames, WorkError):
+                for sample, store, selection, _ in plan.work:
+                    store.append(self._row(sample, prompts[sample.id], selection, error_prediction(frames.message)))
+            else:
+                self._answer_batches(plan.work, frames, prompts, plan.decode_seconds)
+        for _ in plan.group:
+            advance()
+
+    def _answer_batches(self, work: list, frames: dict, prompts: dict, decode_seconds: float = 0.0) -> None:
         """Batches of up to batch_size questions of one video, those sharing frames adjacent; each selection's
         frames are one array object (the backbone may preprocess it once for all its questions)."""
         groups: dict[tuple, list] = {}
@@ -323,7 +420,7 @@ class Run(Selector):
         size = max(1, self.cfg.batch_size)
         for start in range(0, len(ordered), size):
             batch = ordered[start:start + size]
-            requests = [(decoded["frames"][tuple(int(i) for i in sel.frame_indices)], sel.timestamps,
+            requests = [(frames[tuple(int(i) for i in sel.frame_indices)], sel.timestamps,
                          prompts[sample.id]) for sample, _, sel, _ in batch]
             t = time.perf_counter()
             try:
@@ -336,8 +433,12 @@ class Run(Selector):
                     except Exception as e:
                         texts.append(e)
             seconds = time.perf_counter() - t
+            stats = self.__dict__.get("pipeline_stats")
+            if stats is not None:
+                stats["generate"] += seconds
+                stats["batches"] += 1
             for (sample, store, selection, timings), text in zip(batch, texts):
-                timings = {**timings, "decode": decoded["decode"], "generate": seconds, "batch": len(batch)}
+                timings = {**timings, "decode": decode_seconds, "generate": seconds, "batch": len(batch)}
                 store.append(self._finish(sample, prompts[sample.id], selection, text, timings))
 
     def _generate_batch(self, requests: list) -> list[str]:

@@ -160,3 +160,33 @@ def test_qwen_accelerate_keeps_logits_and_answers():
     finally:
         undo()
     assert type(backbone.processor.video_processor).__name__ != "Shared"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_qwen_frames_prepared_in_a_worker_give_the_same_inputs_and_answers(dtype):
+    import pickle
+
+    import torch
+
+    from backbones.qwen2_5_vl_fast import attach
+    from harness.registry import BACKBONES
+
+    backbone = BACKBONES.create("qwen2.5-vl", random_init=True, config="qwen2.5-vl-tiny", max_new_tokens=4,
+                                dtype=dtype)
+    assert attach(backbone)
+    frames = np.random.default_rng(1).integers(0, 256, (8, 96, 128, 3), dtype=np.uint8)
+    ts = [0.5 * i for i in range(8)]
+    prompts = ["a question", "another, longer question about the video"]
+    stock = backbone.inputs([(frames, ts, p) for p in prompts])
+    answers = [backbone.generate(frames, ts, p) for p in prompts]
+    undo = backbone.accelerate()
+    try:
+        prep = pickle.loads(pickle.dumps(backbone.frame_preparer([8])))  # as a spawned worker gets it
+        standin = backbone.prepared_frames(prep(frames))
+        fast = backbone.inputs([(standin, ts, p) for p in prompts])
+        for key in stock:
+            want = stock[key].to(fast[key].dtype) if key == "pixel_values_videos" else stock[key]
+            assert torch.equal(want, fast[key]), key
+        assert backbone.generate_batch([(standin, ts, p) for p in prompts]) == answers
+    finally:
+        undo()
