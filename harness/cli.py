@@ -247,6 +247,8 @@ def cmd_run(args) -> int:
     from harness.runner import Run
     run = Run(_config(args), debug=args.debug, progress=_progress(args))
     run_dirs = run.execute()
+    if not run.world.is_main:  # rank 0 reports for everyone (it merged the ranks' rows)
+        return 0
     from harness.report import collect, render
     print(render(collect(run_dirs, by="category"), "rich"), end="")
     print(feature_summary(run.inputs.stats))
@@ -267,7 +269,11 @@ def cmd_select(args) -> int:
         raise HarnessError(f"harness select takes exactly one sampler, got {len(cfg.samplers)}")
     selector = Selector(cfg, debug=args.debug, progress=_progress(args))
     samples = selector.samples()
-    records = list(selector.records(samples))
+    shares = selector.world.gather(list(selector.records(selector.my_share(samples))))
+    if not selector.world.is_main:  # rank 0 writes the one file
+        return 0
+    by_id = {(r["sample_id"]): r for share in shares for r in share}
+    records = [by_id[s.id] for s in samples]  # dataset order, whatever rank answered
     failed = [r for r in records if r.get("selection", True) is None]
     if args.format == "tspo-json":
         annotations = args.annotations or getattr(selector.task, "annotations", None)
@@ -291,9 +297,10 @@ def cmd_features(args) -> int:
     from harness.runner import Selector, compute_features
     cfg = _config(args)
     cfg.samplers = []
-    counts, failed = compute_features(Selector(cfg, debug=args.debug, progress=_progress(args)), args.encoder,
-                                      args.query)
-    print(feature_summary(counts))
+    selector = Selector(cfg, debug=args.debug, progress=_progress(args))
+    counts, failed = compute_features(selector, args.encoder, args.query)
+    world = selector.world  # with several ranks each reports its own share of the videos
+    print((f"rank {world.rank}/{world.size}: " if world.size > 1 else "") + feature_summary(counts))
     for line in failed:
         print(f"harness: {line}", file=sys.stderr)
     return 3 if failed else 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import distributed
 from harness.config import RunConfig, git_commit, package_versions, parse_spec
 from harness.errors import HarnessError
 from harness.grid import make_grid, parse_grid_rule
@@ -71,6 +72,8 @@ class Selector:
 
     def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True):
         self.cfg, self.debug, self.progress = cfg, debug, progress
+        self.world = distributed.init(cfg.device)  # one process: rank 0 of 1, nothing set up
+        self.device = distributed.rank_device(cfg.device, self.world)
         if cfg.frames < 1:
             raise HarnessError(f"--frames must be at least 1, got {cfg.frames}")
         if cfg.short_grid not in SHORT_GRID_RULES:
@@ -83,25 +86,42 @@ class Selector:
             needed = getattr(sampler, "grid", None)
             if needed and parse_grid_rule(needed) != self.grid_rule:
                 raise HarnessError(f"sampler {sampler.name!r} needs --grid {needed} (this run has {self.grid_rule})")
-        self.inputs = InputProvider(Path(cfg.cache_dir), cfg.device, cfg.dtype)
+        self.inputs = InputProvider(Path(cfg.cache_dir), self.device, cfg.dtype)
         for spec, _ in wants(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
             self.inputs.store.encoder(spec)
 
     def samples(self) -> list[Sample]:
         """The (limited) samples; benchmarks check only the chosen subset's videos, before anything runs."""
-        if hasattr(self.task, "check_videos"):
-            samples = self.task.check_videos(
-                stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
+        # rank 0 generates (smoke, needle) or checks the videos first; the others then read. A failure on rank 0
+        # still releases the others, which then meet the same bad input themselves.
+        if self.world.is_main:
+            try:
+                samples = self._load_samples()
+            finally:
+                self.world.barrier()
         else:
-            samples = stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
+            self.world.barrier()
+            samples = self._load_samples()
         if not samples:
             raise HarnessError(f"task {self.task.name!r} has no samples")
         for sampler in self.samplers:  # replay: samples without a stored selection get error rows; say so now
             if hasattr(sampler, "join"):
                 report = sampler.join(samples)
-                if report.unmatched_samples:
+                if report.unmatched_samples and self.world.is_main:
                     print(f"harness: sampler {sampler.name}: {report.summary()}", file=sys.stderr)
         return samples
+
+    def _load_samples(self) -> list[Sample]:
+        if hasattr(self.task, "check_videos"):
+            samples = self.task.check_videos(
+                stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
+        else:
+            samples = stratified_subset(self.task.samples(), self.cfg.limit, self.task.stratify_key)
+        return samples
+
+    def my_share(self, samples: list[Sample]) -> list[Sample]:
+        """This rank's samples: whole videos, dealt round-robin (see harness.distributed)."""
+        return [s for _, group in self.world.shard(by_video(samples)) for s in group]
 
     def open(self, video: str) -> tuple[VideoReader, CandidateGrid]:
         reader = open_video(video, self.cfg.decode_backend)
@@ -155,7 +175,7 @@ def compute_features(selector: Selector, encoders: list[str], query: str = "ques
     for spec in encoders:
         selector.inputs.store.encoder(spec)  # a bad encoder name fails here, before any video is touched
     samples, failed = selector.samples(), []
-    groups = by_video(samples)
+    groups = selector.world.shard(by_video(samples))  # with several ranks, each video on one rank
     with progress_bar(selector.progress, "features", len(groups)) as advance:
         for video, group in groups:
             try:
@@ -209,7 +229,7 @@ class Run(Selector):
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args; `backbone`: one
         # already built from the same config (harness bench measures two loops on one loaded model)
         self.backbone = backbone if backbone is not None else BACKBONES.create(
-            cfg.backbone, device=cfg.device, dtype=cfg.dtype, **cfg.backbone_args)
+            cfg.backbone, device=self.device, dtype=cfg.dtype, **cfg.backbone_args)
 
     def identity(self, sampler) -> dict:
         """What decides the results, and so the run directory. The decode backend and device do not."""
@@ -229,10 +249,13 @@ class Run(Selector):
                 "prompts_sha256": prompt_hash, "n_samples": len(samples), "versions": package_versions(),
                 "git_commit": git_commit()}
         # the spec as typed (e.g. "aks:encoder=mini-clip,depth=3") labels tables; the identity holds the full config
-        stores = [RunStore(Path(self.cfg.out), self.identity(s), {**base, "sampler_spec": spec}).open()
+        stores = [RunStore(Path(self.cfg.out), self.identity(s), {**base, "sampler_spec": spec},
+                           rank=self.world.rank, world=self.world.size).open()
                   for s, spec in zip(self.samplers, self.cfg.samplers)]
         try:
             todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
+            self.world.barrier()  # every rank has read what is done before any rank writes: one sharding for all
+            todo = self.my_share(todo)
             t0 = time.perf_counter()
             with progress_bar(self.progress, "run", len(todo)) as advance:
                 if self.fast and getattr(self.backbone, "answers", True):
@@ -243,9 +266,14 @@ class Run(Selector):
             self.seconds, self.questions = time.perf_counter() - t0, len(todo)
             features = dict(sorted(self.inputs.stats.items()))
             for store in stores:
-                store.event("features", **features, questions=self.questions, seconds=self.seconds)
-                store.write_metrics({"task": self.task.name, "scorer": getattr(self.task, "parser", "strict"),
-                                     "metrics": self.task.metrics(store.rows())})
+                store.event("features", **features, questions=self.questions, seconds=self.seconds,
+                            **({"rank": self.world.rank} if self.world.size > 1 else {}))
+            self.world.barrier()  # every rank's rows are written
+            if self.world.is_main:
+                for store in stores:
+                    store.merge()
+                    store.write_metrics({"task": self.task.name, "scorer": getattr(self.task, "parser", "strict"),
+                                         "metrics": self.task.metrics(store.rows())})
         finally:
             for store in stores:
                 store.close()

@@ -113,6 +113,7 @@ class RunStore:
             atomic_write(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         self._drop_partial_line()
         self._done = {r["sample_id"] for r in run_rows(self.dir)}
+        resumed = resumed and (self.world == 1 or bool(self._done))  # another rank may have made the directory
         self.event("resume" if resumed else "start", done=len(self._done), versions=self.config.get("versions"),
                    git_commit=self.config.get("git_commit"), **({"rank": self.rank, "world": self.world}
                                                                  if self.world > 1 else {}))

@@ -65,3 +65,92 @@ def test_world_and_shards(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(HarnessError, match="outside"):
         world_from_env()
+
+
+# --- torchrun on the CPU (gloo) ---------------------------------------------------------------------------------------
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+SLOW = '''
+import time
+from backbones.colour_probe import ColourProbe
+from harness.registry import BACKBONES
+
+@BACKBONES.register("slow-colour-probe", description="the colour probe, 0.3 s per answer (kill tests)")
+class SlowColourProbe(ColourProbe):
+    name = "slow-colour-probe"
+    def generate(self, frames, timestamps, prompt):
+        time.sleep(0.3)
+        return super().generate(frames, timestamps, prompt)
+'''
+
+
+def launch(args, n, tmp_path, env_extra=None):
+    """`harness run` under torchrun with n processes (n=0: a plain single process)."""
+    plugin = tmp_path / "plugin"
+    plugin.mkdir(exist_ok=True)
+    (plugin / "slowprobe.py").write_text(SLOW)
+    dist = plugin / "slowprobe-0.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: slowprobe\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text("[harness.backbones]\nslow-colour-probe = slowprobe\n")
+    env = {**os.environ, "PYTHONPATH": f"{plugin}:{os.environ.get('PYTHONPATH', '')}",
+           "LONGVIDEO_HARNESS_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"] if n else \
+        [sys.executable]
+    return subprocess.Popen([*head, "-m", "harness", "run", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+COMMON = ["--task", "smoke", "--task-arg", "videos=8", "--task-arg", "duration=12", "--sampler", "uniform",
+          "--sampler", "topk:encoder=mini-clip", "--no-progress"]
+
+
+def rows(run_dirs):
+    out = {}
+    for d in run_dirs:
+        out[d.name] = {r["sample_id"]: (r["selection"]["frame_indices"], r["prediction"]["raw_text"])
+                       for r in map(json.loads, (d / PREDICTIONS).read_text().splitlines())}
+    return out
+
+
+def test_two_ranks_give_the_same_predictions_as_one(tmp_path):
+    one = launch([*COMMON, "--backbone", "colour-probe", "--out", str(tmp_path / "one")], 0, tmp_path)
+    assert one.wait(timeout=600) == 0, one.stderr.read()
+    two = launch([*COMMON, "--backbone", "colour-probe", "--out", str(tmp_path / "two")], 2, tmp_path)
+    assert two.wait(timeout=600) == 0, two.stderr.read()
+    a, b = sorted((tmp_path / "one").iterdir()), sorted((tmp_path / "two").iterdir())
+    assert [d.name for d in a] == [d.name for d in b] and len(a) == 2  # same run identities
+    assert rows(a) == rows(b) and all(len(r) == 8 for r in rows(b).values())
+    for d in b:
+        assert not list(d.glob("predictions.rank-*")) and (d / "metrics.json").exists()
+        ranks = {json.loads(x).get("rank") for x in (d / "events.jsonl").read_text().splitlines()}
+        assert ranks == {0, 1}  # both ranks worked on it
+        assert json.loads((d / "metrics.json").read_text())["metrics"]["overall"]["n"] == 8
+
+
+def test_killed_with_two_ranks_resumes_with_one_exactly_once(tmp_path):
+    args = [*COMMON, "--backbone", "slow-colour-probe", "--out", str(tmp_path / "runs")]
+    proc = launch(args, 2, tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once some rows of both ranks are written, not all
+        files = list((tmp_path / "runs").glob("*/predictions.rank-*.jsonl"))
+        if sum(len(f.read_text().splitlines()) for f in files) >= 6:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = sum(len(f.read_text().splitlines()) for f in (tmp_path / "runs").glob("*/predictions.rank-*.jsonl"))
+    assert 6 <= written < 16, written  # the kill landed mid-run
+    again = launch(args, 0, tmp_path)
+    assert again.wait(timeout=600) == 0, again.stderr.read()
+    for d in (tmp_path / "runs").iterdir():
+        ids = [json.loads(x)["sample_id"] for x in (d / PREDICTIONS).read_text().splitlines()]
+        assert sorted(ids) == [f"smoke_{i:03d}" for i in range(8)]  # every sample exactly once
+        assert not list(d.glob("predictions.rank-*"))
