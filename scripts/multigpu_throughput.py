@@ -1,0 +1,92 @@
+"""Issue 9's measurement: the same `harness run` job on 1 GPU and, through torchrun, on N GPUs of one host.
+
+The job: the bench's generated video set (harness.bench.video_set: 720p, 30 fps, GOP 250) as a Video-MME-style
+task, 3 questions per video on 64 uniform frames, Qwen2.5-VL-7B architecture with random weights in bf16, the fast
+runner (decode workers, questions sharing frames batched). Throughput = questions / the slowest rank's loop time
+(from each run's events.jsonl; model loading excluded, the same for any number of GPUs), and also end to end wall
+time per launch. Prints a table; writes results/bench/multigpu-<device>.{json,md} (or under $OUT_DIR).
+
+    python3 scripts/multigpu_throughput.py --gpus 2 --videos 12 --minutes 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.bench import BenchConfig, video_set, write_annotations  # noqa: E402
+
+
+def launch(n: int, folder: Path, annotations: Path, out: Path, workers: int) -> float:
+    head = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"] if n > 1 else \
+        [sys.executable]
+    cmd = [*head, "-m", "harness", "run", "--task", "videomme", "--task-arg", f"annotations={annotations}",
+           "--video-root", str(folder), "--backbone", "qwen2.5-vl", "--backbone-arg", "random_init=true",
+           "--backbone-arg", "config=qwen2.5-vl-7b", "--backbone-arg", "max_new_tokens=1", "--sampler", "uniform",
+           "--grid", "all", "--frames", "64", "--device", "cuda", "--dtype", "bfloat16", "--workers", str(workers),
+           "--batch-size", "3", "--out", str(out), "--no-progress"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def loop_seconds(out: Path) -> tuple[int, float]:
+    """(questions answered, the slowest rank's loop seconds) from the run's 'features' events."""
+    [run] = list(out.iterdir())
+    events = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["event"] == "features"]
+    return sum(e["questions"] for e in ends), max(e["seconds"] for e in ends)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpus", type=int, default=2)
+    ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--workers", type=int, default=6, help="decode workers per rank")
+    ap.add_argument("--video-dir", default="/tmp/bench-videos")
+    args = ap.parse_args()
+    import torch
+
+    device = torch.cuda.get_device_name(0)
+    cfg = BenchConfig(videos=args.videos, minutes=args.minutes, video_dir=args.video_dir)
+    t0 = time.perf_counter()
+    folder, paths = video_set(cfg)
+    print(f"video set: {len(paths)} videos in {time.perf_counter() - t0:.0f} s", flush=True)
+    annotations = write_annotations(folder, paths, cfg.questions)
+    rows = []
+    for n in (1, args.gpus):
+        out = Path(f"/tmp/multigpu-{n}")
+        wall = launch(n, folder, annotations, out, args.workers)
+        questions, loop = loop_seconds(out)
+        rows.append({"gpus": n, "questions": questions, "loop_s": loop, "questions_per_s": questions / loop,
+                     "wall_s": wall})
+        print(f"{n} GPU(s): {questions} questions, loop {loop:.1f} s, wall {wall:.1f} s", flush=True)
+    speedup = rows[1]["questions_per_s"] / rows[0]["questions_per_s"]
+    result = {"device": device, "gpus": args.gpus, "videos": args.videos, "minutes": args.minutes,
+              "workers_per_rank": args.workers, "rows": rows, "speedup": speedup,
+              "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
+    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+    dest = Path(os.environ.get("OUT_DIR", "results/bench"))
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"multigpu-{slug}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = ["| GPUs | questions | loop s | questions/s | wall s (launch to exit) |", "|---:|---:|---:|---:|---:|",
+             *(f"| {r['gpus']} | {r['questions']} | {r['loop_s']:.1f} | {r['questions_per_s']:.3f} | "
+               f"{r['wall_s']:.1f} |" for r in rows)]
+    md = (f"# Data parallelism on {device}\n\n{args.videos} videos x {args.minutes:g} min, 720p 30 fps, 3 questions "
+          f"per video on 64 uniform frames, Qwen2.5-VL-7B architecture (random weights) bf16, fast runner with "
+          f"{args.workers} decode workers per rank; `scripts/multigpu_throughput.py`.\n\n" + "\n".join(table)
+          + f"\n\nspeed-up at {args.gpus} GPUs: {speedup:.2f}x (questions per second of the loop)\n")
+    (dest / f"multigpu-{slug}.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
