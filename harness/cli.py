@@ -200,6 +200,51 @@ def _add_convert(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace DST if it holds a converted checkpoint")
 
 
+def _add_train(sub) -> None:
+    # The trainer's options come from its config class, which imports torch: they are built only when `harness
+    # train` runs (train_parser), so other commands start fast.
+    p = sub.add_parser("train", help="train the TSPO temporal agent, or plot a training run (harness train --help)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """`harness train tspo`: one option per field of TSPOTrainConfig (its defaults are the official run's)."""
+    import dataclasses
+
+    from harness.train.tspo import TSPOTrainConfig
+    p = argparse.ArgumentParser(prog="harness train", epilog=EPILOG)
+    tsub = p.add_subparsers(dest="train_command", metavar="ACTION", required=True)
+    t = tsub.add_parser("tspo", epilog=EPILOG, help="group policy optimisation of the TSPO selector",
+                        description="G Gumbel top-k rollouts per question answered by the frozen backbone, reward "
+                                    "accuracy + temporal overlap, group-normalised advantages (tspo.md section 4). "
+                                    "Rerun the same command to resume; torchrun runs it data-parallel. The trained "
+                                    "agent is exported to OUT/agent (use --sampler tspo:agent=OUT/agent).")
+    lists = {"task_args": "--task-arg", "backbone_args": "--backbone-arg", "watch": "--watch"}
+    for f in dataclasses.fields(TSPOTrainConfig):
+        flag = lists.get(f.name, "--" + f.name.replace("_", "-"))
+        if f.name in lists:
+            t.add_argument(flag, dest=f.name, action="append", default=[],
+                           metavar="KEY=VALUE" if f.name != "watch" else "ID")
+        elif f.name == "out":
+            t.add_argument("--out", required=True, help="the run directory")
+        elif f.type in (bool, "bool"):
+            t.add_argument(flag, dest=f.name, type=lambda v: v.lower() in ("1", "true", "yes"), metavar="BOOL",
+                           help=f"(default {f.default})")
+        elif f.name == "betas":
+            continue
+        else:
+            t.add_argument(flag, dest=f.name, metavar=f.name.upper(),
+                           help=f"(default {f.default if f.default is not dataclasses.MISSING else '-'})")
+    pl = tsub.add_parser("plot", epilog=EPILOG, help="reward curve and a question's score curves over training")
+    pl.add_argument("run", metavar="RUN")
+    pl.add_argument("--question", help="a watched question id (default: the first watched)")
+    pl.add_argument("--steps", help="steps to show, e.g. 0,20,40 (default: --count spread over the run)")
+    pl.add_argument("--count", type=int, default=4)
+    pl.add_argument("--out", help="folder (default RUN/plots)")
+    return p
+
+
 def _add_miniworld(sub) -> None:
     p = sub.add_parser("miniworld", help="train or evaluate the shipped mini models (mini-clip, mini-qwen2.5-vl)",
                        epilog=EPILOG, description="`harness miniworld clip train|eval ...` and `harness miniworld "
@@ -354,6 +399,35 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def cmd_train(outer) -> int:
+    args = train_parser().parse_args(outer.rest)
+    if args.train_command == "plot":
+        from harness.train.plot import plot_run
+        steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+        for path in plot_run(args.run, out=args.out, question=args.question, steps=steps, count=args.count):
+            print(path)
+        return 0
+    import dataclasses
+
+    from harness.config import parse_assignments, parse_value
+    from harness.train.tspo import TSPOTrainConfig, train_tspo
+    values = {}
+    for f in dataclasses.fields(TSPOTrainConfig):
+        value = getattr(args, f.name, None)
+        if f.name in ("task_args", "backbone_args"):
+            value = parse_assignments(value, f"--{f.name[:-1].replace('_', '-')}")
+        elif isinstance(value, str) and f.name not in ("out", "data", "video_root", "grid", "backbone", "encoder",
+                                                       "init", "logprob", "device", "cache_dir",
+                                                       "decode_backend", "on_error"):
+            value = parse_value(value)  # numbers stay numbers
+        if value is not None and value != []:
+            values[f.name] = value
+    run = Path(train_tspo(TSPOTrainConfig(**values).validate()))
+    print(f"training run: {run}\ntrained agent: {run / 'agent'} (sample with --sampler tspo:agent={run / 'agent'}"
+          f",encoder=...)")
+    return 0
+
+
 def cmd_miniworld(args) -> int:
     import importlib
     importlib.import_module(f"harness.miniworld.{args.model}").main(args.args)
@@ -436,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_convert(sub)
     _add_miniworld(sub)
+    _add_train(sub)
     p = sub.add_parser("list", help="list registered tasks, backbones and samplers", epilog=EPILOG)
     p.add_argument("kind", nargs="?", choices=["tasks", "backbones", "samplers"])
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -477,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"bench": cmd_bench, "run": cmd_run, "select": cmd_select, "features": cmd_features, "compare": cmd_compare,
-            "sweep": cmd_sweep, "convert": cmd_convert, "miniworld": cmd_miniworld, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
+            "sweep": cmd_sweep, "convert": cmd_convert, "miniworld": cmd_miniworld, "train": cmd_train, "list": cmd_list, "table": cmd_table, "prompts": cmd_prompts, "data": cmd_data,
             "selections": cmd_selections}
 
 
@@ -488,7 +563,11 @@ def main(argv=None) -> int:
     if "transformers" in sys.modules and os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":  # imported already
         sys.modules["transformers"].utils.logging.disable_progress_bar()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":  # its own parser reads the rest (options such as --help included)
+        args.rest = extra + args.rest
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
