@@ -19,6 +19,12 @@ model's parts itself and feeds the language model merged embeddings:
    `chatml_direct` conversation template, the `<image>` span replaced by the visual tokens;
 6. greedy decoding that stops at `<|im_end|>`, special tokens stripped from the answer.
 
+Batches (`generate_batch`, what the fast runner calls): the vision path runs once per distinct frames object (the
+runner hands the questions that share a selection one array), then the merged sequences go left-padded through the
+language model (or one at a time above `lm_batch_tokens`); the answers are those of `generate` one by one. The
+runner's hooks `frame_preparer` / `prepared_frames` move step 1 into its preprocessing thread (`FramePrep`, the
+same pixels, frames split over threads) and hand `generate_batch` a small stand-in array it recognises.
+
 Tiny random models (`random_init=True, config="tiny"`) and real-size ones without weights
 (`random_init=True, config="llava-video-7b"`, for throughput work) run through the same code.
 """
@@ -70,6 +76,8 @@ _HELP = {
     "device": "torch device (cpu, cuda, cuda:1, ...)",
     "dtype": "weights and activations; the original evaluations ran float16",
     "attn_implementation": "attention kernel of both towers",
+    "lm_batch_tokens": "generate_batch: questions longer than this many tokens go through the language model one at "
+                       "a time, vision still once per video (None: the whole batch left-padded)",
 }
 
 
@@ -115,20 +123,40 @@ def prompt_ids(tokenizer, text: str, video_token_id: int, n_visual: int) -> list
 
 # ---------------------------------------------------------------------------------------------------- vision
 
-def preprocess(frames: np.ndarray, size: int, mean=SIGLIP_MEAN, std=SIGLIP_STD) -> np.ndarray:
-    """(n, H, W, 3) uint8 -> (n, 3, size, size) float32, as the original's SigLipImageProcessor: PIL bicubic resize
-    to size x size (no crop, aspect ratio not kept), rescale in float64 then float32, normalise in float32."""
-    from PIL import Image
-
+def _check_frames(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise HarnessError(f"frames must be (n, H, W, 3) uint8 with n >= 1, got {frames.shape} {frames.dtype}")
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
-    out = np.empty((len(frames), 3, size, size), np.float32)
+    return frames
+
+
+def _preprocess_into(out: np.ndarray, frames: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> None:
+    """Fills out[i] from frames[i]; each frame on its own, so slices can go to parallel threads."""
+    from PIL import Image
+
     for i, frame in enumerate(frames):
         resized = np.asarray(Image.fromarray(frame).resize((size, size), Image.BICUBIC))
         scaled = (resized.astype(np.float64) * (1 / 255)).astype(np.float32)
         out[i] = ((scaled - mean) / std).transpose(2, 0, 1)
+
+
+def preprocess(frames: np.ndarray, size: int, mean=SIGLIP_MEAN, std=SIGLIP_STD, threads: int = 1) -> np.ndarray:
+    """(n, H, W, 3) uint8 -> (n, 3, size, size) float32, as the original's SigLipImageProcessor: PIL bicubic resize
+    to size x size (no crop, aspect ratio not kept), rescale in float64 then float32, normalise in float32.
+    `threads` > 1 splits the frames over threads (PIL's resize releases the GIL); every frame's pixels are the same."""
+    frames = _check_frames(frames)
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    out = np.empty((len(frames), 3, size, size), np.float32)
+    parts = max(1, min(int(threads), len(frames)))
+    if parts == 1:
+        _preprocess_into(out, frames, size, mean, std)
+        return out
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
+    with ThreadPoolExecutor(parts) as pool:
+        list(pool.map(lambda ab: _preprocess_into(out[ab[0]:ab[1]], frames[ab[0]:ab[1]], size, mean, std),
+                      zip(bounds[:-1], bounds[1:])))
     return out
 
 
@@ -210,6 +238,46 @@ def video_features(model, pixel_values, pool_mode: str, pool_stride: int, newlin
     feats = inner.multi_modal_projector(feats)
     feats = pool_2d(feats, pool_stride, pool_mode)
     return add_newlines(feats, inner.image_newline, newline_position, merge_type)
+
+
+# ---------------------------------------------------------------------------------------------------- fast path
+
+# stand-in frames (see `prepared_frames`) -> (preprocessing settings, pixel values prepared off the main path)
+_PREPARED: dict[int, tuple[tuple, object]] = {}
+
+
+class FramePrep:
+    """Picklable: a selection's frames -> pixel values by `preprocess` (the same arithmetic), split over `threads`
+    threads. Cast to the model's dtype here: the tower casts pixels to it first thing, so the values it sees are the
+    same; half-size tensors travel as raw bits (numpy has no bfloat16)."""
+
+    def __init__(self, size: int, mean, std, dtype: str, threads: int = 1):
+        self.size, self.mean, self.std, self.dtype, self.threads = int(size), tuple(mean), tuple(std), dtype, threads
+
+    def __call__(self, frames) -> dict:
+        import torch
+
+        pixels = torch.from_numpy(preprocess(frames, self.size, self.mean, self.std, self.threads))
+        if self.dtype in ("bfloat16", "float16"):
+            pixels = pixels.to(getattr(torch, self.dtype)).view(torch.int16)
+        return {"frames": len(pixels), "settings": (self.size, self.mean, self.std), "dtype": self.dtype,
+                "pixels": pixels.numpy()}
+
+
+def prepared_frames(result: dict) -> np.ndarray:
+    """A (n, 1, 1, 3) stand-in for frames prepared by `FramePrep`: the backbone recognises it by identity and takes
+    its pixel values as they are; the entry goes when the stand-in does."""
+    import weakref
+
+    import torch
+
+    pixels = torch.from_numpy(result["pixels"])
+    if result["dtype"] in ("bfloat16", "float16"):
+        pixels = pixels.view(getattr(torch, result["dtype"]))
+    standin = np.zeros((result["frames"], 1, 1, 3), np.uint8)
+    _PREPARED[id(standin)] = (tuple(result["settings"]), pixels)
+    weakref.finalize(standin, _PREPARED.pop, id(standin), None)
+    return standin
 
 
 # ---------------------------------------------------------------------------------------------------- building
@@ -313,7 +381,7 @@ class LlavaVideo(Backbone):
                  pool_mode: str | None = None, pool_stride: int | None = None, newline_position: str | None = None,
                  time_instruction: bool = False, max_new_tokens: int = 16, random_init: bool = False,
                  config: str | None = None, seed: int = 0, device: str = "cpu", dtype: str = "float32",
-                 attn_implementation: str = "sdpa"):
+                 attn_implementation: str = "sdpa", lm_batch_tokens: int | None = None):
         import torch
 
         for option, value, known in (("conv_template", conv_template, TEMPLATES),
@@ -328,6 +396,8 @@ class LlavaVideo(Backbone):
         self.conv_template, self.prompt_style, self.dtype = conv_template, prompt_style, dtype
         self.time_instruction, self.max_new_tokens = bool(time_instruction), int(max_new_tokens)
         self.random_init, self.preset, self.seed, self.attn = bool(random_init), config, int(seed), attn_implementation
+        # speed only (the answers of a batch equal those one by one), so not part of config()
+        self.lm_batch_tokens = None if lm_batch_tokens is None else int(lm_batch_tokens)
         self.model_name = None if model is None else str(model)
         torch_dtype = getattr(torch, dtype)
 
@@ -382,6 +452,7 @@ class LlavaVideo(Backbone):
         eos = self.model.generation_config.eos_token_id
         eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
         self.stop_ids = [end] + [i for i in eos if i != end]
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
 
     def _random_model(self, folder, preset, torch_dtype):
         import torch
@@ -429,24 +500,96 @@ class LlavaVideo(Backbone):
             instruction = time_instruction(duration, timestamps)
         return render_prompt(user_text(prompt, instruction), self.conv_template)
 
-    def build_inputs(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str,
-                     duration: float | None = None) -> dict:
-        """Everything generation needs: pixel values, token ids (visual span as <video> ids) and the text."""
-        import torch
-
-        frames = np.asarray(frames)
-        if len(timestamps) != len(frames):
-            raise HarnessError(f"{len(frames)} frames but {len(timestamps)} timestamps")
-        pixels = torch.from_numpy(preprocess(frames, self.image_size, self.image_mean, self.image_std))
+    def _ids(self, n_frames: int, timestamps: Sequence[float], prompt: str, duration: float | None = None):
+        """(conversation text, visual token count, token ids) of one question."""
+        if len(timestamps) != n_frames:
+            raise HarnessError(f"{n_frames} frames but {len(timestamps)} timestamps")
         text = self.prompt_text(prompt, timestamps, duration)
-        n_visual = visual_token_count(len(frames), self.side, self.pool_stride, self.pool_mode,
+        n_visual = visual_token_count(n_frames, self.side, self.pool_stride, self.pool_mode,
                                       self.newline_position, self.merge_type)
         ids = prompt_ids(self.tokenizer, text, self.video_token_id, n_visual)
         if self.max_length is not None and len(ids) > int(self.max_length):
             # the original silently cuts the sequence to this length; a cut-off question is never what was meant
             raise HarnessError(f"{len(ids)} tokens exceed the model's tokenizer_model_max_length {self.max_length} "
-                               f"({len(frames)} frames); select fewer frames")
-        return {"pixel_values": pixels, "input_ids": torch.tensor([ids]), "text": text, "n_visual": n_visual}
+                               f"({n_frames} frames); select fewer frames")
+        return text, n_visual, ids
+
+    def _pixel_values(self, frames: np.ndarray):
+        """(n, 3, S, S) pixel values: those `FramePrep` made for a stand-in, else `preprocess` here."""
+        import torch
+
+        prepared = _PREPARED.get(id(frames))
+        if prepared is not None:
+            if prepared[0] != (self.image_size, self.image_mean, self.image_std):
+                raise HarnessError(f"frames were prepared with other settings than this model's ({prepared[0]})")
+            return prepared[1]
+        return torch.from_numpy(preprocess(frames, self.image_size, self.image_mean, self.image_std))
+
+    def build_inputs(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str,
+                     duration: float | None = None) -> dict:
+        """Everything generation needs: pixel values, token ids (visual span as <video> ids) and the text."""
+        import torch
+
+        frames = _check_frames(frames)
+        text, n_visual, ids = self._ids(len(frames), timestamps, prompt, duration)
+        return {"pixel_values": self._pixel_values(frames), "input_ids": torch.tensor([ids]), "text": text,
+                "n_visual": n_visual}
+
+    def batch_inputs(self, requests: Sequence[tuple[np.ndarray, Sequence[float], str]],
+                     durations: Sequence[float | None] | None = None) -> dict:
+        """The CPU side of a batch: pixel values once per distinct frames object (the runner hands all questions
+        that share frames one array), token ids per question; `owner[i]` is question i's entry in `pixel_values`."""
+        durations = [None] * len(requests) if durations is None else list(durations)
+        pixels, owner, seen, ids = [], [], {}, []
+        for (frames, timestamps, prompt), duration in zip(requests, durations):
+            if id(frames) not in seen:
+                seen[id(frames)] = len(pixels)
+                pixels.append(self._pixel_values(_check_frames(frames)))
+            owner.append(seen[id(frames)])
+            ids.append(self._ids(len(frames), timestamps, prompt, duration)[2])
+        return {"pixel_values": pixels, "owner": owner, "input_ids": ids}
+
+    def video_embeddings(self, batch: dict) -> list:
+        """The vision path (tower, projector, pooling, newlines) once per distinct video of a batch."""
+        import torch
+
+        with torch.inference_mode():
+            return [video_features(self.model, pixels, self.pool_mode, self.pool_stride, self.newline_position,
+                                   self.merge_type) for pixels in batch["pixel_values"]]
+
+    def language_groups(self, batch: dict) -> list[list[int]]:
+        """Which questions of a batch go through the language model together: all of them, unless `lm_batch_tokens`
+        is set and the longest question exceeds it; then one at a time (one long question fills the accelerator
+        alone, and a padded batch takes SDPA off its flash kernel: the padding mask is not causal-only)."""
+        rows = list(range(len(batch["input_ids"])))
+        if self.lm_batch_tokens is None or max(len(ids) for ids in batch["input_ids"]) <= self.lm_batch_tokens:
+            return [rows]
+        return [[row] for row in rows]
+
+    def batch_embeddings(self, batch: dict, rows: Sequence[int] | None = None, feats: list | None = None):
+        """(merged embeddings, attention mask) of questions `rows` (default all), left-padded to the longest: each
+        question's <video> span gets its video's features (`feats` from `video_embeddings`, computed if not given)."""
+        import torch
+
+        rows = range(len(batch["input_ids"])) if rows is None else rows
+        feats = self.video_embeddings(batch) if feats is None else feats
+        ids_list = [batch["input_ids"][row] for row in rows]
+        length = max(len(ids) for ids in ids_list)
+        ids = torch.full((len(ids_list), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids_list), length), dtype=torch.long)
+        for i, seq in enumerate(ids_list):
+            ids[i, length - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[i, length - len(seq):] = 1
+        with torch.inference_mode():
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            embeds = self.model.get_input_embeddings()(ids)
+            for i, row in enumerate(rows):
+                video = feats[batch["owner"][row]]
+                span = ids[i] == self.video_token_id
+                if int(span.sum()) != video.shape[0]:
+                    raise HarnessError(f"{int(span.sum())} video placeholders but {video.shape[0]} visual embeddings")
+                embeds[i, span] = video.to(embeds.dtype)
+        return embeds, mask
 
     def merged_embeddings(self, inputs: dict):
         """Token embeddings with the visual span replaced by the video features: the language model's input."""
@@ -464,15 +607,39 @@ class LlavaVideo(Backbone):
 
     def generate(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str,
                  duration: float | None = None) -> str:
+        return self.generate_batch([(frames, timestamps, prompt)], [duration])[0]
+
+    def generate_batch(self, requests: Sequence[tuple[np.ndarray, Sequence[float], str]],
+                       durations: Sequence[float | None] | None = None) -> list[str]:
+        """Answers to several questions in one left-padded batch (one question: no padding, the stock path)."""
         import torch
 
-        inputs = self.build_inputs(frames, timestamps, prompt, duration)
-        embeds = self.merged_embeddings(inputs)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        with torch.inference_mode():
-            out = self.model.generate(inputs_embeds=embeds, attention_mask=mask,
-                                      max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                      temperature=None, top_p=None, top_k=None, eos_token_id=self.stop_ids,
-                                      pad_token_id=pad)
-        return self.tokenizer.decode(out[0], skip_special_tokens=True).strip()  # embeds in: only new tokens out
+        batch = self.batch_inputs(requests, durations)
+        feats = self.video_embeddings(batch)
+        answers: list[str] = [""] * len(requests)
+        for rows in self.language_groups(batch):
+            embeds, mask = self.batch_embeddings(batch, rows, feats)
+            with torch.inference_mode():
+                # positions come from the mask (cumsum - 1), so a left-padded row reads as it would alone
+                out = self.model.generate(inputs_embeds=embeds, attention_mask=mask,
+                                          max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
+                                          temperature=None, top_p=None, top_k=None, eos_token_id=self.stop_ids,
+                                          pad_token_id=self.pad_id)
+            # embeds in: only new tokens out; a row that stopped early is padded with special tokens, stripped here
+            for row, tokens in zip(rows, out):
+                answers[row] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return answers
+
+    # -- the fast runner's hooks (harness.runner looks them up on the backbone) -----------------------------------
+
+    def frame_preparer(self, frame_counts=None) -> FramePrep:
+        """Preprocessing for the runner's preprocessing thread (off the accelerator's path): the same pixels,
+        frames split over half the cores' threads (decode workers use the rest)."""
+        import os
+
+        return FramePrep(self.image_size, self.image_mean, self.image_std, self.dtype,
+                         threads=max(1, min(8, (os.cpu_count() or 2) // 2)))
+
+    @staticmethod
+    def prepared_frames(result: dict) -> np.ndarray:
+        return prepared_frames(result)

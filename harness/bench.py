@@ -16,7 +16,10 @@
    FLOPs it must do counted from the model config (`prefill_flops`), against the card's bf16 matrix rate measured in
    this process (a large bf16 matmul). Peak memory from `torch.cuda.max_memory_allocated` on CUDA.
 
-Results: `<out>/<device-slug>.json` and `.md`.
+Results: `<out>/<device-slug>-<backbone-slug>.json` and `.md` (`result_stem`).
+
+Backbones: `qwen2.5-vl` (prefill through `backbone.inputs`, FLOPs by `prefill_flops`) and `llava-video` (merged
+embeddings through `batch_inputs` / `batch_embeddings`, FLOPs by `llava_prefill_flops`).
 """
 from __future__ import annotations
 
@@ -176,10 +179,8 @@ def prefill_flops(config, tokens: list[int], video_patches: list[int]) -> dict:
     """
     text = getattr(config, "text_config", config)
     vision = config.vision_config
-    d, layers, f = text.hidden_size, text.num_hidden_layers, text.intermediate_size
-    kv = text.num_key_value_heads * (d // text.num_attention_heads)
-    per_token = 2 * layers * (2 * d * d + 2 * d * kv + 3 * d * f)
-    llm = sum(per_token * n + 2 * n * n * layers * d + 2 * d * text.vocab_size for n in tokens)
+    d = text.hidden_size
+    llm = _language_flops(text, tokens)
     e, g, blocks = vision.hidden_size, vision.intermediate_size, vision.depth
     c = vision.in_channels * vision.temporal_patch_size * vision.patch_size ** 2 if hasattr(vision, "in_channels") \
         else 3 * vision.temporal_patch_size * vision.patch_size ** 2
@@ -192,6 +193,37 @@ def prefill_flops(config, tokens: list[int], video_patches: list[int]) -> dict:
         vis += 2 * p * c * e + 2 * p * blocks * (4 * e * e + 3 * e * g)
         vis += 4 * p * e * (w * (blocks - full) + s * full)
         vis += 2 * (p // m2) * (m2 * e) ** 2 + 2 * (p // m2) * (m2 * e) * out_dim
+    return {"language": float(llm), "vision": float(vis), "total": float(llm + vis)}
+
+
+def _language_flops(text, tokens: list[int]) -> int:
+    """The language-model part of both formulas (see `prefill_flops`), per sequence of n real tokens."""
+    d, layers, f = text.hidden_size, text.num_hidden_layers, text.intermediate_size
+    kv = text.num_key_value_heads * (d // text.num_attention_heads)
+    per_token = 2 * layers * (2 * d * d + 2 * d * kv + 3 * d * f)
+    return sum(per_token * n + 2 * n * n * layers * d + 2 * d * text.vocab_size for n in tokens)
+
+
+def llava_prefill_flops(config, tokens: list[int], video_frames: list[int]) -> dict:
+    """Multiply-adds x 2 of a LLaVA-Video prefill (transformers LLaVA-OneVision config), from the model config.
+
+    Language model on each merged sequence of n real tokens (13,440 visual + the text for 64 frames): the
+    `prefill_flops` language formula. Vision, per frame of p = (image size / patch size)^2 patches (729 at 384 px,
+    patch 14; SigLIP has no class token and no windows), with e = vision width, g = its MLP width, B layers (26),
+    c = 3 x patch^2, d = language width:
+        2 p c e + 2 p B (4 e^2 + 2 e g)       patch embedding, q/k/v/out projections, MLP
+      + 4 p^2 e B                           full attention over the frame (QK^T and PV)
+      + 2 p (e d + d^2)                     the 2-layer projector
+    (bilinear pooling and newline tokens are a few operations per element: not counted). `video_frames` lists the
+    frame counts of the videos the tower actually encodes (a video shared by a batch counts once).
+    """
+    text, vision = config.text_config, config.vision_config
+    d, e, g, blocks = text.hidden_size, vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers
+    p = (vision.image_size // vision.patch_size) ** 2
+    c = getattr(vision, "num_channels", 3) * vision.patch_size ** 2
+    per_frame = 2 * p * c * e + 2 * p * blocks * (4 * e * e + 2 * e * g) + 4 * p * p * e * blocks \
+        + 2 * p * (e * d + d * d)
+    llm, vis = _language_flops(text, tokens), per_frame * sum(video_frames)
     return {"language": float(llm), "vision": float(vis), "total": float(llm + vis)}
 
 
@@ -286,6 +318,8 @@ def prefill(backbone, requests, cfg: BenchConfig) -> dict:
     """Time of the prefill of `requests` as one batch (median of repeats), and its FLOPs."""
     import torch
 
+    if callable(getattr(backbone, "batch_embeddings", None)):
+        return _prefill_embeddings(backbone, requests, cfg)
     inputs = backbone.inputs(requests).to(backbone.device)
     mask = inputs["attention_mask"]
     tokens = [int(x) for x in mask.sum(1).tolist()]
@@ -303,6 +337,36 @@ def prefill(backbone, requests, cfg: BenchConfig) -> dict:
             times.append(time.perf_counter() - t)
     seconds = statistics.median(times[1:])  # the first is a warm-up
     return {"batch": len(requests), "tokens": tokens, "vision_videos": len(patches), "seconds": seconds,
+            "flops": flops, "tflops_per_s": flops["total"] / seconds / 1e12}
+
+
+def _prefill_embeddings(backbone, requests, cfg: BenchConfig) -> dict:
+    """`prefill` for a backbone that feeds its language model merged embeddings (llava-video): the vision path once
+    per distinct video, the merge, the language model with the last token's logits (in the backbone's
+    `language_groups`, as `generate_batch` runs it); CPU preprocessing and the
+    pixels' transfer stay outside the timing, as for Qwen2.5-VL."""
+    import torch
+
+    batch = backbone.batch_inputs(requests)
+    batch["pixel_values"] = [p.to(backbone.device) for p in batch["pixel_values"]]
+    tokens = [len(ids) for ids in batch["input_ids"]]
+    frames = [len(p) for p in batch["pixel_values"]]
+    flops = llava_prefill_flops(backbone.model.config, tokens, frames)
+    times = []
+    with torch.inference_mode():
+        for _ in range(max(1, cfg.prefill_repeats) + 1):
+            _sync(cfg.device)
+            t = time.perf_counter()
+            feats = backbone.video_embeddings(batch)
+            for rows in backbone.language_groups(batch):  # as generate_batch groups them
+                embeds, mask = backbone.batch_embeddings(batch, rows, feats)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+                backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                               logits_to_keep=1, use_cache=False)
+            _sync(cfg.device)
+            times.append(time.perf_counter() - t)
+    seconds = statistics.median(times[1:])  # the first is a warm-up
+    return {"batch": len(requests), "tokens": tokens, "vision_videos": len(frames), "seconds": seconds,
             "flops": flops, "tflops_per_s": flops["total"] / seconds / 1e12}
 
 
@@ -331,6 +395,11 @@ def device_name(device: str) -> str:
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "device"
+
+
+def result_stem(device: str, backbone: str) -> str:
+    """`<device-slug>-<backbone-slug>`: one file pair per card and model (nvidia-h100-80gb-hbm3-llava-video)."""
+    return f"{slug(device)}-{slug(backbone)}"
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
@@ -398,7 +467,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     for key in ("reference", "harness"):
         p = report["prefill"][key]
         p["fraction_of_matmul_rate"] = p["tflops_per_s"] / rate if rate else None
-    write_report(report, Path(cfg.out), cfg.label or slug(report["device"]))
+    write_report(report, Path(cfg.out), cfg.label or result_stem(report["device"], cfg.backbone))
     return report
 
 
@@ -435,6 +504,7 @@ def render_markdown(r: dict) -> str:
 
     def mem(x):
         return "n/a" if x is None else f"{x:.1f}"
+    formula = "llava_prefill_flops" if c["backbone"] == "llava-video" else "prefill_flops"
     rate = "n/a" if r["matmul_bf16_tflops"] is None else f"{r['matmul_bf16_tflops']:.0f} TFLOP/s"
     lines = [
         f"# harness bench: {r['device']}",
@@ -459,7 +529,7 @@ def render_markdown(r: dict) -> str:
         f"{r['answers']['compared']}. Reference per question: decode {ref['decode_s_mean']:.2f} s, preprocess + "
         f"generate {ref['generate_s_mean']:.2f} s. Harness errors: {fast['n_errors']}.",
         "",
-        f"Prefill FLOPs (formula in `harness.bench.prefill_flops`): reference {pr['flops']['total'] / 1e12:.0f} TFLOP "
+        f"Prefill FLOPs (formula in `harness.bench.{formula}`): reference {pr['flops']['total'] / 1e12:.0f} TFLOP "
         f"per question; harness batch {pf['flops']['total'] / 1e12:.0f} TFLOP for {pf['batch']} questions "
         f"(vision tower run {pf['vision_videos']}x). Prefill seconds per question: reference "
         f"{pr['seconds'] / pr['batch']:.3f}, harness {pf['seconds'] / pf['batch']:.3f}.",

@@ -68,7 +68,7 @@ def _add_bench(sub) -> None:
                     "answers every question twice with one loaded backbone: the reference loop (per question decode, "
                     "preprocess, generate at batch 1) and the harness runner (--workers, --batch-size); compares the "
                     "answers, times the prefill against the card's measured bf16 matmul rate and writes "
-                    "OUT/<device>.json and .md.")
+                    "OUT/<device>-<backbone>.json and .md.")
     for name, kind, what in (("videos", int, "number of videos"), ("minutes", float, "minutes per video"),
                              ("height", int, "frame height"), ("width", int, "frame width"), ("fps", float, "frame rate"),
                              ("gop", int, "keyframe interval"), ("questions", int, "questions per video"),
@@ -85,7 +85,7 @@ def _add_bench(sub) -> None:
     p.add_argument("--decode-backend", default=d.decode_backend, help=f"decoder (default {d.decode_backend})")
     p.add_argument("--video-dir", default=d.video_dir, help=f"cache of generated videos (default {d.video_dir})")
     p.add_argument("--out", default=d.out, help=f"results folder (default {d.out})")
-    p.add_argument("--label", help="file name stem for the results (default: the device name)")
+    p.add_argument("--label", help="file name stem for the results (default: <device>-<backbone>)")
 
 
 def cmd_bench(args) -> int:
