@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -63,7 +64,8 @@ def main() -> None:
     annotations = write_annotations(folder, paths, cfg.questions)
     rows = []
     for n in (1, args.gpus):
-        out = Path(f"/tmp/multigpu-{n}")
+        out = Path(f"/tmp/multigpu-{n}-{args.videos}x{args.minutes:g}")
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run: resuming an earlier one would time nothing
         wall = launch(n, folder, annotations, out, args.workers)
         questions, loop = loop_seconds(out)
         rows.append({"gpus": n, "questions": questions, "loop_s": loop, "questions_per_s": questions / loop,
