@@ -5,14 +5,18 @@ Qwen's special tokens), Qwen2.5-VL's chat template, Qwen2-VL image/video process
 16, so a frame passes unresized), and a small config of the real architecture (3-D rope with mrope sections,
 temporal patches of 2 frames, 2x2 merger).
 
-Training (`train_mini_qwen`) is teacher-forced on the needle train split through the `qwen2.5-vl` backbone's own
-input builder, with the harness's prompt (`Task.prompt`); the target is the option letter. Selections always show
-the evidence (one frame inside every evidence event, the other frames random or evenly spaced), except a share that
-shows none and is trained towards equal odds over the letters, so the model learns to read frames, not priors.
-Two training-only probes (thrown away after) give dense signal: `RegionHead` (colour and shape under every merged
-vision token) and `OptionProbe` (which option line is right, before the last layer); a share of "describe"
-examples asks the model to name the objects it sees. Frames are rendered with the needle renderer and sent through
-a real H.264 round trip (the written videos' codec settings), so the model sees what a decoder returns.
+Training (`train_mini_qwen`, or `python -m harness.miniworld.qwen train`, which also writes training.json;
+scripts/train_mini_qwen.sh runs it on a GPU machine) is teacher-forced on needle train videos with the harness's
+prompt (`Task.prompt`); the target is the option letter. Questions are drawn afresh for every example
+(`fresh_question`: any kind the video's needles support, new absent-object options, random answer position), so
+answers cannot be learnt by heart. Selections show the evidence (one frame inside every evidence event, the other
+frames random or evenly spaced), except a share that shows none and is trained towards equal odds over the letters,
+so the model learns to read frames, not priors. Two training-only probes (thrown away after) give dense signal:
+`RegionHead` (colour and shape under every merged vision token) and `OptionProbe` (which option line is right,
+before the last layer); a share of "describe" examples asks the model to name the objects it sees. Frames are
+rendered with the needle renderer and sent through a real H.264 round trip (the written videos' codec settings), so
+the model sees what a decoder returns. Training batches skip the video processor (`fast_inputs` + `patchify`, checked
+equal to it by the tests); evaluation and the backbone use the processor.
 """
 from __future__ import annotations
 
@@ -247,6 +251,41 @@ def build_pool(spec, fillers: int, rng) -> Pool:
     return Pool(spec, times, h264_round_trip([render_frame(spec, t) for t in times], spec.fps, crf=CRF, gop=GOP))
 
 
+def _pool_job(args):
+    spec, fillers, seed, i = args
+    return build_pool(spec, fillers, np.random.default_rng([seed, i]))
+
+
+def build_pools(specs, fillers: int, seed: int = 0, workers: int = 1) -> list[Pool]:
+    """`build_pool` for every spec (video i seeded by (seed, i)), in `workers` processes."""
+    jobs = [(s, fillers, seed, i) for i, s in enumerate(specs)]
+    if workers <= 1:
+        return [_pool_job(j) for j in jobs]
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as procs:
+        return procs.map(_pool_job, jobs, chunksize=4)
+
+
+def fresh_question(spec, rng, types=("appearance", "order", "count")):
+    """A new question about a train video: any kind its needle layout supports, fresh absent-object options and a
+    random answer position. Drawn anew for every example, so the model cannot learn answers by heart (a few
+    hundred fixed questions, each always answered by the same letter, are memorised long before frames are read).
+    Returns (sample, prompt), or None when the layout supports none of `types`."""
+    from harness.records import Sample
+    from tasks.needle import NeedleTask, _layout_questions, _make_question
+
+    objects = list(dict.fromkeys(e.obj for e in spec.events))  # labelled by first appearance, as the generator does
+    layout = tuple(objects.index(e.obj) for e in spec.events)
+    kinds = [k for k in _layout_questions(layout) if k[0] in types]
+    if not kinds:
+        return None
+    q = _make_question(kinds[rng.integers(len(kinds))], objects, list(spec.events), int(rng.integers(4)), rng)
+    sample = Sample(id=f"{spec.video_id}-fresh", video="", question=q.text, options=q.options, answer=q.answer,
+                    categories={"question_type": q.type}, evidence=q.evidence)
+    return sample, NeedleTask(split="train", videos=1).prompt(sample)
+
+
 # ---------------------------------------------------------------------------------------------------- training
 
 def describe_example(pool: Pool, rng) -> tuple[np.ndarray, str]:
@@ -337,6 +376,56 @@ def _batch(processor, examples, real_timing):
     return inputs, end - lengths, lengths
 
 
+def fast_inputs(processor, examples, real_timing) -> tuple[dict, object, object]:
+    """`_batch` without the video processor, for training throughput (its per-call tensor copies cost ~40 ms a
+    video on a CPU, far more than a training step of this model on a GPU): the same input ids, masks, grids and
+    timing, but the frames stay uint8 under "frames"; `patchify` turns them into the processor's
+    `pixel_values_videos` on the model's device. Only for frames the processor would not resize (even count, sides
+    multiples of PATCH * MERGE inside its pixel bounds); tests/test_qwen_backbone.py checks it against `_batch`."""
+    import torch
+
+    from backbones.qwen2_5_vl import chat_text, timing_inputs
+
+    vp = processor.video_processor
+    n, h, w, _ = examples[0][0].shape
+    unit = vp.patch_size * vp.merge_size
+    if (n % vp.temporal_patch_size or h % unit or w % unit or not vp.size["shortest_edge"] <= h * w
+            <= vp.size["longest_edge"] or any(e[0].shape != examples[0][0].shape for e in examples)):
+        raise ValueError(f"fast_inputs needs frames the processor keeps as they are, got {examples[0][0].shape}")
+    grid = (n // vp.temporal_patch_size, h // vp.patch_size, w // vp.patch_size)
+    tokens = grid[0] * grid[1] * grid[2] // vp.merge_size ** 2
+    pad = processor.video_token
+    texts = [chat_text(processor, e[2], e[3]).replace(pad, pad * tokens) for e in examples]
+    enc = processor.tokenizer(texts, padding=True, return_tensors="pt")
+    inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+              "mm_token_type_ids": (enc["input_ids"] == processor.video_token_id).long() * 2,
+              "video_grid_thw": torch.tensor([grid] * len(examples)),
+              "frames": torch.from_numpy(np.stack([e[0] for e in examples]))}
+    inputs.update(timing_inputs(processor, [e[1] for e in examples], real_timing))
+    lengths = torch.tensor([len(processor.tokenizer(e[3], add_special_tokens=False)["input_ids"]) + 1
+                            for e in examples])
+    end = inputs["attention_mask"].sum(dim=1)
+    return inputs, end - lengths, lengths
+
+
+def patchify(processor, frames):
+    """(videos, n, H, W, 3) uint8 -> the video processor's `pixel_values_videos`: rescaled and normalised, cut
+    into temporal x spatial patches in its order (temporal patch, merge block row, column, merge row, column; each
+    patch channels x frames x rows x columns)."""
+    import torch
+
+    vp = processor.video_processor
+    b, n, h, w, c = frames.shape
+    tp, ps, m = vp.temporal_patch_size, vp.patch_size, vp.merge_size
+    mean = torch.tensor(vp.image_mean, device=frames.device)
+    std = torch.tensor(vp.image_std, device=frames.device)
+    x = (frames.float() * vp.rescale_factor - mean) / std
+    x = x.view(b, n // tp, tp, h // (ps * m), m, ps, w // (ps * m), m, ps, c)
+    # -> video, t, block row, block column, merge row, merge column, channel, frame in patch, patch row, column
+    x = x.permute(0, 1, 3, 6, 4, 7, 9, 2, 5, 8)
+    return x.reshape(b * (n // tp) * (h // ps) * (w // ps), c * tp * ps * ps)
+
+
 def option_ends(input_ids, newline_id: int, vision_end_id: int, n_options: int = 4):
     """Positions of the newline closing each option line: the prompt after the video is "question\n", one
     "X. option\n" per option, then the instruction."""
@@ -393,90 +482,164 @@ class OptionProbe:
         return option_ends(input_ids, self.newline, self.vision_end)
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What a training example is made of (shares of the batch) and how the losses are weighted."""
+
+    no_evidence: float = 0.1  # questions shown no evidence, trained towards equal odds over the letters
+    even: float = 0.4  # evidence selections whose fillers are evenly spaced (else random)
+    describe: float = 0.2  # "name the objects you see" examples: many answer tokens, vision learns fast
+    fresh: float = 1.0  # questions drawn anew by `fresh_question` (else the split's fixed questions)
+    regions: float = 1.0  # weight of the RegionHead loss
+    options: float = 1.0  # weight of the OptionProbe loss
+    real_timing: float = 0.5  # share of batches timed by real spacing (else TSPO's fixed 2 fps)
+
+
+def _example(pools, questions, recipe: Recipe, rng):
+    """One training example: (frames, times, prompt, answer, soft, pool, correct option or None)."""
+    pool = pools[rng.integers(len(pools))]
+    if rng.random() < recipe.describe:
+        times, answer = describe_example(pool, rng)
+        return pool.at(times), times, DESCRIBE, answer, False, pool, None
+    drawn = fresh_question(pool.spec, rng) if rng.random() < recipe.fresh else None
+    if drawn is None:
+        pool, sample, prompt = questions[rng.integers(len(questions))]
+    else:
+        sample, prompt = drawn
+    if rng.random() < recipe.no_evidence:
+        times = no_evidence_times(sample.evidence, pool.times, K, rng)
+        return pool.at(times), times, prompt, sample.answer_letter, True, pool, None
+    times = oracle_times(sample.evidence, pool.times, K, rng, "even" if rng.random() < recipe.even else "random")
+    return pool.at(times), times, prompt, sample.answer_letter, False, pool, sample.answer
+
+
+def _training_batch(processor, pools, questions, recipe: Recipe, batch_size: int, rng) -> dict:
+    """Model inputs of one batch plus what the losses need; made in data-loader workers."""
+    examples = [_example(pools, questions, recipe, rng) for _ in range(batch_size)]
+    inputs, start, lengths = fast_inputs(processor, [e[:4] for e in examples],
+                                         [rng.random() < recipe.real_timing] * batch_size)
+    return {"inputs": inputs, "start": start, "lengths": lengths, "soft": [e[4] for e in examples],
+            "correct": [e[6] for e in examples],
+            "regions": np.stack([region_labels(e[5].spec, e[1]) for e in examples])}
+
+
+def _stream(processor, pools, questions, recipe, batch_size, seed):
+    """Endless training batches; each data-loader worker draws from its own seeded stream (the loader takes the
+    workers' batches in turn, so a run is reproducible for a fixed worker count)."""
+    import torch
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            rng = np.random.default_rng([seed, 1, info.id if info else 0])
+            while True:
+                yield _training_batch(processor, pools, questions, recipe, batch_size, rng)
+
+    return Stream()
+
+
+def _log_row(window, step, seconds, log) -> dict:
+    hits = [h for _, hs, _, _ in window for h in hs]
+    row = {"step": step, "loss": float(np.mean([w[0] for w in window])),
+           "region_loss": float(np.mean([w[2] for w in window])), "option_loss": float(np.mean([w[3] for w in window])),
+           "train_acc": float(np.mean(hits)) if hits else float("nan"), "seconds": seconds}
+    log(f"step {step}: loss {row['loss']:.3f}, regions {row['region_loss']:.3f}, options {row['option_loss']:.3f}, "
+        f"oracle acc {row['train_acc']:.3f}, {seconds:.0f} s")
+    return row
+
+
 def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int = 16, lr: float = 2e-3,
-                    videos: int = 200, fillers: int = 40, no_evidence: float = 0.15, even: float = 0.4,
-                    describe: float = 0.25, regions: float = 1.0, options: float = 1.0, sizes: Sizes = Sizes(), log_every: int = 50, log=print,
-                    device: str = "cpu", evaluate_every: int = 0, eval_questions=None) -> dict:
+                    videos: int = 200, fillers: int = 40, recipe: Recipe = Recipe(), sizes: Sizes = Sizes(),
+                    log_every: int = 50, log=print, device: str = "cpu", workers: int = 0,
+                    evaluate_every: int = 0, eval_questions=None, stop_after: int | None = None,
+                    max_seconds: float | None = None, init=None) -> dict:
     """Train the mini Qwen2.5-VL from scratch on the needle train split and save it to `out_dir`.
 
-    A fraction `describe` of the examples asks the model to name the needle objects the frames show, in order:
-    many answer tokens per example, so the vision tower learns colours and shapes fast. The others are train
-    questions with K frames: one inside every evidence event plus fillers outside the evidence, random or (a
-    fraction `even`) evenly spaced; the target is the option letter then <|im_end|>. A fraction `no_evidence` of
-    the questions shows no evidence frame and asks for equal odds over the letters, so that nothing about the
-    question text alone decides the answer. Timing is stated both ways the backbone can (real spacing or TSPO's
-    fixed 2 fps), half each. Seeded: the same arguments give the same weights on the same machine.
+    Each batch mixes (shares in `recipe`): "describe" examples (name the needle objects the frames show, in
+    order); questions with K frames, one inside every evidence event plus fillers outside the evidence (random or
+    evenly spaced), target the option letter then <|im_end|>; and questions shown no evidence, trained towards
+    equal odds over the letters so that the question text alone decides nothing. Questions are drawn fresh for
+    every example (`fresh_question`). Two probes add dense signal (`RegionHead`, `OptionProbe`). Batches are made
+    by `workers` data-loader processes (0: in this one). `stop_after` (steps) or `max_seconds` end the run
+    early, on the schedule of `steps` (the result's "steps" is how many ran). `init`: a saved mini Qwen folder to
+    go on training (its weights and processor; the probes and optimiser start afresh) instead of a new model. Seeded: the same arguments (and worker count) give the
+    same weights on the same machine.
     """
     import torch
+
+    from tasks.needle import make_specs
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model, processor = build_mini_qwen(out_dir, seed, sizes, corpus_videos=videos)
+    if init is None:
+        model, processor = build_mini_qwen(out_dir, seed, sizes, corpus_videos=min(videos, 200))
+    else:
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init)
+        processor = AutoProcessor.from_pretrained(init)
     model.to(torch.device(device))
-    questions = pooled_questions("train", videos, seed, fillers)
-    pools = list({id(q[0]): q[0] for q in questions}.values())
+    specs = make_specs("train", videos, seed)
+    pools = build_pools(specs, fillers, seed, max(1, workers))
+    from tasks.needle import NeedleTask, make_samples
+
+    task = NeedleTask(split="train", videos=videos, seed=seed)
+    questions = [(p, s, task.prompt(s)) for p, spec in zip(pools, specs) for s in make_samples(spec)]
     t_data = time.perf_counter() - t0
     log(f"data: {len(pools)} videos, {sum(len(p.times) for p in pools)} frames, {len(questions)} questions, "
         f"{t_data:.0f} s")
 
     letter_ids = _letter_ids(processor.tokenizer)
     head, probe = RegionHead(model), OptionProbe(model, processor.tokenizer)
-    opt = torch.optim.AdamW([*model.parameters(), *head.linear.parameters(), *probe.linear.parameters()], lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    params = [*model.parameters(), *head.linear.parameters(), *probe.linear.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
         0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    batches = iter(torch.utils.data.DataLoader(_stream(processor, pools, questions, recipe, batch_size, seed),
+                                               batch_size=None, num_workers=workers,
+                                               prefetch_factor=8 if workers else None,
+                                               persistent_workers=bool(workers)))
     model.train()
-    history, window = [], []
-    for step in range(steps):
-        examples, soft, is_mc, pools_of, correct = [], [], [], [], []
-        for _ in range(batch_size):
-            if rng.random() < describe:
-                pool = pools[rng.integers(len(pools))]
-                times, answer = describe_example(pool, rng)
-                examples.append((pool.at(times), times, DESCRIBE, answer))
-                pools_of.append(pool)
-                soft.append(False), is_mc.append(False), correct.append(None)
-                continue
-            pool, sample, prompt = questions[rng.integers(len(questions))]
-            none = rng.random() < no_evidence
-            if none:
-                times = no_evidence_times(sample.evidence, pool.times, K, rng)
-            else:
-                times = oracle_times(sample.evidence, pool.times, K, rng, "even" if rng.random() < even else "random")
-            examples.append((pool.at(times), times, prompt, sample.answer_letter))
-            pools_of.append(pool)
-            soft.append(none), is_mc.append(not none), correct.append(None if none else sample.answer)
-        inputs, start, lengths = _batch(processor, examples, rng.random(batch_size) < 0.5)
-        loss, first, judged = _loss(model, inputs.to(model.device), start, lengths, soft, letter_ids, probe, correct)
-        aux = head.loss(np.stack([region_labels(pools_of[i].spec, e[1]) for i, e in enumerate(examples)]))
-        loss_total = loss + regions * aux + options * judged
+    history, evals, window = [], [], []
+    done = 0
+    for step in range(steps if stop_after is None else min(steps, stop_after)):
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            log(f"stopping after {step} steps: {max_seconds:g} s reached")
+            break
+        done = step + 1
+        b = next(batches)
+        inputs = {k: v.to(model.device) for k, v in b["inputs"].items()}
+        inputs["pixel_values_videos"] = patchify(processor, inputs.pop("frames"))
+        use_probe = recipe.options > 0
+        loss, first, judged = _loss(model, inputs, b["start"], b["lengths"], b["soft"], letter_ids,
+                                    probe if use_probe else None, b["correct"])
+        aux = head.loss(b["regions"]) if recipe.regions > 0 else torch.zeros((), device=model.device)
+        total = loss + recipe.regions * aux + recipe.options * judged.to(loss.device)
         opt.zero_grad()
-        loss_total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
+        is_mc = [c is not None for c in b["correct"]]
         window.append((loss.item(), [f for f, m in zip(first, is_mc) if m], aux.item(), judged.item()))
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            hits = [h for _, hs, _, _ in window for h in hs]
-            row = {"step": step + 1, "loss": float(np.mean([w[0] for w in window])),
-                   "region_loss": float(np.mean([w[2] for w in window])),
-                   "option_loss": float(np.mean([w[3] for w in window])),
-                   "train_acc": float(np.mean(hits)) if hits else float("nan"), "seconds": time.perf_counter() - t0}
-            history.append(row)
-            log(f"step {row['step']}: loss {row['loss']:.3f}, regions {row['region_loss']:.3f}, "
-                f"options {row['option_loss']:.3f}, "
-                f"oracle acc {row['train_acc']:.3f}, "
-                f"{row['seconds']:.0f} s")
+        if (step + 1) % log_every == 0:
+            history.append(_log_row(window, step + 1, time.perf_counter() - t0, log))
             window = []
         if evaluate_every and (step + 1) % evaluate_every == 0 and eval_questions:
             model.eval()
-            log(f"step {step + 1}: eval {letter_accuracy(model, processor, eval_questions)}")
+            evals.append({"step": step + 1, **letter_accuracy(model, processor, eval_questions)})
+            log(f"step {step + 1}: eval {evals[-1]}")
             model.train()
+    if window:
+        history.append(_log_row(window, done, time.perf_counter() - t0, log))
     model.eval()
+    model.to("cpu")
     save(model, processor, out_dir)
-    return {"final_loss": history[-1]["loss"], "final_train_acc": history[-1]["train_acc"], "steps": steps,
-            "seconds": time.perf_counter() - t0, "data_seconds": t_data, "history": history,
+    return {"final_loss": history[-1]["loss"], "final_train_acc": history[-1]["train_acc"], "steps": done,
+            "planned_steps": steps,
+            "seconds": time.perf_counter() - t0, "data_seconds": t_data, "history": history, "evals": evals,
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
@@ -548,3 +711,80 @@ def evaluate_backbone(backbone, task, kinds=("oracle", "none"), k: int = K, seed
         out.update({f"{kind}/{t}": round(float(np.mean(v)), 3) for t, v in sorted(hits[kind].items())})
         out[f"{kind}/unparsed"] = unparsed[kind]
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+def main(argv=None) -> None:
+    """`python -m harness.miniworld.qwen train --out DIR [...]`: train, save, and write DIR/training.json (the
+    arguments, machine, time, loss history and held-out letter accuracy) so the shipped weights can be remade."""
+    import argparse
+    import dataclasses
+    import json
+    import platform
+
+    import torch
+    import transformers
+
+    ap = argparse.ArgumentParser(prog="python -m harness.miniworld.qwen")
+    ap.add_argument("command", choices=["train"])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--videos", type=int, default=200)
+    ap.add_argument("--fillers", type=int, default=40)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=0, help="data-loader processes (0: batches made in this one)")
+    ap.add_argument("--sizes", default="{}", help="JSON overrides of Sizes")
+    ap.add_argument("--recipe", default="{}", help="JSON overrides of Recipe")
+    ap.add_argument("--eval-videos", type=int, default=0, help="test videos for the held-out letter accuracy")
+    ap.add_argument("--evaluate-every", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--stop-after", type=int, default=None, help="end after this many steps (schedule of --steps)")
+    ap.add_argument("--max-seconds", type=float, default=None, help="end after this long (schedule of --steps)")
+    ap.add_argument("--init", default=None, help="a saved mini Qwen folder to go on training")
+    args = ap.parse_args(argv)
+    sizes, recipe = Sizes(**json.loads(args.sizes)), Recipe(**json.loads(args.recipe))
+    eval_questions = pooled_questions("test", args.eval_videos) if args.eval_videos else None
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    result = train_mini_qwen(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             videos=args.videos, fillers=args.fillers, recipe=recipe, sizes=sizes,
+                             log_every=args.log_every, log=log, device=args.device, workers=args.workers,
+                             evaluate_every=args.evaluate_every, eval_questions=eval_questions,
+                             stop_after=args.stop_after, max_seconds=args.max_seconds, init=args.init)
+    if eval_questions:
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(args.out).eval()  # as saved, on the CPU
+        result["held_out"] = letter_accuracy(model, build_processor_from(args.out), eval_questions)
+        log(f"held out ({args.eval_videos} test videos, teacher-forced letter): {result['held_out']}")
+    previous = Path(args.init, "training.json") if args.init else None
+    record = {"command": "python -m harness.miniworld.qwen " + " ".join(argv if argv is not None else sys_argv()),
+              "seed": args.seed, "steps": result["steps"], "planned_steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "videos": args.videos, "fillers": args.fillers, "workers": args.workers, "device": args.device,
+              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor(),
+              "torch": torch.__version__, "transformers": transformers.__version__,
+              "sizes": dataclasses.asdict(sizes), "recipe": dataclasses.asdict(recipe),
+              **{k: result[k] for k in ("parameters", "seconds", "data_seconds", "final_loss", "final_train_acc")},
+              "evals": result["evals"], "held_out": result.get("held_out"),
+              "history": result["history"][:: max(1, len(result["history"]) // 40)],
+              "init": json.loads(previous.read_text()) if previous and previous.is_file() else args.init}
+    Path(args.out, "training.json").write_text(json.dumps(record, indent=1))
+
+
+def sys_argv() -> list[str]:
+    import sys
+
+    return sys.argv[1:]
+
+
+def build_processor_from(folder):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(folder)
+
+
+if __name__ == "__main__":
+    main()
