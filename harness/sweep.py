@@ -92,6 +92,11 @@ def write_report(run_dirs, out_dir, baseline: str = "uniform", by: str | None = 
                 "recall_vs_accuracy": lambda: plots.recall_vs_accuracy(c.table)}
     for key in sorted(set(c.categories["key"])) if len(c.categories) and answered else []:
         builders[f"categories_{key}"] = lambda key=key: plots.category_bars(c.categories, key)
+    example = _example_question(c, run_dirs)
+    if example:  # one question up close: the sampler's scores over time, its frames, the ground truth
+        run_dir, sample_id = example
+        builders["question_scores"] = lambda: _score_figure(plots, run_dir, sample_id)
+        builders["question_frames"] = lambda: _contact_figure(plots, run_dir, sample_id, decode_backend)
     pngs, skipped = [], []
     for name, build in builders.items():
         try:  # e.g. no accuracy in a --backbone none sweep, no evidence recall on a benchmark: say so, go on
@@ -106,3 +111,32 @@ def write_report(run_dirs, out_dir, baseline: str = "uniform", by: str | None = 
     files["report.html"] = html_report.write_report(c, run_dirs, out / "report.html", plots=pngs,
                                                     questions=questions, decode_backend=decode_backend)
     return files
+
+
+def _example_question(c, run_dirs) -> tuple[Path, str] | None:
+    """The first question of the first query-dependent run (not the baseline) at the smallest K."""
+    from harness.compare import load_run
+
+    others = c.table[c.table["sampler"] != c.table["baseline"]].sort_values(["frames", "sampler"])
+    for run in others["run"]:
+        dirs = [d for d in run_dirs if Path(d).name == run]
+        if dirs:
+            rows = load_run(dirs[0]).rows
+            with_selection = [r for r in rows if r.get("selection")]
+            if with_selection:
+                return Path(dirs[0]), with_selection[0]["sample_id"]
+    return None
+
+
+def _score_figure(plots, run_dir: Path, sample_id: str):
+    curve = plots.score_curve_data(run_dir, sample_id)
+    return plots.score_curve(curve.times, curve.scores, curve.selected_times, curve.evidence,
+                             title=f"{run_dir.name}: {sample_id}", score_label=curve.score_label)
+
+
+def _contact_figure(plots, run_dir: Path, sample_id: str, decode_backend: str):
+    from harness.compare import load_run
+
+    frames, times = plots.selection_frames(run_dir, sample_id, decode_backend)
+    evidence = load_run(run_dir).by_id[sample_id].get("evidence") or ()
+    return plots.contact_sheet(frames, times, evidence, title=f"{run_dir.name}: {sample_id}")

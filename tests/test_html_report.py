@@ -29,7 +29,7 @@ def test_sweep_writes_every_output(sweep):
     report = sweep / "report"
     names = {p.name for p in report.iterdir()}
     for name in ("comparison.md", "comparison.csv", "comparison.tex", "comparison.json", "report.html",
-                 "accuracy_vs_frames.png", "accuracy_vs_frames.svg", "recall_vs_accuracy.png"):
+                 "accuracy_vs_frames.png", "accuracy_vs_frames.svg", "recall_vs_accuracy.png", "question_frames.png"):
         assert name in names, name
     assert len(list((sweep / "runs").iterdir())) == 4  # 2 samplers x 2 budgets
     table = (report / "comparison.md").read_text()
