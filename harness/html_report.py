@@ -14,6 +14,8 @@ from harness.compare import Comparison, display_categories, display_runs
 from harness.errors import HarnessError
 from harness.fileio import atomic_write
 
+MAX_THUMBS = 16  # per run and question: enough to see a selection, small enough for a sweep of 64-frame runs
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}
@@ -80,7 +82,10 @@ def question_browser(runs: list, samples: dict, limit: int, decode_backend: str)
             if other.get("selection"):
                 try:
                     frames, times = selection_frames(run.dir, sid, decode_backend)
-                    thumbs = "".join(f'<img src="{thumbnail(f)}" title="{t:.1f} s">' for f, t in zip(frames, times))
+                    shown = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_THUMBS)).astype(int))
+                    thumbs = "".join(f'<img src="{thumbnail(frames[i])}" title="{times[i]:.1f} s">' for i in shown)
+                    if len(shown) < len(frames):  # a 64-frame selection shows 16 of its frames, evenly spread
+                        thumbs += f'<span class="note"> ({len(shown)} of {len(frames)} frames shown)</span>'
                 except HarnessError as e:
                     thumbs = f'<span class="note">{html.escape(str(e))}</span>'
             when = ", ".join(f"{t:.1f}" for t in times)
