@@ -10,6 +10,9 @@ import numpy as np
 class Backbone(ABC):
     name: str = ""
     prompt_style: str = "default"  # which of a task's per-model prompt variants this backbone gets
+    # visual tokens each request of the last generate/generate_batch call gave the language model (None: unknown);
+    # the runner records them per row, so tables show the budget actually spent
+    last_visual_tokens: list[int] | None = None
 
     def config(self) -> dict:
         """Every parameter that changes the answers (hashed into the run identity)."""

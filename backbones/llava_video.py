@@ -615,6 +615,7 @@ class LlavaVideo(Backbone):
         import torch
 
         batch = self.batch_inputs(requests, durations)
+        self.last_visual_tokens = [sum(t == self.video_token_id for t in ids) for ids in batch["input_ids"]]
         feats = self.video_embeddings(batch)
         answers: list[str] = [""] * len(requests)
         for rows in self.language_groups(batch):

@@ -371,6 +371,8 @@ class Qwen25VL(Backbone):
         import torch
 
         inputs = self.inputs(requests).to(self.device)  # the model casts pixels to its own dtype
+        video = self.model.config.video_token_id
+        self.last_visual_tokens = (inputs["input_ids"] == video).sum(dim=-1).tolist()
         with torch.inference_mode():
             # Greedy; anything else (e.g. the 7B's repetition_penalty) comes from the folder's generation config.
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,

@@ -465,9 +465,11 @@ class Run(Selector):
             if stats is not None:
                 stats["generate"] += seconds
                 stats["batches"] += 1
-            for (sample, store, selection, timings), text in zip(batch, texts):
+            tokens = getattr(self.backbone, "last_visual_tokens", None)
+            tokens = tokens if tokens is not None and len(tokens) == len(batch) else [None] * len(batch)
+            for (sample, store, selection, timings), text, n in zip(batch, texts, tokens):
                 timings = {**timings, "decode": decode_seconds, "generate": seconds, "batch": len(batch)}
-                store.append(self._finish(sample, prompts[sample.id], selection, text, timings))
+                store.append(self._finish(sample, prompts[sample.id], selection, text, timings, n))
 
     def _generate_batch(self, requests: list) -> list[str]:
         batch = getattr(self.backbone, "generate_batch", None)
@@ -479,7 +481,7 @@ class Run(Selector):
                                f"{len(requests)} questions")
         return texts
 
-    def _finish(self, sample, prompt, selection, text, timings: dict) -> dict:
+    def _finish(self, sample, prompt, selection, text, timings: dict, visual_tokens: int | None = None) -> dict:
         """The row of an answered (or failed) question, as `_answer` writes it."""
         parsers = None
         try:
@@ -494,6 +496,8 @@ class Run(Selector):
         row = self._row(sample, prompt, selection, prediction)
         if parsers is not None:
             row["parsers"] = parsers
+        if visual_tokens is not None:
+            row["visual_tokens"] = int(visual_tokens)
         return row
 
     def _run_video(self, group: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
@@ -526,9 +530,8 @@ class Run(Selector):
                 advance()
 
     def _answer(self, sample, prompt, reader, grid, sampler, timings: dict) -> dict:
-        selection, parsers = None, None
+        selection, timings = None, dict(timings)
         try:
-            timings = dict(timings)
             t = time.perf_counter()
             selection = self.select(sampler, sample, grid, reader)
             timings["select"] = time.perf_counter() - t
@@ -540,16 +543,10 @@ class Run(Selector):
             t = time.perf_counter()
             text = self.backbone.generate(frames, selection.timestamps, prompt)
             timings["generate"] = time.perf_counter() - t
-            prediction = self.task.score(sample, text)
-            prediction = type(prediction)(**{**prediction.to_json(), "timings": timings})
-            if hasattr(self.task, "parse_all"):  # every parser's letter, so tables can switch protocol
-                parsers = self.task.parse_all(sample, text)
         except Exception as e:
-            prediction = error_prediction(self.describe(e))
-        row = self._row(sample, prompt, selection, prediction)
-        if parsers is not None:
-            row["parsers"] = parsers
-        return row
+            return self._row(sample, prompt, selection, error_prediction(self.describe(e)))
+        tokens = getattr(self.backbone, "last_visual_tokens", None)
+        return self._finish(sample, prompt, selection, text, timings, tokens[0] if tokens and len(tokens) == 1 else None)
 
     @staticmethod
     def _row(sample: Sample, prompt: str, selection, prediction) -> dict:
