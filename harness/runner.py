@@ -131,6 +131,15 @@ class Selector:
         inputs = self.inputs.inputs(sampler, self.task, sample, grid, reader)
         return select(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
 
+    def prepare(self, group: list[Sample], grid: CandidateGrid, reader: VideoReader) -> tuple[str | None, float]:
+        """Features for every question of one video, in one decode pass: (the error, or None; seconds)."""
+        t0 = time.perf_counter()
+        try:
+            self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
+            return None, time.perf_counter() - t0
+        except Exception as e:
+            return self.describe(e), time.perf_counter() - t0
+
     def describe(self, e: Exception) -> str:
         if self.debug:
             traceback.print_exc()
@@ -151,16 +160,12 @@ class Selector:
                         advance()
                     continue
                 with reader:
-                    try:
-                        self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
-                        prepared = None
-                    except Exception as e:
-                        prepared = self.describe(e)
+                    failed, _ = self.prepare(group, grid, reader)
                     for sample in group:
                         for sampler in self.samplers:
                             try:
-                                if prepared:
-                                    raise HarnessError(prepared)
+                                if failed:
+                                    raise HarnessError(failed)
                                 yield selection_record(sample, sampler, grid, self.select(sampler, sample, grid,
                                                                                           reader))
                             except Exception as e:
@@ -298,13 +303,7 @@ class Run(Selector):
                           for s, _, st in pending]
             return plan
         with reader:
-            t0 = time.perf_counter()
-            try:  # features for every question of this video, in one decode pass
-                self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
-                failed = None
-            except Exception as e:
-                failed = self.describe(e)
-            prepared = time.perf_counter() - t0
+            failed, prepared = self.prepare(group, grid, reader)
             for sample, sampler, store in pending:
                 if failed:
                     plan.rows.append((store, self._row(sample, prompts[sample.id], None, error_prediction(failed))))
@@ -513,13 +512,7 @@ class Run(Selector):
                 advance()
             return
         with reader:
-            t0 = time.perf_counter()
-            try:  # features for every question of this video, in one decode pass
-                self.inputs.prepare(wants(self.samplers), self.task, group, grid, reader)
-                failed = None
-            except Exception as e:
-                failed = self.describe(e)
-            prepared = time.perf_counter() - t0
+            failed, prepared = self.prepare(group, grid, reader)
             for sample in group:
                 for sampler, store in pending[sample.id]:
                     if failed:
