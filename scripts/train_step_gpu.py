@@ -48,7 +48,7 @@ def main() -> None:
                           backbone="qwen2.5-vl", backbone_args={"random_init": True, "config": "qwen2.5-vl-7b",
                                                                 "dtype": "bfloat16", "max_new_tokens": 1},
                           frames=16, group_size=8, grad_accum=1, max_steps=args.steps, device="cuda",
-                          cache_dir=str(work / "cache"), progress=False, tensorboard=False)
+                          cache_dir=str(work / "cache"), decode_backend="pyav", progress=False, tensorboard=False)
     t0 = time.perf_counter()
     run = Path(train_tspo(cfg.validate()))
     total = time.perf_counter() - t0
