@@ -19,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def clip_vit_l14(folder: Path) -> Path:
     """openai/clip-vit-large-patch14's architecture with random weights, plus the real CLIP tokenizer."""
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-    from harness.tiny_models import clip_image_processor, clip_tokenizer
+    from harness.miniworld import SHIPPED
+    from harness.tiny_models import clip_image_processor
 
     config = CLIPConfig(
         text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
@@ -30,7 +31,8 @@ def clip_vit_l14(folder: Path) -> Path:
                            image_size=224, patch_size=14, projection_dim=768),
         projection_dim=768)
     CLIPModel(config).save_pretrained(folder)
-    CLIPProcessor(image_processor=clip_image_processor(224), tokenizer=clip_tokenizer(folder)).save_pretrained(folder)
+    tokenizer = CLIPTokenizer.from_pretrained(SHIPPED["mini-clip"])  # OpenAI CLIP's vocabulary (no open_clip there)
+    CLIPProcessor(image_processor=clip_image_processor(224), tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 
