@@ -39,6 +39,7 @@ import numpy as np
 
 from backbones.base import Backbone
 from harness.errors import HarnessError
+from harness.options import check_choices, torch_device
 from harness.registry import BACKBONES
 
 SETTINGS_FILE = "llava_video.json"  # written by the converter next to the transformers files
@@ -384,15 +385,9 @@ class LlavaVideo(Backbone):
                  attn_implementation: str = "sdpa", lm_batch_tokens: int | None = None):
         import torch
 
-        for option, value, known in (("conv_template", conv_template, TEMPLATES),
-                                     ("prompt_style", prompt_style, PROMPT_STYLES), ("dtype", dtype, DTYPES),
-                                     ("attn_implementation", attn_implementation, ATTENTION)):
-            if value not in known:
-                raise HarnessError(f"unknown {option} {value!r} (known: {', '.join(known)})")
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise HarnessError(f"invalid device {device!r}: {e}") from None
+        check_choices((("conv_template", conv_template, TEMPLATES), ("prompt_style", prompt_style, PROMPT_STYLES),
+                       ("dtype", dtype, DTYPES), ("attn_implementation", attn_implementation, ATTENTION)))
+        self.device = torch_device(device)
         self.conv_template, self.prompt_style, self.dtype = conv_template, prompt_style, dtype
         self.time_instruction, self.max_new_tokens = bool(time_instruction), int(max_new_tokens)
         self.random_init, self.preset, self.seed, self.attn = bool(random_init), config, int(seed), attn_implementation

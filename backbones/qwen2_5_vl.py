@@ -35,6 +35,7 @@ import numpy as np
 
 from backbones.base import Backbone
 from harness.errors import HarnessError
+from harness.options import check_choices, torch_device
 from harness.registry import BACKBONES
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -262,15 +263,10 @@ class Qwen25VL(Backbone):
 
         from harness.miniworld import resolve_model
 
-        for option, value, known in (("dtype", dtype, DTYPES), ("pixels", pixels, PIXEL_PRESETS),
-                                     ("timing", timing, TIMINGS), ("rope", rope, ROPES), ("config", config, CONFIGS),
-                                     ("attn_implementation", attn_implementation, ATTENTION)):
-            if value not in known:
-                raise HarnessError(f"unknown {option} {value!r} for {self.name} (known: {', '.join(known)})")
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise HarnessError(f"invalid device {device!r}: {e}") from None
+        check_choices((("dtype", dtype, DTYPES), ("pixels", pixels, PIXEL_PRESETS), ("timing", timing, TIMINGS),
+                       ("rope", rope, ROPES), ("config", config, CONFIGS),
+                       ("attn_implementation", attn_implementation, ATTENTION)), self.name)
+        self.device = torch_device(device)
         self.pixels, self.timing, self.rope, self.dtype = pixels, timing, rope, dtype
         self.max_new_tokens, self.random_init, self.attn_implementation = int(max_new_tokens), bool(random_init), \
             attn_implementation

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.options import check_choices, torch_device
 from harness.hashing import canonical_json
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -46,12 +47,8 @@ def _looks_like_path(model: str) -> bool:
 
 def _torch_setup(device: str, dtype: str):
     import torch
-    if dtype not in DTYPES:
-        raise HarnessError(f"unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
-    try:
-        return torch.device(device), getattr(torch, dtype)
-    except RuntimeError as e:
-        raise HarnessError(f"invalid device {device!r}: {_one_line(e)}") from None
+    check_choices([("dtype", dtype, DTYPES)])
+    return torch_device(device), getattr(torch, dtype)
 
 
 def _hf_source(model: str, revision: str | None, what: str) -> tuple[str, object, str]:
@@ -86,6 +83,17 @@ def _folder_fingerprint(folder: Path) -> str:
     hashing gigabytes of weights."""
     files = [folder] if folder.is_file() else sorted(p for p in folder.iterdir() if p.is_file())
     return _digest([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files])[:16]
+
+
+def _load_pretrained(model_cls, processor_cls, model: str, revision, torch_dtype, device, what: str):
+    """(model in eval mode on `device`, processor, encoder id) of a transformers folder or hub id, or one line."""
+    source, revision, encoder_id = _hf_source(str(model), revision, what)
+    try:
+        loaded = model_cls.from_pretrained(source, revision=revision, dtype=torch_dtype)
+        processor = processor_cls.from_pretrained(source, revision=revision)
+    except Exception as e:  # transformers raises OSError, ValueError, EnvironmentError... all mean "can't load"
+        raise HarnessError(f"cannot load {what} {model!r}: {_one_line(e)}") from None
+    return loaded.to(device).eval(), processor, encoder_id
 
 
 def _check_frames(frames) -> np.ndarray:
@@ -129,13 +137,8 @@ class ClipEncoder:
 
         self.device, torch_dtype = _torch_setup(device, dtype)
         self.dtype = dtype
-        source, revision, self.encoder_id = _hf_source(str(model), revision, "CLIP model")
-        try:
-            self.model = CLIPModel.from_pretrained(source, revision=revision, dtype=torch_dtype)
-            self.processor = CLIPProcessor.from_pretrained(source, revision=revision)
-        except Exception as e:  # transformers raises OSError, ValueError, EnvironmentError... all mean "can't load"
-            raise HarnessError(f"cannot load CLIP model {model!r}: {_one_line(e)}") from None
-        self.model.to(self.device).eval()
+        self.model, self.processor, self.encoder_id = _load_pretrained(
+            CLIPModel, CLIPProcessor, model, revision, torch_dtype, self.device, "CLIP model")
         self.max_text_length = self.model.config.text_config.max_position_embeddings  # 77 for every CLIP
 
     @property
@@ -251,13 +254,8 @@ class BlipItmScorer:
 
         self.device, torch_dtype = _torch_setup(device, dtype)
         self.dtype = dtype
-        source, revision, self.encoder_id = _hf_source(str(model), revision, "BLIP model")
-        try:
-            self.model = BlipForImageTextRetrieval.from_pretrained(source, revision=revision, dtype=torch_dtype)
-            self.processor = BlipProcessor.from_pretrained(source, revision=revision)
-        except Exception as e:
-            raise HarnessError(f"cannot load BLIP model {model!r}: {_one_line(e)}") from None
-        self.model.to(self.device).eval()
+        self.model, self.processor, self.encoder_id = _load_pretrained(
+            BlipForImageTextRetrieval, BlipProcessor, model, revision, torch_dtype, self.device, "BLIP model")
         tokenizer = self.processor.tokenizer
         enc = tokenizer.convert_tokens_to_ids("[ENC]")
         self.enc_token_id = enc if enc is not None and enc != tokenizer.unk_token_id else \

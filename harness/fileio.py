@@ -1,7 +1,9 @@
-"""Atomic file writes: readers see the old file or the whole new one, never a half-written one."""
+"""File habits shared by the harness: atomic writes (readers see the old file or the whole new one, never a
+half-written one) and JSON Lines read with errors that name the line."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -23,3 +25,20 @@ def atomic_write(path, data: bytes | str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def json_objects(lines, label: str):
+    """(line number, object) for every non-blank line of a JSON Lines text; a line that is not a JSON object is a
+    HarnessError naming `label:number`."""
+    from harness.errors import HarnessError
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise HarnessError(f"{label}:{number}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise HarnessError(f"{label}:{number}: each line must be a JSON object")
+        yield number, row

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.fileio import atomic_write
+from harness.fileio import atomic_write, json_objects
 
 HEADER_FORMAT = "longvideo-harness-selections"
 HEADER_VERSION = 1
@@ -240,15 +240,7 @@ def _load_tspo(path: Path, data: bytes, digest: str) -> SelectionFile:
 
 def _load_harness(path: Path, data: bytes, digest: str) -> SelectionFile:
     entries, missing, header = {}, [], {}
-    for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise HarnessError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise HarnessError(f"{path}:{number}: each line must be a JSON object")
+    for number, row in json_objects(data.decode("utf-8").splitlines(), str(path)):
         if row.get("format") == HEADER_FORMAT and "sample_id" not in row:
             if row.get("version") != HEADER_VERSION:
                 raise HarnessError(f"{path}: selection file version {row.get('version')!r} is not "

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.options import torch_device
 from harness.registry import SAMPLERS
 from samplers.base import Sampler
 
@@ -453,10 +454,7 @@ class TSPO(Sampler):
         self.query = query
         self.dtype = dtype
         torch_dtype = _torch_dtype(dtype)
-        try:
-            self.device = torch.device(device)
-        except RuntimeError as e:
-            raise HarnessError(f"invalid device {device!r} for 'tspo': {' '.join(str(e).split())}") from None
+        self.device = torch_device(device, "'tspo'")
 
         self.agent_source = str(agent)
         self._zero_agents: dict[int, TemporalAgent] = {}  # the zero agent takes its dim from the features

@@ -20,7 +20,6 @@ without options is an error naming its line. All randomness comes from the `rng`
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.fileio import json_objects
 from harness.features import FeatureStore, cosine_scores
 from harness.grid import make_grid, parse_grid_rule
 from harness.records import CandidateGrid, Sample
@@ -285,16 +285,8 @@ def read_tspo_jsonl(path, video_root, limit: int | None = None, check_videos: bo
         raise HarnessError(f"video root {str(root)!r} is not a folder")
     items = []
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+        for number, row in json_objects(f, path.name):
             where = f"{path.name}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise HarnessError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise HarnessError(f"{where}: expected a JSON object")
             missing = [k for k in ("video", "original_question", "solution", "type") if k not in row]
             if missing:
                 raise HarnessError(f"{where}: missing field(s) {', '.join(missing)}")
