@@ -416,10 +416,8 @@ def cmd_train(outer) -> int:
         value = getattr(args, f.name, None)
         if f.name in ("task_args", "backbone_args"):
             value = parse_assignments(value, f"--{f.name[:-1].replace('_', '-')}")
-        elif isinstance(value, str) and f.name not in ("out", "data", "video_root", "grid", "backbone", "encoder",
-                                                       "init", "logprob", "device", "cache_dir",
-                                                       "decode_backend", "on_error"):
-            value = parse_value(value)  # numbers stay numbers
+        elif isinstance(value, str) and "str" not in str(f.type):
+            value = parse_value(value)  # numbers and booleans from the command line; text options stay text
         if value is not None and value != []:
             values[f.name] = value
     run = Path(train_tspo(TSPOTrainConfig(**values).validate()))
