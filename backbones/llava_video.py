@@ -20,8 +20,11 @@ model's parts itself and feeds the language model merged embeddings:
 6. greedy decoding that stops at `<|im_end|>`, special tokens stripped from the answer.
 
 Batches (`generate_batch`, what the fast runner calls): the vision path runs once per distinct frames object (the
-runner hands the questions that share a selection one array), then the merged sequences go left-padded through the
-language model (or one at a time above `lm_batch_tokens`); the answers are those of `generate` one by one. The
+runner hands the questions that share a selection one array). Questions sharing a video share their common prefix
+(system turn, the visual tokens, the time instruction): it goes through the language model once per video into a
+KV cache and each question continues from it (`shared_prefill`); otherwise the merged sequences go left-padded
+through the language model (or one at a time above `lm_batch_tokens`). The answers are those of `generate` one by
+one. The
 runner's hooks `frame_preparer` / `prepared_frames` move step 1 into its preprocessing thread (`FramePrep`, the
 same pixels, frames split over threads) and hand `generate_batch` a small stand-in array it recognises.
 
@@ -38,6 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from backbones.base import Backbone
+from backbones.prefix import left_pad, prefix_plan
 from harness.errors import HarnessError
 from harness.options import check_choices, torch_device
 from harness.registry import BACKBONES
@@ -553,7 +557,8 @@ class LlavaVideo(Backbone):
                                    self.merge_type) for pixels in batch["pixel_values"]]
 
     def language_groups(self, batch: dict) -> list[list[int]]:
-        """Which questions of a batch go through the language model together: all of them, unless `lm_batch_tokens`
+        """Which questions of a batch that share no video go through the language model together (shared videos go
+        through `shared_prefill`): all of them, unless `lm_batch_tokens`
         is set and the longest question exceeds it; then one at a time (one long question fills the accelerator
         alone, and a padded batch takes SDPA off its flash kernel: the padding mask is not causal-only)."""
         rows = list(range(len(batch["input_ids"])))
@@ -612,6 +617,9 @@ class LlavaVideo(Backbone):
         batch = self.batch_inputs(requests, durations)
         self.last_visual_tokens = [sum(t == self.video_token_id for t in ids) for ids in batch["input_ids"]]
         feats = self.video_embeddings(batch)
+        shared = self._generate_shared_prefix(batch, feats)
+        if shared is not None:
+            return shared
         answers: list[str] = [""] * len(requests)
         for rows in self.language_groups(batch):
             embeds, mask = self.batch_embeddings(batch, rows, feats)
@@ -625,6 +633,51 @@ class LlavaVideo(Backbone):
             for row, tokens in zip(rows, out):
                 answers[row] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return answers
+
+    def shared_prefill(self, batch: dict, feats: list) -> dict | None:
+        """Where questions share a video: the tokens they have in common (system turn, the video's embeddings, ...)
+        through the language model once per video into a KV cache, whose rows are then repeated for that video's
+        questions. Returns the cache, each question's whole input (`embeds`, `mask`: its video's prefix, then its
+        own tokens left-padded; positions count real tokens, so each reads as it would alone), the cached width and
+        the token counts; None when no video is shared. Call under `torch.inference_mode()`."""
+        import torch
+        from transformers import DynamicCache
+
+        first = {}
+        owner = [first.setdefault(o, i) for i, o in enumerate(batch["owner"])]  # first question of each video
+        ids = batch["input_ids"]
+        plan = prefix_plan(ids, owner, {self.video_token_id}) if len(first) < len(owner) else None
+        if plan is None:
+            return None
+        unique = sorted(plan)
+        prefixes = {"input_ids": [ids[u][:plan[u]] for u in unique], "owner": [batch["owner"][u] for u in unique]}
+        prefix_embeds, prefix_mask = self.batch_embeddings(prefixes, None, feats)
+        cache = DynamicCache()
+        self.model(inputs_embeds=prefix_embeds, attention_mask=prefix_mask, past_key_values=cache,
+                   position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+        rows = torch.tensor([unique.index(o) for o in owner], device=self.device)
+        cache.reorder_cache(rows)
+        own_ids, own_mask = left_pad([ids[i][plan[o]:] for i, o in enumerate(owner)], self.pad_id)
+        own = self.model.get_input_embeddings()(own_ids.to(self.device))
+        return {"cache": cache, "embeds": torch.cat([prefix_embeds[rows], own], dim=1),
+                "mask": torch.cat([prefix_mask[rows], own_mask.to(self.device)], dim=1),
+                "prefix_width": prefix_embeds.shape[1], "prefix_tokens": [plan[u] for u in unique],
+                "own_tokens": [len(ids[i]) - plan[o] for i, o in enumerate(owner)],
+                "cached_tokens": [plan[o] for o in owner]}
+
+    def _generate_shared_prefix(self, batch: dict, feats: list) -> list[str] | None:
+        """`generate_batch` through `shared_prefill`: `generate` goes on from each video's cache."""
+        import torch
+
+        with torch.inference_mode():
+            shared = self.shared_prefill(batch, feats)
+            if shared is None:
+                return None
+            out = self.model.generate(inputs_embeds=shared["embeds"], attention_mask=shared["mask"],
+                                      past_key_values=shared["cache"], max_new_tokens=self.max_new_tokens,
+                                      do_sample=False, num_beams=1, temperature=None, top_p=None, top_k=None,
+                                      eos_token_id=self.stop_ids, pad_token_id=self.pad_id)
+        return [self.tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in out]
 
     # -- the fast runner's hooks (harness.runner looks them up on the backbone) -----------------------------------
 

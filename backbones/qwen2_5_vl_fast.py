@@ -12,6 +12,10 @@
   question; it resizes and normalises it once and repeats the result. `frame_preparer` / `prepared_frames` let the
   runner do that preprocessing off the main path (its preprocessing thread, or a worker process: `VideoPrep` is
   picklable) and hand `generate_batch` a small stand-in array the processor recognises.
+* The prompt prefix once per distinct video: questions on the same video share every token up to and including
+  the video's (system turn, video); `generate_batch` runs that prefix through the model once into a KV cache, repeats
+  its rows for the video's questions and lets `generate` continue from it over each question's own tokens
+  (`plan_shared_prefix`, `prefill_prefixes`, `generate_shared_prefix`; under rope="original" only, see there).
 
 `attach(backbone)` adds the runner's hooks (`accelerate`, `frame_preparer`, `prepared_frames`) to a loaded
 `Qwen25VL`; the runner's fast path calls it. They belong on the adapter class itself; until then they live here.
@@ -22,7 +26,10 @@ benchmark. This module patches the loaded objects only; nothing global in transf
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Callable
+
+from backbones.prefix import left_pad, prefix_plan, shared_video_rows
 
 
 def _grouped_attention_forward(attn, apply_rotary):
@@ -245,10 +252,124 @@ def prepared_frames(result):
     return standin
 
 
+@dataclass
+class SharedPrefix:
+    """A batch laid out for one prefill per distinct video: `prefill` holds the model inputs of the prefixes (one
+    left-padded row per distinct video, with its pixels, grid and timing; `times` its patch times under
+    rope=original), `rows[i]` is question i's video among them, and `ids` / `mask` are each question's whole
+    sequence: its video's padded prefix (the cached part, `prefix_width` wide), then its own left-padded tokens."""
+
+    prefill: dict
+    times: list
+    rows: list[int]
+    ids: object
+    mask: object
+    prefix_width: int
+    visual_tokens: list[int]
+
+
+def plan_shared_prefix(backbone, requests) -> SharedPrefix | None:
+    """The CPU side of `generate_shared_prefix`: inputs, grouping, prefixes. None when no two questions share a
+    video, when a question's vision tokens fall outside the shared prefix or its inputs have unknown parts, and
+    under rope="transformers": transformers 5.x places a prompt's text after a video at start + max(h, w) / merge
+    but generated tokens after the largest position + 1, two offsets one continued cache cannot give both."""
+    import torch
+
+    owner = shared_video_rows(requests)
+    if backbone.rope != "original" or len(set(owner)) == len(owner):
+        return None
+    config = backbone.model.config
+    inputs = backbone.inputs(requests)
+    if set(inputs) - {"input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw",
+                      "second_per_grid_ts"}:
+        return None
+    keep = inputs["attention_mask"].bool()
+    ids = [row[m].tolist() for row, m in zip(inputs["input_ids"], keep)]
+    plan = prefix_plan(ids, owner, {config.video_token_id, config.image_token_id})
+    if plan is None:
+        return None
+    unique = sorted(plan)
+    pad = backbone.processor.tokenizer.pad_token_id
+    prefix_ids, prefix_mask = left_pad([ids[u][:plan[u]] for u in unique], pad)
+    prefill = {"input_ids": prefix_ids, "attention_mask": prefix_mask,
+               "video_grid_thw": inputs["video_grid_thw"][unique]}
+    blocks = torch.split(inputs["pixel_values_videos"], inputs["video_grid_thw"].prod(-1).tolist())
+    prefill["pixel_values_videos"] = torch.cat([blocks[u] for u in unique])
+    if "second_per_grid_ts" in inputs:
+        prefill["second_per_grid_ts"] = inputs["second_per_grid_ts"][unique]
+    if "mm_token_type_ids" in inputs:
+        types = [row[m].tolist() for row, m in zip(inputs["mm_token_type_ids"], keep)]
+        prefill["mm_token_type_ids"] = left_pad([types[u][:plan[u]] for u in unique], 0)[0]
+    rows = [unique.index(o) for o in owner]
+    suffix_ids, suffix_mask = left_pad([ids[i][plan[o]:] for i, o in enumerate(owner)], pad)
+    times = list(getattr(backbone, "_pending_times", []))
+    return SharedPrefix(prefill, [times[u] for u in unique] if times else [], rows,
+                        torch.cat([prefix_ids[rows], suffix_ids], dim=1),
+                        torch.cat([prefix_mask[rows], suffix_mask], dim=1), prefix_ids.shape[1],
+                        [sum(t == config.video_token_id for t in row) for row in ids])
+
+
+def prefill_prefixes(backbone, plan: SharedPrefix):
+    """Run the prefixes through the model once (vision tower and language model) and return the KV cache with each
+    question's row; the model's rope deltas are set per question, so what follows is positioned as in a
+    continued generation. Call under `torch.inference_mode()`."""
+    import torch
+    from transformers import DynamicCache
+
+    model = backbone.model
+    if backbone.rope == "original":
+        backbone._pending_times = plan.times
+    cache = DynamicCache()
+    # (`past_key_values`: the name transformers 5.17 takes and 5.24 still accepts)
+    model(**{k: v.to(backbone.device) for k, v in plan.prefill.items()}, past_key_values=cache, use_cache=True,
+          logits_to_keep=1)
+    rows = torch.tensor(plan.rows, device=backbone.device)
+    cache.reorder_cache(rows)
+    deltas = model.model.rope_deltas
+    model.model.rope_deltas = deltas.index_select(0, rows.to(deltas.device))
+    return cache
+
+
+def generate_shared_prefix(backbone, requests) -> list[str] | None:
+    """Greedy answers for a batch whose questions share videos, each video's common prefix (system turn, the
+    video's tokens) run through the language model once: its KV cache rows are repeated for that video's questions
+    and `generate` goes on from the cache over each question's own text (`plan_shared_prefix`, `prefill_prefixes`).
+    None where `plan_shared_prefix` declines (the caller then runs the plain path)."""
+    import torch
+
+    plan = plan_shared_prefix(backbone, requests)
+    if plan is None:
+        return None
+    backbone.last_visual_tokens = plan.visual_tokens
+    with torch.inference_mode():
+        cache = prefill_prefixes(backbone, plan)
+        ids = plan.ids.to(backbone.device)
+        out = backbone.model.generate(input_ids=ids, attention_mask=plan.mask.to(backbone.device),
+                                      past_key_values=cache, max_new_tokens=backbone.max_new_tokens, do_sample=False,
+                                      temperature=None, top_p=None, top_k=None)
+    new = out[:, ids.shape[1]:]
+    return [text.strip() for text in backbone.processor.batch_decode(new, skip_special_tokens=True)]
+
+
+def share_prefix(backbone) -> Callable[[], None]:
+    """`generate_batch` goes through `generate_shared_prefix` where questions share a video. Returns the undo."""
+    plain = backbone.generate_batch
+
+    def generate_batch(requests):
+        texts = generate_shared_prefix(backbone, requests)
+        return plain(requests) if texts is None else texts
+
+    backbone.generate_batch = generate_batch
+
+    def undo():
+        backbone.__dict__.pop("generate_batch", None)
+    return undo
+
+
 def accelerate(backbone) -> Callable[[], None]:
-    """All three speed-ups on a loaded Qwen2.5-VL backbone; returns one undo for them all."""
+    """All four speed-ups on a loaded Qwen2.5-VL backbone; returns one undo for them all."""
     undos = [group_vision_attention(backbone.model), share_vision_tower(backbone.model),
-             share_video_preprocessing(backbone.processor)]
+             share_video_preprocessing(backbone.processor), share_prefix(backbone)]
     backbone._accelerated = True
 
     def undo():

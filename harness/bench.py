@@ -12,9 +12,11 @@
    `accelerate()` speed-ups on.
 4. Both sets of answers are compared question by question.
 5. Prefill: on one video's questions, the model's prefill (vision tower + language model over the prompt, logits of
-   the last token only) is timed in both configurations (batch 1 stock; the harness batch accelerated), with the
-   FLOPs it must do counted from the model config (`prefill_flops`), against the card's bf16 matrix rate measured in
-   this process (a large bf16 matmul). Peak memory from `torch.cuda.max_memory_allocated` on CUDA.
+   the last token only) is timed in both configurations (batch 1 stock; the harness batch accelerated: the video's
+   shared prefix once, then each question's own tokens over its KV cache), with the FLOPs it must do counted from
+   the model config (`prefill_flops`; tokens after a cached prefix count their attention to it), against the card's
+   bf16 matrix rate measured in this process (a large bf16 matmul). Peak memory from
+   `torch.cuda.max_memory_allocated` on CUDA.
 
 Results: `<out>/<device-slug>-<backbone-slug>.json` and `.md` (`result_stem`).
 
@@ -196,12 +198,15 @@ def prefill_flops(config, tokens: list[int], video_patches: list[int]) -> dict:
     return {"language": float(llm), "vision": float(vis), "total": float(llm + vis)}
 
 
-def _language_flops(text, tokens: list[int]) -> int:
-    """The language-model part of both formulas (see `prefill_flops`), per sequence of n real tokens."""
+def _language_flops(text, tokens: list[int], cached: list[int] | None = None) -> int:
+    """The language-model part of both formulas (see `prefill_flops`), per sequence of n real tokens; where the
+    sequence continues c cached tokens (a shared prefix), its attention also reads them: + 4 n c L d."""
     d, layers, f = text.hidden_size, text.num_hidden_layers, text.intermediate_size
     kv = text.num_key_value_heads * (d // text.num_attention_heads)
     per_token = 2 * layers * (2 * d * d + 2 * d * kv + 3 * d * f)
-    return sum(per_token * n + 2 * n * n * layers * d + 2 * d * text.vocab_size for n in tokens)
+    cached = cached or [0] * len(tokens)
+    return sum(per_token * n + 2 * n * (n + 2 * c) * layers * d + 2 * d * text.vocab_size
+               for n, c in zip(tokens, cached))
 
 
 def llava_prefill_flops(config, tokens: list[int], video_frames: list[int]) -> dict:
@@ -320,6 +325,12 @@ def prefill(backbone, requests, cfg: BenchConfig) -> dict:
 
     if callable(getattr(backbone, "batch_embeddings", None)):
         return _prefill_embeddings(backbone, requests, cfg)
+    if _accelerated(backbone):
+        from backbones.qwen2_5_vl_fast import plan_shared_prefix
+
+        plan = plan_shared_prefix(backbone, requests)
+        if plan is not None:
+            return _prefill_shared(backbone, plan, cfg)
     inputs = backbone.inputs(requests).to(backbone.device)
     mask = inputs["attention_mask"]
     tokens = [int(x) for x in mask.sum(1).tolist()]
@@ -340,6 +351,41 @@ def prefill(backbone, requests, cfg: BenchConfig) -> dict:
             "flops": flops, "tflops_per_s": flops["total"] / seconds / 1e12}
 
 
+def _prefill_shared(backbone, plan, cfg: BenchConfig) -> dict:
+    """`prefill` as the accelerated Qwen2.5-VL runs a batch sharing videos: each distinct video's prefix once
+    (vision tower + language model, into a KV cache), then every question's own tokens over its video's cache,
+    logits of the last token. FLOPs: the prefixes, plus each question's tokens with attention over its prefix."""
+    import torch
+
+    from backbones.qwen2_5_vl_fast import prefill_prefixes
+
+    config = backbone.model.config
+    text = getattr(config, "text_config", config)
+    prefix = [int(x) for x in plan.prefill["attention_mask"].sum(1).tolist()]
+    own = [int(x) for x in plan.mask[:, plan.prefix_width:].sum(1).tolist()]
+    vision = prefill_flops(config, [], _patches(plan.prefill["video_grid_thw"]))["vision"]
+    language = _language_flops(text, prefix) + _language_flops(text, own, [prefix[r] for r in plan.rows])
+    flops = {"language": float(language), "vision": float(vision), "total": float(language + vision)}
+    ids, mask = plan.ids.to(backbone.device), plan.mask.to(backbone.device)
+    # the questions' own tokens sit at their place after the cached prefix (positions as generation gives them)
+    positions = mask.cumsum(-1) - 1
+    times = []
+    with torch.inference_mode():
+        for _ in range(max(1, cfg.prefill_repeats) + 1):
+            _sync(cfg.device)
+            t = time.perf_counter()
+            cache = prefill_prefixes(backbone, plan)
+            tail = positions[:, plan.prefix_width:] + backbone.model.model.rope_deltas
+            backbone.model(input_ids=ids[:, plan.prefix_width:], attention_mask=mask, past_key_values=cache,
+                           position_ids=tail.unsqueeze(0).expand(3, -1, -1), use_cache=True, logits_to_keep=1)
+            _sync(cfg.device)
+            times.append(time.perf_counter() - t)
+    seconds = statistics.median(times[1:])  # the first is a warm-up
+    return {"batch": len(plan.rows), "tokens": [p + n for p, n in zip([prefix[r] for r in plan.rows], own)],
+            "shared_prefix_tokens": prefix, "vision_videos": len(prefix), "seconds": seconds, "flops": flops,
+            "tflops_per_s": flops["total"] / seconds / 1e12}
+
+
 def _prefill_embeddings(backbone, requests, cfg: BenchConfig) -> dict:
     """`prefill` for a backbone that feeds its language model merged embeddings (llava-video): the vision path once
     per distinct video, the merge, the language model with the last token's logits (in the backbone's
@@ -352,13 +398,20 @@ def _prefill_embeddings(backbone, requests, cfg: BenchConfig) -> dict:
     tokens = [len(ids) for ids in batch["input_ids"]]
     frames = [len(p) for p in batch["pixel_values"]]
     flops = llava_prefill_flops(backbone.model.config, tokens, frames)
-    times = []
+    times, shared = [], None
     with torch.inference_mode():
         for _ in range(max(1, cfg.prefill_repeats) + 1):
             _sync(cfg.device)
             t = time.perf_counter()
             feats = backbone.video_embeddings(batch)
-            for rows in backbone.language_groups(batch):  # as generate_batch groups them
+            shared = backbone.shared_prefill(batch, feats) if callable(getattr(backbone, "shared_prefill", None)) \
+                else None
+            if shared is not None:  # as generate_batch: each video's prefix once, then the questions' own tokens
+                width, mask = shared["prefix_width"], shared["mask"]
+                backbone.model(inputs_embeds=shared["embeds"][:, width:], attention_mask=mask,
+                               past_key_values=shared["cache"], position_ids=(mask.cumsum(-1) - 1)[:, width:],
+                               use_cache=True, logits_to_keep=1)
+            for rows in ([] if shared is not None else backbone.language_groups(batch)):  # as generate_batch
                 embeds, mask = backbone.batch_embeddings(batch, rows, feats)
                 positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
                 backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
@@ -366,8 +419,14 @@ def _prefill_embeddings(backbone, requests, cfg: BenchConfig) -> dict:
             _sync(cfg.device)
             times.append(time.perf_counter() - t)
     seconds = statistics.median(times[1:])  # the first is a warm-up
-    return {"batch": len(requests), "tokens": tokens, "vision_videos": len(frames), "seconds": seconds,
-            "flops": flops, "tflops_per_s": flops["total"] / seconds / 1e12}
+    result = {"batch": len(requests), "tokens": tokens, "vision_videos": len(frames), "seconds": seconds}
+    if shared is not None:
+        text = backbone.model.config.text_config
+        language = _language_flops(text, shared["prefix_tokens"]) + _language_flops(
+            text, shared["own_tokens"], shared["cached_tokens"])
+        flops = {**flops, "language": float(language), "total": float(language + flops["vision"])}
+        result["shared_prefix_tokens"] = shared["prefix_tokens"]
+    return {**result, "flops": flops, "tflops_per_s": flops["total"] / seconds / 1e12}
 
 
 def _accelerated(backbone) -> bool:

@@ -15,8 +15,13 @@ def _tiny(tmp_path, **kw) -> BenchConfig:
                           "out": str(tmp_path / "results"), "prefill_repeats": 1, "label": "tiny", **kw})
 
 
-def test_bench_loops_agree_and_write_the_report(tmp_path):
-    report = run_bench(_tiny(tmp_path), log=lambda line: None)
+TINY_QWEN = {"random_init": True, "config": "qwen2.5-vl-tiny", "max_new_tokens": 4, "min_pixels": 3136,
+             "max_pixels": 12544}  # rope=original: the harness shares each video's prefix
+
+
+@pytest.mark.parametrize("backbone,args", [("mini-qwen2.5-vl", {"max_new_tokens": 4}), ("qwen2.5-vl", TINY_QWEN)])
+def test_bench_loops_agree_and_write_the_report(tmp_path, backbone, args):
+    report = run_bench(_tiny(tmp_path, backbone=backbone, backbone_args=args), log=lambda line: None)
     assert report["answers"] == {"compared": 6, "identical": 6, "differing": []}
     assert report["reference"]["questions"] == report["harness"]["questions"] == 6
     assert report["harness"]["n_errors"] == 0
@@ -24,7 +29,11 @@ def test_bench_loops_agree_and_write_the_report(tmp_path):
     for key in ("reference", "harness"):
         p = report["prefill"][key]
         assert p["seconds"] > 0 and p["flops"]["total"] > p["flops"]["vision"] > 0
-    assert report["prefill"]["harness"]["batch"] == 3 and report["prefill"]["harness"]["vision_videos"] == 1
+    fast, ref = report["prefill"]["harness"], report["prefill"]["reference"]
+    assert fast["batch"] == 3 and fast["vision_videos"] == 1
+    if backbone == "qwen2.5-vl":  # the prefix (system turn and video) through the language model once, not 3 times
+        [prefix] = fast["shared_prefix_tokens"]
+        assert prefix < min(fast["tokens"]) and fast["flops"]["language"] < 2 * ref["flops"]["language"]
     saved = json.loads((tmp_path / "results" / "tiny.json").read_text())
     assert saved["speedup"] == pytest.approx(report["speedup"])
     assert "| harness runner | 6 |" in (tmp_path / "results" / "tiny.md").read_text()
@@ -53,6 +62,12 @@ def test_prefill_flops_of_the_7b_architecture():
     assert flops["language"] == pytest.approx(2 * 6.53e9 * n + 2 * n * n * 28 * 3584 + 2 * 3584 * 152064, rel=0.01)
     assert 40e12 < flops["vision"] < 50e12
     assert prefill_flops(config, [n] * 3, [(patches, 1104)])["language"] == pytest.approx(3 * flops["language"])
+    # tokens continuing a cached prefix: their share of the whole sequence's attention, projections for them only
+    from harness.bench import _language_flops
+
+    text = config.text_config
+    whole, prefix = _language_flops(text, [n]), _language_flops(text, [n - 100])
+    assert prefix + _language_flops(text, [100], [n - 100]) == pytest.approx(whole + 2 * 3584 * 152064, rel=1e-9)
 
 
 def test_bench_command_line(tmp_path, capsys):

@@ -43,6 +43,34 @@ def test_batch_answers_equal_one_by_one(tiny):
         assert torch.allclose(batched[row], alone, atol=1e-5, rtol=1e-5)
 
 
+def test_questions_sharing_a_video_share_one_prefill_of_its_prefix(tiny):
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (3, 64, 80, 3), dtype=np.uint8)
+    requests = [(a, [0, 1, 2, 3], "Which object comes first? A. red B. blue"), (b, [0, 2, 4], "Count?"),
+                (a, [0, 1, 2, 3], "How many? A. 1 B. 2 C. 3"), (b, [0, 2, 4], "Last? A. x B. y"),
+                (a, [0, 1, 2, 3], "Q")]
+    one_by_one = [tiny.generate(*r) for r in requests]
+    assert len(set(one_by_one)) >= 3  # answers depend on the input: the equality below means something
+    calls = []
+    hook = tiny.model.model.language_model.register_forward_pre_hook(
+        lambda m, args, kw: calls.append(tuple(kw["inputs_embeds"].shape[:2])), with_kwargs=True)
+    try:
+        assert tiny.generate_batch(requests) == one_by_one
+    finally:
+        hook.remove()
+    (videos, prefix), (questions, own) = calls[:2]
+    assert videos == 2 and questions == 5 and own < prefix  # each video's prefix once, then each question's tokens
+    batch = tiny.batch_inputs(requests)
+    with torch.inference_mode():
+        shared = tiny.shared_prefill(batch, tiny.video_embeddings(batch))
+    assert [c + n for c, n in zip(shared["cached_tokens"], shared["own_tokens"])] == \
+        [len(ids) for ids in batch["input_ids"]]
+    for ids, n in zip(batch["input_ids"], shared["own_tokens"]):  # every visual token is in the cached prefix
+        assert tiny.video_token_id in ids and tiny.video_token_id not in ids[-n:]
+    assert tiny.shared_prefill(tiny.batch_inputs(requests[:2]), None) is None  # no video shared
+
+
 def test_batch_is_left_padded_and_shares_the_vision_tower(tiny):
     requests = _requests(1)
     batch = tiny.batch_inputs(requests)
@@ -128,6 +156,13 @@ def test_bench_runs_llava_video(tmp_path):
     report = run_bench(cfg, log=lambda line: None)
     assert report["answers"] == {"compared": 6, "identical": 6, "differing": []}
     assert report["harness"]["n_errors"] == 0 and report["harness"]["pipeline"]["prepare"] > 0
+    pre, ref = report["prefill"]["harness"], report["prefill"]["reference"]
+    assert len(pre["shared_prefix_tokens"]) == 1  # the three questions' common prefix through the model once
+    from backbones.llava_video import preset_config, byte_tokenizer
+    from harness.bench import _language_flops
+
+    unshared = _language_flops(preset_config("tiny", byte_tokenizer()).text_config, pre["tokens"])
+    assert ref["flops"]["language"] < pre["flops"]["language"] < unshared
     pre = report["prefill"]["harness"]
     assert pre["batch"] == 3 and pre["vision_videos"] == 1 and pre["flops"]["vision"] > 0
     assert report["prefill"]["reference"]["vision_videos"] == 1

@@ -190,3 +190,96 @@ def test_qwen_frames_prepared_in_a_worker_give_the_same_inputs_and_answers(dtype
         assert backbone.generate_batch([(standin, ts, p) for p in prompts]) == answers
     finally:
         undo()
+
+
+# -- Qwen2.5-VL shared prefix: one language-model prefill per distinct video -----------------------------------------
+
+def test_prefix_plan_shares_only_what_every_question_of_a_video_has():
+    from backbones.prefix import prefix_plan
+
+    V = 99  # a vision token id
+    ids = [[1, 2, V, V, 3, 4, 5], [1, 2, V, V, 3, 6], [1, 2, V, V, 3], [7, V, 8, 9]]
+    assert prefix_plan(ids, [0, 0, 0, 3], {V}) == {0: 4, 3: 3}  # one token short of the shortest question
+    assert prefix_plan([[1, V, 2], [1, V, 2]], [0, 0], {V}) == {0: 2}  # identical questions keep their last token
+    assert prefix_plan([[1, V, 2, V], [1, V, 3, V]], [0, 0], {V}) is None  # a vision token after the split
+
+
+def _tiny_qwen(**kw):
+    from harness.registry import BACKBONES
+
+    return BACKBONES.create("qwen2.5-vl", random_init=True, config="qwen2.5-vl-tiny", max_new_tokens=6,
+                            min_pixels=56 * 56, max_pixels=112 * 112, **kw)
+
+
+def test_shared_prefix_generation_answers_as_one_by_one_with_one_prefill_per_video():
+    from backbones.qwen2_5_vl_fast import generate_shared_prefix
+
+    backbone = _tiny_qwen()
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (8, 128, 128, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (6, 96, 128, 3), dtype=np.uint8)
+    c = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    ta, tb, tc = [0, 1.5, 3, 7, 8, 20, 21, 40], [0, 1, 2, 3, 4, 5], [3, 4, 9, 12]  # uneven times: exact timing
+    requests = [(a, ta, "Which object comes first? A. red B. blue"), (b, tb, "Count?"),
+                (a, ta, "How many times does the green square appear? A. 1 B. 2 C. 3"),
+                (b, tb, "Which comes last? A. x B. y C. z D. w"), (a, ta, "Q"), (c, tc, "Where?")]
+    one_by_one = [backbone.generate(*r) for r in requests]
+    assert len(set(one_by_one)) >= 4  # the answers depend on the inputs: equality below means something
+
+    calls = {"language": [], "vision": []}
+    lm, visual = backbone.model.model.language_model, backbone.model.model.visual
+    hooks = [lm.register_forward_pre_hook(lambda m, a, kw: calls["language"].append(tuple(kw["inputs_embeds"].shape[:2])),
+                                          with_kwargs=True),
+             visual.register_forward_pre_hook(lambda m, a, kw: calls["vision"].append(len(kw["grid_thw"])),
+                                              with_kwargs=True)]
+    try:
+        assert generate_shared_prefix(backbone, requests) == one_by_one
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls["vision"] == [3]  # each distinct video through the tower once
+    (rows, prefix), (questions, suffix) = calls["language"][:2]
+    assert rows == 3 and questions == 6  # then one row per question, over its own tokens only
+    assert suffix < prefix  # (the video's tokens are in the prefix)
+    assert len(calls["language"]) <= 1 + backbone.max_new_tokens  # then one token at a time
+    video = backbone.model.config.video_token_id
+    assert backbone.last_visual_tokens == (backbone.inputs(requests)["input_ids"] == video).sum(-1).tolist()
+
+
+def test_shared_prefix_declines_what_it_cannot_reproduce():
+    from backbones.qwen2_5_vl_fast import generate_shared_prefix
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    shared = [(frames, [0, 1, 2, 3], "one"), (frames, [0, 1, 2, 3], "two")]
+    # rope=transformers: prompt text and generated tokens follow different offsets in transformers 5.x
+    assert generate_shared_prefix(_tiny_qwen(rope="transformers"), shared) is None
+    # no video shared (other frames, or the same frames at other times)
+    assert generate_shared_prefix(_tiny_qwen(), [shared[0], (frames.copy(), [0, 1, 2, 3], "two")]) is None
+    assert generate_shared_prefix(_tiny_qwen(), [shared[0], (frames, [0, 1, 2, 4], "two")]) is None
+
+
+def test_fast_runner_with_shared_prefix_writes_the_sequential_answers(tmp_path, monkeypatch):
+    import backbones.qwen2_5_vl_fast as fast_module
+
+    shared = []
+    original = fast_module.generate_shared_prefix
+    monkeypatch.setattr(fast_module, "generate_shared_prefix",
+                        lambda b, r: shared.append(original(b, r)) or shared[-1])
+    needle = {"videos": 2, "min_duration": 40.0, "max_duration": 50.0, "root": str(tmp_path / "videos")}
+    args = {"random_init": True, "config": "qwen2.5-vl-tiny", "max_new_tokens": 3, "min_pixels": 3136,
+            "max_pixels": 12544}
+
+    def cfg(out, **kw):
+        return RunConfig(task="needle", task_args=needle, backbone="qwen2.5-vl", backbone_args=args,
+                         samplers=["uniform"], frames=4, out=str(tmp_path / out), **kw)
+
+    [plain] = Run(cfg("plain"), progress=False).execute()
+    [fast] = Run(cfg("fast", batch_size=4), progress=False).execute()
+    ra, rb = _rows(plain), _rows(fast)
+    assert len(ra) == 8 and sorted(ra) == sorted(rb)
+    assert len({r["prediction"]["raw_text"] for r in ra.values()}) > 1
+    for k in ra:
+        assert rb[k]["prediction"]["raw_text"] == ra[k]["prediction"]["raw_text"]
+        assert rb[k]["prediction"]["timings"]["batch"] == 4  # a video's four questions answered together
+        assert rb[k]["visual_tokens"] == ra[k]["visual_tokens"] > 0
+    assert len(shared) == 2 and all(texts is not None for texts in shared)  # both videos went the shared way
