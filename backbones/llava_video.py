@@ -83,6 +83,7 @@ _HELP = {
     "attn_implementation": "attention kernel of both towers",
     "lm_batch_tokens": "generate_batch: questions longer than this many tokens go through the language model one at "
                        "a time, vision still once per video (None: the whole batch left-padded)",
+    "devices": "GPUs this replica spans, layer by layer (set by harness run --gpus-per-replica)",
 }
 
 
@@ -386,12 +387,16 @@ class LlavaVideo(Backbone):
                  pool_mode: str | None = None, pool_stride: int | None = None, newline_position: str | None = None,
                  time_instruction: bool = False, max_new_tokens: int = 16, random_init: bool = False,
                  config: str | None = None, seed: int = 0, device: str = "cpu", dtype: str = "float32",
-                 attn_implementation: str = "sdpa", lm_batch_tokens: int | None = None):
+                 attn_implementation: str = "sdpa", lm_batch_tokens: int | None = None,
+                 devices: Sequence[str] | None = None):
         import torch
+
+        from backbones import placement
 
         check_choices((("conv_template", conv_template, TEMPLATES), ("prompt_style", prompt_style, PROMPT_STYLES),
                        ("dtype", dtype, DTYPES), ("attn_implementation", attn_implementation, ATTENTION)))
-        self.device = torch_device(device)
+        spanning = devices is not None and len(devices) > 1  # one replica over several GPUs (backbones.placement)
+        self.device = torch_device(devices[0] if spanning else device)
         self.conv_template, self.prompt_style, self.dtype = conv_template, prompt_style, dtype
         self.time_instruction, self.max_new_tokens = bool(time_instruction), int(max_new_tokens)
         self.random_init, self.preset, self.seed, self.attn = bool(random_init), config, int(seed), attn_implementation
@@ -402,7 +407,10 @@ class LlavaVideo(Backbone):
 
         if self.random_init:
             folder = None if model is None else check_folder(model)
-            self.tokenizer, self.model, settings = self._random_model(folder, config, torch_dtype)
+            self.tokenizer, self.model, settings = self._random_model(folder, config, torch_dtype,
+                                                                     "cpu" if spanning else self.device)
+            if spanning:
+                placement.spread(self.model, devices)
             self._weights = f"random:{self.seed}"
         else:
             if model is None:
@@ -417,13 +425,16 @@ class LlavaVideo(Backbone):
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(folder)
                 self.model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-                    folder, dtype=torch_dtype, attn_implementation=attn_implementation)
+                    folder, dtype=torch_dtype, attn_implementation=attn_implementation,
+                    **(placement.pretrained_placement(devices) if spanning else {}))
             except Exception as e:  # OSError, ValueError, ...: all mean "cannot load"
                 raise HarnessError(f"cannot load llava-video model {model!r}: {' '.join(str(e).split())}") from None
             from backbones.qwen2_5_vl import weights_id
 
             self._weights = weights_id(str(folder))
-        self.model.to(self.device).eval()
+        if not spanning:
+            self.model.to(self.device)
+        self.model.eval()
 
         def pick(option, key, known=None):
             value = option if option is not None else settings.get(key)
@@ -453,7 +464,7 @@ class LlavaVideo(Backbone):
         self.stop_ids = [end] + [i for i in eos if i != end]
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
 
-    def _random_model(self, folder, preset, torch_dtype):
+    def _random_model(self, folder, preset, torch_dtype, build_on):
         import torch
         from transformers import AutoTokenizer, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
@@ -471,8 +482,8 @@ class LlavaVideo(Backbone):
             settings = dict(LLAVA_VIDEO_SETTINGS)
         cfg.text_config._attn_implementation = self.attn
         cfg.vision_config._attn_implementation = self.attn
-        with torch.random.fork_rng(devices=[]), torch.device(self.device):  # built on the target device: a 7B
-            torch.manual_seed(self.seed)                                       # never sits in CPU memory in fp32
+        with torch.random.fork_rng(devices=[]), torch.device(build_on):  # built on the target device: a 7B
+            torch.manual_seed(self.seed)                                    # never sits in CPU memory in fp32
             default = torch.get_default_dtype()
             torch.set_default_dtype(torch_dtype)
             try:

@@ -83,6 +83,7 @@ _HELP = {
     "random_init": "build `config` with random weights (throughput work; answers are meaningless)",
     "config": "architecture for random_init",
     "attn_implementation": "attention kernels (flash_attention_2 needs the flash-attn package)",
+    "devices": "GPUs this replica spans, layer by layer (set by harness run --gpus-per-replica)",
 }
 
 
@@ -257,16 +258,19 @@ class Qwen25VL(Backbone):
     def __init__(self, model: str = DEFAULT_MODEL, pixels: str = "tspo", min_pixels: int | None = None,
                  max_pixels: int | None = None, max_new_tokens: int = 16, timing: str = "exact",
                  rope: str = "original", random_init: bool = False, config: str = "qwen2.5-vl-7b",
-                 attn_implementation: str = "sdpa", device: str = "cpu", dtype: str = "float32"):
+                 attn_implementation: str = "sdpa", device: str = "cpu", dtype: str = "float32",
+                 devices: Sequence[str] | None = None):
         import torch  # heavy imports stay out of `import backbones` (listing entries needs neither)
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+        from backbones import placement
         from harness.miniworld import resolve_model
 
         check_choices((("dtype", dtype, DTYPES), ("pixels", pixels, PIXEL_PRESETS), ("timing", timing, TIMINGS),
                        ("rope", rope, ROPES), ("config", config, CONFIGS),
                        ("attn_implementation", attn_implementation, ATTENTION)), self.name)
-        self.device = torch_device(device)
+        spanning = devices is not None and len(devices) > 1  # one replica over several GPUs (backbones.placement)
+        self.device = torch_device(devices[0] if spanning else device)
         self.pixels, self.timing, self.rope, self.dtype = pixels, timing, rope, dtype
         self.max_new_tokens, self.random_init, self.attn_implementation = int(max_new_tokens), bool(random_init), \
             attn_implementation
@@ -274,19 +278,24 @@ class Qwen25VL(Backbone):
         if self.random_init:
             self.model_name, self.source = f"random:{config}", None
             self.processor = random_processor(CONFIGS[config]["patch"], TSPO_MIN_PIXELS, TSPO_MAX_PIXELS)
-            self.model = random_model(config, self.processor.tokenizer, getattr(torch, dtype), self.device,
-                                      attn_implementation)
+            self.model = random_model(config, self.processor.tokenizer, getattr(torch, dtype),
+                                      "cpu" if spanning else self.device, attn_implementation)
+            if spanning:
+                placement.spread(self.model, devices)
             self._weights = f"random-init:{config}:seed0"
         else:
             self.model_name, self.source = str(model), resolve_model(model)
             try:
                 self.processor = AutoProcessor.from_pretrained(self.source)
                 self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                    self.source, dtype=getattr(torch, dtype), attn_implementation=attn_implementation)
+                    self.source, dtype=getattr(torch, dtype), attn_implementation=attn_implementation,
+                    **(placement.pretrained_placement(devices) if spanning else {}))
             except Exception as e:  # OSError, ValueError, ImportError (no flash-attn), ...: all mean "cannot load"
                 raise HarnessError(f"cannot load Qwen2.5-VL model {model!r}: {' '.join(str(e).split())}") from None
             self._weights = weights_id(self.source)
-        self.model.to(self.device).eval()
+        if not spanning:
+            self.model.to(self.device)
+        self.model.eval()
         size = self.processor.video_processor.size
         self._folder_pixels = (size["shortest_edge"], size["longest_edge"])
         self.min_pixels, self.max_pixels = self.pixel_limits(64)  # as recorded; lmms-eval's max depends on K

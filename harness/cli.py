@@ -56,6 +56,9 @@ def _add_run(sub) -> None:
                                                f"{d.workers}: decode in this process); does not change results")
     p.add_argument("--batch-size", type=int, help=f"questions of one video per backbone call, those sharing frames "
                                                   f"first (default {d.batch_size}); does not change results")
+    p.add_argument("--gpus-per-replica", type=int, help=f"GPUs one backbone replica spans, split layer by layer "
+                                                        f"(default {d.gpus_per_replica}); with torchrun, data "
+                                                        "parallel across replicas: one process per G GPUs")
 
 
 def _add_bench(sub) -> None:

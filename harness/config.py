@@ -36,6 +36,7 @@ class RunConfig:
     # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
     workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
+    gpus_per_replica: int = 1  # GPUs one backbone replica spans (device_map); data parallel across replicas
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":

@@ -66,9 +66,10 @@ def world_from_env() -> World:
 _WORLD: World | None = None
 
 
-def init(device: str = "cpu") -> World:
+def init(device: str = "cpu", gpus_per_replica: int = 1) -> World:
     """The process group of this launch (once per process); gloo for CPU runs, nccl when `device` is CUDA. With
-    CUDA and several processes per node, each rank takes the GPU of its LOCAL_RANK unless `device` names one."""
+    CUDA and several processes per node, each rank takes its first GPU (`replica_devices`) unless `device` names
+    one."""
     global _WORLD
     if _WORLD is not None:
         return _WORLD
@@ -85,7 +86,7 @@ def init(device: str = "cpu") -> World:
             dist.init_process_group("nccl" if cuda else "gloo", rank=world.rank, world_size=world.size,
                                     timeout=timedelta(hours=2))
         if cuda and device == "cuda":
-            torch.cuda.set_device(world.local_rank)
+            torch.cuda.set_device(world.local_rank * gpus_per_replica)
     _WORLD = world
     return world
 
@@ -93,3 +94,26 @@ def init(device: str = "cpu") -> World:
 def rank_device(device: str, world: World) -> str:
     """`cuda` means this rank's GPU (cuda:LOCAL_RANK) when several ranks share a node; anything else is kept."""
     return f"cuda:{world.local_rank}" if device == "cuda" and world.size > 1 else device
+
+
+def replica_devices(device: str, world: World, gpus_per_replica: int = 1, gpus_on_node: int | None = None) -> list[str]:
+    """The devices of this rank's backbone replica: [`rank_device`] for one GPU per replica; for G > 1 the node's
+    GPUs are dealt in blocks of G by local rank (local rank r: cuda:rG .. cuda:rG+G-1), which needs `--device cuda`
+    and G x (ranks on the node) GPUs. `gpus_on_node`: default what torch sees."""
+    g = int(gpus_per_replica)
+    if g < 1:
+        raise HarnessError(f"--gpus-per-replica must be at least 1, got {gpus_per_replica}")
+    if g == 1:
+        return [rank_device(device, world)]
+    if device != "cuda":
+        raise HarnessError(f"--gpus-per-replica {g} needs --device cuda (the GPUs are dealt to ranks), not {device!r}")
+    if gpus_on_node is None:
+        import torch
+
+        gpus_on_node = torch.cuda.device_count()
+    first = world.local_rank * g
+    if first + g > gpus_on_node:
+        raise HarnessError(f"rank {world.rank} (local rank {world.local_rank}) needs GPUs {first}..{first + g - 1} for "
+                           f"--gpus-per-replica {g}, but this node has {gpus_on_node}: launch at most "
+                           f"{gpus_on_node // g} processes per node")
+    return [f"cuda:{first + j}" for j in range(g)]

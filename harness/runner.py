@@ -72,8 +72,9 @@ class Selector:
 
     def __init__(self, cfg: RunConfig, debug: bool = False, progress: bool = True):
         self.cfg, self.debug, self.progress = cfg, debug, progress
-        self.world = distributed.init(cfg.device)  # one process: rank 0 of 1, nothing set up
-        self.device = distributed.rank_device(cfg.device, self.world)
+        self.world = distributed.init(cfg.device, cfg.gpus_per_replica)  # one process: rank 0 of 1, nothing set up
+        self.devices = distributed.replica_devices(cfg.device, self.world, cfg.gpus_per_replica)
+        self.device = self.devices[0]  # inputs, encoders; a backbone spanning several GPUs starts here
         if cfg.frames < 1:
             raise HarnessError(f"--frames must be at least 1, got {cfg.frames}")
         if cfg.short_grid not in SHORT_GRID_RULES:
@@ -233,8 +234,15 @@ class Run(Selector):
         super().__init__(cfg, debug, progress)
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args; `backbone`: one
         # already built from the same config (harness bench measures two loops on one loaded model)
+        if backbone is None and len(self.devices) > 1:
+            if "devices" not in {p.name for p in BACKBONES.get(cfg.backbone).params}:
+                raise HarnessError(f"backbone {cfg.backbone!r} runs on one device: --gpus-per-replica "
+                                   f"{cfg.gpus_per_replica} needs one that spans several (qwen2.5-vl, llava-video)")
+            spanning = {"devices": self.devices}
+        else:
+            spanning = {}
         self.backbone = backbone if backbone is not None else BACKBONES.create(
-            cfg.backbone, device=self.device, dtype=cfg.dtype, **cfg.backbone_args)
+            cfg.backbone, device=self.device, dtype=cfg.dtype, **spanning, **cfg.backbone_args)
 
     def identity(self, sampler) -> dict:
         """What decides the results, and so the run directory. The decode backend and device do not."""

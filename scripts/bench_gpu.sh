@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # What runs on the GPU machine (the device tool): carried wheels (decord, PyAV) into /tmp/site, then `harness bench`
 # with a 7B architecture (random weights) in bf16: video set, reference loop, harness runner, prefill.
-#   device command:  bash scripts/bench_gpu.sh                        (carry: .whl) Qwen2.5-VL-7B
-#                    BACKBONE=llava-video bash scripts/bench_gpu.sh   (carry: .whl) LLaVA-Video-7B-Qwen2
+#   device command:  bash scripts/bench_gpu.sh                        (carry: .whl or .whldec) Qwen2.5-VL-7B
+#                    BACKBONE=llava-video bash scripts/bench_gpu.sh   (carry: .whl or .whldec) LLaVA-Video-7B-Qwen2
 # Settings by environment: BACKBONE VIDEOS MINUTES WORKERS MAX_NEW_TOKENS OUT_DIR; extra arguments go to
 # `harness bench`.
 # Results: OUT_DIR/<device>-<backbone>.json and .md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+if compgen -G ".whl*/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl*/*.whl
   export PYTHONPATH="/tmp/site:$PWD"
 else
   export PYTHONPATH="$PWD"

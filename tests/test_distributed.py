@@ -1,5 +1,6 @@
 """Several ranks writing one run: own files, shared done-set, merge; sharding by video."""
 import json
+import re
 
 import pytest
 
@@ -154,3 +155,56 @@ def test_killed_with_two_ranks_resumes_with_one_exactly_once(tmp_path):
         ids = [json.loads(x)["sample_id"] for x in (d / PREDICTIONS).read_text().splitlines()]
         assert sorted(ids) == [f"smoke_{i:03d}" for i in range(8)]  # every sample exactly once
         assert not list(d.glob("predictions.rank-*"))
+
+
+# -- several GPUs per replica (device_map) with data parallelism across replicas ------------------------------------
+
+def test_replica_devices_deal_gpus_in_blocks_by_local_rank():
+    from harness.distributed import replica_devices
+
+    assert replica_devices("cuda", World(0, 1, 0)) == ["cuda"]  # one GPU per replica: as before
+    assert replica_devices("cuda", World(3, 4, 1)) == ["cuda:1"]
+    assert replica_devices("cuda", World(0, 2, 0), 2, gpus_on_node=4) == ["cuda:0", "cuda:1"]
+    assert replica_devices("cuda", World(3, 4, 1), 2, gpus_on_node=4) == ["cuda:2", "cuda:3"]  # 2 nodes x 2 ranks
+    assert replica_devices("cuda", World(0, 1, 0), 4, gpus_on_node=8) == ["cuda:0", "cuda:1", "cuda:2", "cuda:3"]
+    with pytest.raises(HarnessError, match=r"needs GPUs 4\.\.5 .* has 4: launch at most 2 processes per node"):
+        replica_devices("cuda", World(2, 3, 2), 2, gpus_on_node=4)
+    with pytest.raises(HarnessError, match="needs --device cuda"):
+        replica_devices("cpu", World(), 2)
+    with pytest.raises(HarnessError, match="at least 1"):
+        replica_devices("cuda", World(), 0)
+
+
+def test_balanced_map_spreads_whole_layers_over_the_replicas_gpus():
+    import torch
+
+    from backbones.placement import balanced_map, gpu_indices
+    from backbones.qwen2_5_vl import random_model, random_processor
+
+    model = random_model("qwen2.5-vl-tiny", random_processor(14, 3136, 12544).tokenizer, torch.float32, "cpu", "sdpa")
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    placement = balanced_map(model, ["cuda:2", "cuda:3"], {2: int(0.95 * size), 3: int(0.95 * size)})
+    assert set(placement.values()) == {2, 3}  # both cards hold a share: neither alone could hold the model
+    for name in placement:  # whole decoder layers and vision blocks: nothing below them is split off
+        assert not re.search(r"\.(layers|blocks)\.\d+\.", name), name
+    placed = {p for name in placement for p, _ in model.named_parameters() if p == name or p.startswith(name + ".")}
+    assert placed == {p for p, _ in model.named_parameters()}  # every weight has a card
+    with pytest.raises(HarnessError, match="does not fit on GPUs"):
+        balanced_map(model, ["cuda:0", "cuda:1"], {0: size // 4, 1: size // 4})
+    with pytest.raises(HarnessError, match="only as cuda:N"):
+        gpu_indices(["cuda:0", "cpu"])
+
+
+def test_a_backbone_that_cannot_span_gpus_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from harness.cli import main
+
+    args = ["run", "--task", "smoke", "--sampler", "uniform", "--backbone", "colour-probe", "--gpus-per-replica", "2",
+            "--out", str(tmp_path)]
+    code = main(args)
+    assert code == 2 and "--gpus-per-replica 2 needs --device cuda" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # as on a node with two GPUs
+    code = main([*args, "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2 and "backbone 'colour-probe' runs on one device" in err and "Traceback" not in err
