@@ -407,8 +407,11 @@ class LlavaVideo(Backbone):
 
         if self.random_init:
             folder = None if model is None else check_folder(model)
-            self.tokenizer, self.model, settings = self._random_model(folder, config, torch_dtype,
-                                                                     "cpu" if spanning else self.device)
+            def build(on):
+                return self._random_model(folder, config, torch_dtype, on)
+
+            on = placement.build_device(lambda d: build(d)[1], devices) if spanning else self.device
+            self.tokenizer, self.model, settings = build(on)
             if spanning:
                 placement.spread(self.model, devices)
             self._weights = f"random:{self.seed}"

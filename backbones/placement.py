@@ -49,6 +49,17 @@ def balanced_map(model, devices: Sequence[str], max_memory: dict[int, int] | Non
     return placement
 
 
+def build_device(build, devices: Sequence[str]) -> str:
+    """Where to build a random-init model that will be spread over `devices`: the first GPU when the whole model fits
+    there with room to spare (random init on a GPU takes seconds; a 7B on the CPU, minutes), else the CPU.
+    `build(device)` makes the model; it is first built on the meta device to learn its size."""
+    import torch
+
+    need = sum(p.numel() * p.element_size() for p in build("meta").parameters())
+    first = gpu_indices(devices)[0]
+    return devices[0] if 1.25 * need < torch.cuda.mem_get_info(first)[0] else "cpu"
+
+
 def spread(model, devices: Sequence[str]):
     """Dispatch a built model (on the CPU) over `devices` by `balanced_map`; returns it."""
     from accelerate import dispatch_model

@@ -278,8 +278,10 @@ class Qwen25VL(Backbone):
         if self.random_init:
             self.model_name, self.source = f"random:{config}", None
             self.processor = random_processor(CONFIGS[config]["patch"], TSPO_MIN_PIXELS, TSPO_MAX_PIXELS)
-            self.model = random_model(config, self.processor.tokenizer, getattr(torch, dtype),
-                                      "cpu" if spanning else self.device, attn_implementation)
+            def build(on):
+                return random_model(config, self.processor.tokenizer, getattr(torch, dtype), on, attn_implementation)
+
+            self.model = build(placement.build_device(build, devices) if spanning else self.device)
             if spanning:
                 placement.spread(self.model, devices)
             self._weights = f"random-init:{config}:seed0"
