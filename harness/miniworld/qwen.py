@@ -12,11 +12,20 @@ prompt (`Task.prompt`); the target is the option letter. Questions are drawn afr
 answers cannot be learnt by heart. Selections show the evidence (one frame inside every evidence event, the other
 frames random or evenly spaced), except a share that shows none and is trained towards equal odds over the letters,
 so the model learns to read frames, not priors. Two training-only probes (thrown away after) give dense signal:
-`RegionHead` (colour and shape under every merged vision token) and `OptionProbe` (which option line is right,
-before the last layer); a share of "describe" examples asks the model to name the objects it sees. Frames are
-rendered with the needle renderer and sent through a real H.264 round trip (the written videos' codec settings), so
-the model sees what a decoder returns. Training batches skip the video processor (`fast_inputs` + `patchify`, checked
-equal to it by the tests); evaluation and the backbone use the processor.
+`RegionHead` (colour and shape under every merged vision token) and `OptionProbe`, read where each option line ends
+before the last layer: which option line is right, and the line's own letter. The letter loss is what made the
+model answer: without it the model learnt which line is right but not to say that line's letter (oracle accuracy
+stayed at chance); with it, the last layer only has to copy the letter of the line judged right. A share of
+"describe" examples asks the model to name the objects it sees. Frames are rendered with the needle renderer and
+sent through a real H.264 round trip (the written videos' codec settings), so the model sees what a decoder
+returns; each video's frames are rendered once (`Pool`) and selections drawn from them.
+
+Training batches skip the video processor (`fast_inputs` + `patchify`, checked equal to it by the tests) and pass
+the 3-D rope positions explicitly (`rope_positions`, transformers 5.24's computation, which the backbone's
+rope="transformers" uses here), so a model trained under another transformers version reads the same positions;
+the vision attention runs as one batched call (`batched_vision_attention`, checked equal at start). Evaluation and
+the backbone use the processor. The shipped weights' training.json records the commands (three stages on one
+H100, ~16k steps of 64 questions, ~20 min) and held-out accuracies.
 """
 from __future__ import annotations
 
@@ -70,8 +79,8 @@ class Sizes:
     """Model widths and depths; the defaults are the shipped model, tests use smaller ones."""
 
     text_hidden: int = 128
-    text_layers: int = 3
-    text_heads: int = 2  # head_dim 64: mrope sections (8, 12, 12) cover its 32 frequencies
+    text_layers: int = 4  # answering takes ~3 attention hops (option <- frames, line end <- letter, answer <- line)
+    text_heads: int = 4  # head_dim 32: mrope sections (4, 6, 6) cover its 16 frequencies
     text_intermediate: int = 384
     vision_hidden: int = 96
     vision_depth: int = 2
@@ -318,6 +327,103 @@ def region_labels(spec, times) -> np.ndarray:
     return out
 
 
+def rope_positions(input_ids, attention_mask, video_grid_thw, second_per_grid_ts, *, video_token_id: int,
+                   spatial_merge_size: int = MERGE, tokens_per_second: float = 2):
+    """The 3-D rope positions transformers 5.24 gives Qwen2.5-VL inputs of text and videos ((3, B, L), padding at
+    0): text counts on by one; a video of t x h x w merged patches starting at s gets (s + floor(g * tokens/s *
+    seconds per grid), s + row, s + column), and the text after it goes on at s + max(h, w). Training passes
+    these explicitly, so a model trained under another transformers version (the GPU machine's) reads the same
+    positions the backbone's rope="transformers" computes here; tests check them against the installed version."""
+    import torch
+
+    positions = torch.zeros(3, *input_ids.shape, dtype=input_ids.dtype, device=input_ids.device)
+    grids, seconds = iter(video_grid_thw), iter(second_per_grid_ts)
+    for b in range(input_ids.shape[0]):
+        keep = attention_mask[b].bool() if attention_mask is not None else torch.ones_like(input_ids[b], dtype=bool)
+        ids = input_ids[b][keep]
+        is_video = (ids == video_token_id).tolist()
+        parts, pos, i = [], 0, 0
+        while i < len(ids):
+            j = i
+            while j < len(ids) and is_video[j] == is_video[i]:
+                j += 1
+            if not is_video[i]:
+                parts.append(torch.arange(j - i, device=ids.device).view(1, -1).expand(3, -1) + pos)
+                pos += j - i
+            else:
+                t, h, w = (int(x) for x in next(grids))
+                interval = tokens_per_second * next(seconds)
+                h, w = h // spatial_merge_size, w // spatial_merge_size
+                tt = (torch.arange(t, device=ids.device) * interval).long()
+                rows, cols = torch.arange(h, device=ids.device) + pos, torch.arange(w, device=ids.device) + pos
+                grid = torch.stack(torch.meshgrid(tt, rows, cols, indexing="ij")).reshape(3, -1)
+                grid[0] += pos
+                parts.append(grid)
+                pos += max(h, w)
+            i = j
+        positions[:, b, keep] = torch.cat(parts, dim=1).to(positions.dtype)
+    return positions
+
+
+def positions_of(processor, inputs):
+    """`rope_positions` of a batch of model inputs (one video per row)."""
+    return rope_positions(inputs["input_ids"], inputs["attention_mask"], inputs["video_grid_thw"],
+                          inputs["second_per_grid_ts"], video_token_id=processor.video_token_id,
+                          spatial_merge_size=processor.video_processor.merge_size)
+
+
+def batched_vision_attention(model, processor, device) -> list:
+    """Training speed: transformers' vision attention (without flash-attn) runs one attention call per frame chunk
+    (a batch of 64 questions: 256 chunks a layer). Needle frames pass unresized and the window covers a whole
+    frame, so every chunk has the same length: one batched call computes the same thing. Installed on the vision
+    blocks after checking on a random batch that the outputs match; returns the callables that remove it (empty
+    when it does not apply here)."""
+    import types
+
+    import torch
+    import torch.nn.functional as F
+
+    blocks = model.model.visual.blocks
+    try:
+        from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import apply_rotary_pos_emb_vision
+    except ImportError:
+        return []
+
+    def batched(self, hidden_states, cu_seqlens, **kwargs):
+        n = hidden_states.shape[0]
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).tolist()
+        position_embeddings = kwargs.get("position_embeddings")
+        if position_embeddings is None or not lengths or len(set(lengths)) != 1 or lengths[0] * len(lengths) != n:
+            return type(self).forward(self, hidden_states, cu_seqlens=cu_seqlens, **kwargs)  # the stock path
+        q, k, v = self.qkv(hidden_states).reshape(n, 3, self.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        cos, sin = position_embeddings
+        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        chunk = lambda x: x.reshape(len(lengths), lengths[0], self.num_heads, -1).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(chunk(q), chunk(k), chunk(v), scale=self.scaling)
+        return self.proj(out.transpose(1, 2).reshape(n, -1))
+
+    frames = torch.randint(0, 256, (3, K, FRAME, FRAME, 3), dtype=torch.uint8, device=device)
+    pixels = patchify(processor, frames)
+    grid = torch.tensor([[K // 2, FRAME // PATCH, FRAME // PATCH]] * 3, device=device)
+    try:
+        with torch.no_grad():
+            want = model.model.visual(pixels, grid_thw=grid)
+            for blk in blocks:
+                blk.attn.forward = types.MethodType(batched, blk.attn)
+            got = model.model.visual(pixels, grid_thw=grid)
+        want, got = (getattr(x, "pooler_output", x) for x in (want, got))
+        want, got = (x[0] if isinstance(x, (tuple, list)) else x for x in (want, got))
+        ok = torch.allclose(want, got, atol=1e-4, rtol=1e-3)
+    except Exception:  # another transformers version's signature: keep its own
+        ok = False
+    restore = [lambda blk=blk: blk.attn.__dict__.pop("forward", None) for blk in blocks]
+    if not ok:
+        for r in restore:
+            r()
+        return []
+    return restore
+
+
 class RegionHead:
     """Training-only probe on the vision tower's output: each merged token must tell, for both frames of its
     temporal patch, the colour and shape of the needle in its 32x32 region. Dense labels make the vision tower
@@ -434,49 +540,70 @@ def option_ends(input_ids, newline_id: int, vision_end_id: int, n_options: int =
     return lines[lines > after][1:1 + n_options]
 
 
-def _loss(model, inputs, start, lengths, soft, letter_ids, probe=None, correct=None):
+def _loss(model, inputs, start, lengths, soft, letter_ids, probe=None, correct=None, ends=None, position_ids=None):
     """Mean token cross-entropy of each answer; a `soft` row (no evidence shown) instead asks for equal odds over
-    the letters at the answer's first token, so the question text alone favours no option. With `probe` (and the
-    `correct` option index of rows that show the evidence), also the probe's loss: from the residual stream that
-    enters the last layer, at the end of each option line, tell whether that option is right."""
+    the letters at the answer's first token, so the question text alone favours no option (its later tokens, the
+    closing <|im_end|>, are learnt as usual: a guess must still end like an answer). With `probe` (and the
+    `correct` option index of rows that show the evidence, `ends` the option lines' last positions of question
+    rows, -1 elsewhere), also the probe's two losses on the residual stream that enters the last layer, at the end
+    of each option line: which option is right (rows showing the evidence), and the line's own letter (every
+    question row). Returns (loss, first-token hits, option loss, letter loss). Vectorised: one sync a step."""
     import torch
     import torch.nn.functional as F
 
-    out = model(**inputs, output_hidden_states=probe is not None)
-    logp = F.log_softmax(out.logits.float(), dim=-1)
+    out = model(**inputs, position_ids=position_ids, output_hidden_states=probe is not None)
     ids = inputs["input_ids"]
-    losses, first = [], []
-    for i in range(len(start)):
-        a, n = int(start[i]), int(lengths[i])
-        if soft[i]:
-            losses.append(-logp[i, a - 1, letter_ids].mean())
-        else:
-            losses.append(-logp[i, torch.arange(a - 1, a + n - 1), ids[i, a:a + n]].mean())
-        first.append(bool(logp[i, a - 1].argmax() == ids[i, a]))
-    loss = torch.stack(losses).mean()
-    if probe is None:
-        return loss, first, torch.zeros(())
-    rows = [i for i, c in enumerate(correct) if c is not None]
-    if not rows:
-        return loss, first, torch.zeros(())
+    dev = ids.device
+    rows = torch.arange(len(ids), device=dev)
+    start, lengths = torch.as_tensor(start, device=dev), torch.as_tensor(lengths, device=dev)
+    logp = F.log_softmax(out.logits[:, :-1].float(), dim=-1)  # position p predicts token p + 1
+    token = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+    pos = torch.arange(1, ids.shape[1], device=dev)
+    span = ((pos >= start[:, None]) & (pos < (start + lengths)[:, None])).float()
+    hard = -(token * span).sum(1) / span.sum(1)
+    answer = logp[rows, start - 1]  # (rows, vocab) where the answer's first token is predicted
+    rest = span * (pos > start[:, None])  # the answer's tokens after its first
+    flat = (-answer[:, letter_ids].mean(-1) - (token * rest).sum(1)) / span.sum(1)
+    loss = torch.where(torch.as_tensor(soft, device=dev), flat, hard).mean()
+    first = answer.argmax(-1) == ids[rows, start]
+    zero = torch.zeros((), device=dev)
+    if probe is None or ends is None:
+        return loss, first, zero, zero
+    ends = torch.as_tensor(ends, device=dev)
+    asked = ends[:, 0] >= 0
+    if not bool(asked.any()):
+        return loss, first, zero, zero
     hidden = out.hidden_states[-2]
-    feats = torch.stack([hidden[i, probe.ends(ids[i])] for i in rows])  # (rows, 4, hidden)
-    target = torch.zeros(feats.shape[:2], device=feats.device)
-    target[torch.arange(len(rows)), torch.tensor([correct[i] for i in rows])] = 1
-    return loss, first, F.cross_entropy(probe.linear(feats).squeeze(-1), target.argmax(-1))
+    q = asked.nonzero()[:, 0]
+    feats = hidden[q[:, None], ends[q]]  # (question rows, 4, hidden)
+    letters = probe.letters(feats)  # each line's own letter
+    lettered = F.cross_entropy(letters.reshape(-1, letters.shape[-1]),
+                               torch.arange(letters.shape[1], device=dev).repeat(len(q)))
+    right = torch.as_tensor([-1 if c is None else c for c in correct], device=dev)[q]
+    shown = right >= 0
+    judged = (F.cross_entropy(probe.linear(feats[shown]).squeeze(-1), right[shown]) if bool(shown.any())
+              else zero)
+    return loss, first, judged, lettered
 
 
 class OptionProbe:
-    """Training-only probe on the text model: which option line is the right one, read where each line ends,
-    before the last layer. Four labels per question instead of one letter: the model learns to judge every option
-    against the frames, and the last layer only has to copy the judged option's letter. Thrown away after."""
+    """Training-only probes on the text model, read where each option line ends, before the last layer: which
+    option line is the right one (`linear`, four labels per question instead of one letter: the model learns to
+    judge every option against the frames) and the line's own letter (`letters`, A-D): both are then in the
+    residual stream the last layer reads, so answering only has to copy the letter of the line judged right.
+    Thrown away after."""
 
     def __init__(self, model, tokenizer):
         import torch
 
-        self.linear = torch.nn.Linear(model.config.text_config.hidden_size, 1).to(model.device)
+        hidden = model.config.text_config.hidden_size
+        self.linear = torch.nn.Linear(hidden, 1).to(model.device)
+        self.letters = torch.nn.Linear(hidden, 4).to(model.device)
         self.newline = tokenizer.convert_tokens_to_ids("\u010a")  # byte-level spelling of "\n"
         self.vision_end = tokenizer.convert_tokens_to_ids("<|vision_end|>")
+
+    def parameters(self):
+        return [*self.linear.parameters(), *self.letters.parameters()]
 
     def ends(self, input_ids):
         return option_ends(input_ids, self.newline, self.vision_end)
@@ -491,7 +618,8 @@ class Recipe:
     describe: float = 0.2  # "name the objects you see" examples: many answer tokens, vision learns fast
     fresh: float = 1.0  # questions drawn anew by `fresh_question` (else the split's fixed questions)
     regions: float = 1.0  # weight of the RegionHead loss
-    options: float = 1.0  # weight of the OptionProbe loss
+    options: float = 1.0  # weight of the OptionProbe loss (which option line is right)
+    letters: float = 1.0  # weight of the OptionProbe's letter loss (each option line's own letter)
     real_timing: float = 0.5  # share of batches timed by real spacing (else TSPO's fixed 2 fps)
 
 
@@ -518,8 +646,14 @@ def _training_batch(processor, pools, questions, recipe: Recipe, batch_size: int
     examples = [_example(pools, questions, recipe, rng) for _ in range(batch_size)]
     inputs, start, lengths = fast_inputs(processor, [e[:4] for e in examples],
                                          [rng.random() < recipe.real_timing] * batch_size)
+    newline = processor.tokenizer.convert_tokens_to_ids("\u010a")
+    vision_end = processor.tokenizer.convert_tokens_to_ids("<|vision_end|>")
+    ends = np.full((batch_size, 4), -1, np.int64)
+    for i, e in enumerate(examples):
+        if e[2] != DESCRIBE:
+            ends[i] = option_ends(inputs["input_ids"][i], newline, vision_end).numpy()
     return {"inputs": inputs, "start": start, "lengths": lengths, "soft": [e[4] for e in examples],
-            "correct": [e[6] for e in examples],
+            "correct": [e[6] for e in examples], "ends": ends, "position_ids": positions_of(processor, inputs),
             "regions": np.stack([region_labels(e[5].spec, e[1]) for e in examples])}
 
 
@@ -539,12 +673,13 @@ def _stream(processor, pools, questions, recipe, batch_size, seed):
 
 
 def _log_row(window, step, seconds, log) -> dict:
-    hits = [h for _, hs, _, _ in window for h in hs]
+    hits = [h for w in window for h in w[1]]
     row = {"step": step, "loss": float(np.mean([w[0] for w in window])),
            "region_loss": float(np.mean([w[2] for w in window])), "option_loss": float(np.mean([w[3] for w in window])),
+           "letter_loss": float(np.mean([w[4] for w in window])),
            "train_acc": float(np.mean(hits)) if hits else float("nan"), "seconds": seconds}
     log(f"step {step}: loss {row['loss']:.3f}, regions {row['region_loss']:.3f}, options {row['option_loss']:.3f}, "
-        f"oracle acc {row['train_acc']:.3f}, {seconds:.0f} s")
+        f"letters {row['letter_loss']:.3f}, oracle acc {row['train_acc']:.3f}, {seconds:.0f} s")
     return row
 
 
@@ -561,9 +696,11 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
     equal odds over the letters so that the question text alone decides nothing. Questions are drawn fresh for
     every example (`fresh_question`). Two probes add dense signal (`RegionHead`, `OptionProbe`). Batches are made
     by `workers` data-loader processes (0: in this one). `stop_after` (steps) or `max_seconds` end the run
-    early, on the schedule of `steps` (the result's "steps" is how many ran). `init`: a saved mini Qwen folder to
-    go on training (its weights and processor; the probes and optimiser start afresh) instead of a new model. Seeded: the same arguments (and worker count) give the
-    same weights on the same machine.
+    early; the learning rate (warm-up, then cosine to a tenth) follows `steps`, or the time left before
+    `max_seconds` where that runs out first (the result's "steps" is how many ran). `init`: a saved mini Qwen
+    folder to go on training (its weights and processor; the probes and optimiser start afresh) instead of a new
+    model. Seeded: the same arguments (and worker count) give the same weights on the same machine, except under
+    `max_seconds`, where the schedule and the step count follow the clock.
     """
     import torch
 
@@ -592,16 +729,27 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
 
     letter_ids = _letter_ids(processor.tokenizer)
     head, probe = RegionHead(model), OptionProbe(model, processor.tokenizer)
-    params = [*model.parameters(), *head.linear.parameters(), *probe.linear.parameters()]
+    params = [*model.parameters(), *head.linear.parameters(), *probe.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    warmup = max(1, min(steps // 20, 300))
+    t_train = time.perf_counter()
+
+    def progress(s):  # the share of the run done: of `steps`, or of the time left for training when that ends first
+        done = s / steps
+        if max_seconds is not None:
+            done = max(done, (time.perf_counter() - t_train) / max(1.0, max_seconds - (t_train - t0)))
+        return min(1.0, done)
+
+    def set_lr(s):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s))))
     batches = iter(torch.utils.data.DataLoader(_stream(processor, pools, questions, recipe, batch_size, seed),
                                                batch_size=None, num_workers=workers,
                                                prefetch_factor=8 if workers else None,
                                                persistent_workers=bool(workers)))
     model.train()
+    fast_vision = batched_vision_attention(model, processor, device)
+    log(f"vision attention: {'batched' if fast_vision else 'per chunk (transformers)'}")
     history, evals, window = [], [], []
     done = 0
     for step in range(steps if stop_after is None else min(steps, stop_after)):
@@ -609,21 +757,24 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
             log(f"stopping after {step} steps: {max_seconds:g} s reached")
             break
         done = step + 1
+        set_lr(step)
         b = next(batches)
         inputs = {k: v.to(model.device) for k, v in b["inputs"].items()}
         inputs["pixel_values_videos"] = patchify(processor, inputs.pop("frames"))
-        use_probe = recipe.options > 0
-        loss, first, judged = _loss(model, inputs, b["start"], b["lengths"], b["soft"], letter_ids,
-                                    probe if use_probe else None, b["correct"])
+        use_probe = recipe.options > 0 or recipe.letters > 0
+        loss, first, judged, lettered = _loss(model, inputs, b["start"], b["lengths"], b["soft"], letter_ids,
+                                              probe if use_probe else None, b["correct"], b["ends"],
+                                              b["position_ids"].to(model.device))
         aux = head.loss(b["regions"]) if recipe.regions > 0 else torch.zeros((), device=model.device)
-        total = loss + recipe.regions * aux + recipe.options * judged.to(loss.device)
+        total = loss + recipe.regions * aux + recipe.options * judged + recipe.letters * lettered
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        sched.step()
         is_mc = [c is not None for c in b["correct"]]
-        window.append((loss.item(), [f for f, m in zip(first, is_mc) if m], aux.item(), judged.item()))
+        first = first.tolist()
+        window.append((loss.item(), [f for f, m in zip(first, is_mc) if m], aux.item(), judged.item(),
+                       lettered.item()))
         if (step + 1) % log_every == 0:
             history.append(_log_row(window, step + 1, time.perf_counter() - t0, log))
             window = []
@@ -634,6 +785,8 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
             model.train()
     if window:
         history.append(_log_row(window, done, time.perf_counter() - t0, log))
+    for restore in fast_vision:
+        restore()
     model.eval()
     model.to("cpu")
     save(model, processor, out_dir)
@@ -661,8 +814,9 @@ def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int
                          else no_evidence_times(sample.evidence, pool.times, K, rng))
                 items.append((pool.at(times), times, prompt, "A"))
             inputs, start, _ = _batch(processor, items, [True] * len(items))
+            position_ids = positions_of(processor, inputs).to(model.device)
             with torch.inference_mode():
-                logits = model(**inputs.to(model.device)).logits
+                logits = model(**inputs.to(model.device), position_ids=position_ids).logits
             pred = logits[torch.arange(len(start)), start.to(model.device) - 1][:, letter_ids].argmax(-1).tolist()
             for (_, sample, _), p in zip(chunk, pred):
                 hits.setdefault(sample.categories["question_type"], []).append(p == sample.answer)
@@ -743,7 +897,7 @@ def main(argv=None) -> None:
     ap.add_argument("--evaluate-every", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--stop-after", type=int, default=None, help="end after this many steps (schedule of --steps)")
-    ap.add_argument("--max-seconds", type=float, default=None, help="end after this long (schedule of --steps)")
+    ap.add_argument("--max-seconds", type=float, default=None, help="end after this long (the learning-rate schedule then follows the clock)")
     ap.add_argument("--init", default=None, help="a saved mini Qwen folder to go on training")
     args = ap.parse_args(argv)
     sizes, recipe = Sizes(**json.loads(args.sizes)), Recipe(**json.loads(args.recipe))
