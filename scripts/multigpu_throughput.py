@@ -28,14 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.bench import BenchConfig, video_set, write_annotations  # noqa: E402
 
 
-def launch(n: int, folder: Path, annotations: Path, out: Path, workers: int, threads: int, *extra: str) -> float:
+def launch(n: int, folder: Path, annotations: Path, out: Path, workers: int, threads: int, decode: str,
+           *extra: str) -> float:
     head = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}"] if n > 1 else \
         [sys.executable]
     cmd = [*head, "-m", "harness", "run", "--task", "videomme", "--task-arg", f"annotations={annotations}",
            "--video-root", str(folder), "--backbone", "qwen2.5-vl", "--backbone-arg", "random_init=true",
            "--backbone-arg", "config=qwen2.5-vl-7b", "--backbone-arg", "max_new_tokens=1", "--sampler", "uniform",
            "--grid", "all", "--frames", "64", "--device", "cuda", "--dtype", "bfloat16", "--workers", str(workers),
-           "--batch-size", "3", "--out", str(out), "--no-progress", *extra]
+           "--batch-size", "3", "--decode-backend", decode, "--out", str(out), "--no-progress", *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     return time.perf_counter() - t0
@@ -62,6 +63,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=8, help="decode workers per rank")
     ap.add_argument("--threads", type=int, default=4, help="OMP_NUM_THREADS of every rank")
+    ap.add_argument("--decode-backend", default="decord")
     ap.add_argument("--replica-videos", type=int, default=6, help="videos of the 2-GPU replica check (0: skip)")
     ap.add_argument("--video-dir", default="/tmp/bench-videos")
     args = ap.parse_args()
@@ -77,7 +79,7 @@ def main() -> None:
     for n in (1, args.gpus):
         out = Path(f"/tmp/multigpu-{n}-{args.videos}x{args.minutes:g}")
         shutil.rmtree(out, ignore_errors=True)  # a fresh run: resuming an earlier one would time nothing
-        wall = launch(n, folder, annotations, out, args.workers, args.threads)
+        wall = launch(n, folder, annotations, out, args.workers, args.threads, args.decode_backend)
         questions, loop = loop_seconds(out)
         rows.append({"gpus": n, "questions": questions, "loop_s": loop, "questions_per_s": questions / loop,
                      "wall_s": wall})
@@ -88,8 +90,8 @@ def main() -> None:
         out = Path("/tmp/multigpu-replica")
         shutil.rmtree(out, ignore_errors=True)
         limit = args.replica_videos * cfg.questions
-        wall = launch(1, folder, annotations, out, args.workers, args.threads, "--gpus-per-replica", "2",
-                      "--limit", str(limit))
+        wall = launch(1, folder, annotations, out, args.workers, args.threads, args.decode_backend,
+                      "--gpus-per-replica", "2", "--limit", str(limit))
         questions, loop = loop_seconds(out)
         got, want = answers(out), answers(Path(f"/tmp/multigpu-1-{args.videos}x{args.minutes:g}"))
         same = sum(want.get(k) == v for k, v in got.items())
@@ -98,7 +100,8 @@ def main() -> None:
         print(f"1 replica over 2 GPUs: {questions} questions, loop {loop:.1f} s, {same}/{len(got)} answers as on "
               f"1 GPU", flush=True)
     result = {"device": device, "gpus": args.gpus, "videos": args.videos, "minutes": args.minutes,
-              "workers_per_rank": args.workers, "omp_threads": args.threads, "rows": rows, "speedup": speedup,
+              "decode_backend": args.decode_backend, "workers_per_rank": args.workers, "omp_threads": args.threads,
+              "rows": rows, "speedup": speedup,
               "replica": replica,
               "versions": {"torch": torch.__version__, "transformers": __import__("transformers").__version__}}
     slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
