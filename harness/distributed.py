@@ -96,7 +96,8 @@ def rank_device(device: str, world: World) -> str:
     return f"cuda:{world.local_rank}" if device == "cuda" and world.size > 1 else device
 
 
-def replica_devices(device: str, world: World, gpus_per_replica: int = 1, gpus_on_node: int | None = None) -> list[str]:
+def replica_devices(device: str, world: World, gpus_per_replica: int = 1,
+                    gpus_on_node: int | None = None) -> list[str]:
     """The devices of this rank's backbone replica: [`rank_device`] for one GPU per replica; for G > 1 the node's
     GPUs are dealt in blocks of G by local rank (local rank r: cuda:rG .. cuda:rG+G-1), which needs `--device cuda`
     and G x (ranks on the node) GPUs. `gpus_on_node`: default what torch sees."""

@@ -228,8 +228,11 @@ def test_shared_prefix_generation_answers_as_one_by_one_with_one_prefill_per_vid
 
     calls = {"language": [], "vision": []}
     lm, visual = backbone.model.model.language_model, backbone.model.model.visual
-    hooks = [lm.register_forward_pre_hook(lambda m, a, kw: calls["language"].append(tuple(kw["inputs_embeds"].shape[:2])),
-                                          with_kwargs=True),
+
+    def language(module, args, kwargs):
+        calls["language"].append(tuple(kwargs["inputs_embeds"].shape[:2]))
+
+    hooks = [lm.register_forward_pre_hook(language, with_kwargs=True),
              visual.register_forward_pre_hook(lambda m, a, kw: calls["vision"].append(len(kw["grid_thw"])),
                                               with_kwargs=True)]
     try:
