@@ -24,9 +24,8 @@ runner hands the questions that share a selection one array). Questions sharing 
 (system turn, the visual tokens, the time instruction): it goes through the language model once per video into a
 KV cache and each question continues from it (`shared_prefill`); otherwise the merged sequences go left-padded
 through the language model (or one at a time above `lm_batch_tokens`). The answers are those of `generate` one by
-one. The
-runner's hooks `frame_preparer` / `prepared_frames` move step 1 into its preprocessing thread (`FramePrep`, the
-same pixels, frames split over threads) and hand `generate_batch` a small stand-in array it recognises.
+one. The runner's hooks `frame_preparer` / `prepared_frames` move step 1 into its preprocessing thread (`FramePrep`,
+the same pixels, frames split over threads) and hand `generate_batch` a small stand-in array it recognises.
 
 Tiny random models (`random_init=True, config="tiny"`) and real-size ones without weights
 (`random_init=True, config="llava-video-7b"`, for throughput work) run through the same code.
@@ -572,9 +571,9 @@ class LlavaVideo(Backbone):
 
     def language_groups(self, batch: dict) -> list[list[int]]:
         """Which questions of a batch that share no video go through the language model together (shared videos go
-        through `shared_prefill`): all of them, unless `lm_batch_tokens`
-        is set and the longest question exceeds it; then one at a time (one long question fills the accelerator
-        alone, and a padded batch takes SDPA off its flash kernel: the padding mask is not causal-only)."""
+        through `shared_prefill`): all of them, unless `lm_batch_tokens` is set and the longest question exceeds it;
+        then one at a time (one long question fills the accelerator alone, and a padded batch takes SDPA off its
+        flash kernel: the padding mask is not causal-only)."""
         rows = list(range(len(batch["input_ids"])))
         if self.lm_batch_tokens is None or max(len(ids) for ids in batch["input_ids"]) <= self.lm_batch_tokens:
             return [rows]
