@@ -5,7 +5,8 @@ runs across replicas (harness.distributed gives each rank its G GPUs).
 The split is accelerate's balanced map: whole decoder layers and vision blocks (the model's `_no_split_modules`)
 spread so each GPU holds a similar share, not the first GPU filled before the next. Inputs go to the first GPU; the
 hooks accelerate installs move activations from card to card. Weights from a folder are loaded straight onto their
-GPUs (`pretrained_placement`); a random-init model is built on the CPU and then dispatched (`spread`).
+GPUs (`pretrained_placement`); a random-init model is built on its first GPU where it fits there, else on the CPU,
+and then dispatched (`build_device`, `spread`).
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def build_device(build, devices: Sequence[str]) -> str:
 
 
 def spread(model, devices: Sequence[str]):
-    """Dispatch a built model (on the CPU) over `devices` by `balanced_map`; returns it."""
+    """Dispatch a built model (on the CPU or the first GPU: `build_device`) over `devices` by `balanced_map`."""
     from accelerate import dispatch_model
 
     return dispatch_model(model, device_map=balanced_map(model, devices))

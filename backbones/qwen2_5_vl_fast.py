@@ -317,8 +317,7 @@ def prefill_prefixes(backbone, plan: SharedPrefix):
     from transformers import DynamicCache
 
     model = backbone.model
-    if backbone.rope == "original":
-        backbone._pending_times = plan.times
+    backbone._pending_times = plan.times  # the rope index of the prefixes (plans exist under rope=original only)
     cache = DynamicCache()
     # (`past_key_values`: the name transformers 5.17 takes and 5.24 still accepts)
     model(**{k: v.to(backbone.device) for k, v in plan.prefill.items()}, past_key_values=cache, use_cache=True,

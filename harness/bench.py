@@ -363,8 +363,9 @@ def _prefill_shared(backbone, plan, cfg: BenchConfig) -> dict:
     text = getattr(config, "text_config", config)
     prefix = [int(x) for x in plan.prefill["attention_mask"].sum(1).tolist()]
     own = [int(x) for x in plan.mask[:, plan.prefix_width:].sum(1).tolist()]
+    cached = [prefix[r] for r in plan.rows]  # each question's prefix
     vision = prefill_flops(config, [], _patches(plan.prefill["video_grid_thw"]))["vision"]
-    language = _language_flops(text, prefix) + _language_flops(text, own, [prefix[r] for r in plan.rows])
+    language = _language_flops(text, prefix) + _language_flops(text, own, cached)
     flops = {"language": float(language), "vision": float(vision), "total": float(language + vision)}
     ids, mask = plan.ids.to(backbone.device), plan.mask.to(backbone.device)
     # the questions' own tokens sit at their place after the cached prefix (positions as generation gives them)
@@ -381,7 +382,7 @@ def _prefill_shared(backbone, plan, cfg: BenchConfig) -> dict:
             _sync(cfg.device)
             times.append(time.perf_counter() - t)
     seconds = statistics.median(times[1:])  # the first is a warm-up
-    return {"batch": len(plan.rows), "tokens": [p + n for p, n in zip([prefix[r] for r in plan.rows], own)],
+    return {"batch": len(plan.rows), "tokens": [c + n for c, n in zip(cached, own)],
             "shared_prefix_tokens": prefix, "vision_videos": len(prefix), "seconds": seconds, "flops": flops,
             "tflops_per_s": flops["total"] / seconds / 1e12}
 
@@ -411,11 +412,12 @@ def _prefill_embeddings(backbone, requests, cfg: BenchConfig) -> dict:
                 backbone.model(inputs_embeds=shared["embeds"][:, width:], attention_mask=mask,
                                past_key_values=shared["cache"], position_ids=(mask.cumsum(-1) - 1)[:, width:],
                                use_cache=True, logits_to_keep=1)
-            for rows in ([] if shared is not None else backbone.language_groups(batch)):  # as generate_batch
-                embeds, mask = backbone.batch_embeddings(batch, rows, feats)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
-                backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                               logits_to_keep=1, use_cache=False)
+            else:
+                for rows in backbone.language_groups(batch):  # as generate_batch groups them
+                    embeds, mask = backbone.batch_embeddings(batch, rows, feats)
+                    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as generate numbers left-padded rows
+                    backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                   logits_to_keep=1, use_cache=False)
             _sync(cfg.device)
             times.append(time.perf_counter() - t)
     seconds = statistics.median(times[1:])  # the first is a warm-up
