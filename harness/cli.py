@@ -455,7 +455,7 @@ def cmd_list(args) -> int:
         table.add_column("description")
         table.add_column("options: name=default (choices)", overflow="fold")
         for e in entries:
-            opts = [f"{p['name']}={p['default']!r}" + (f" ({' | '.join(p['choices'])})" if p["choices"] else "")
+            opts = [f"{p['name']}={p['default']!r}" + (f" ({' | '.join(map(str, p['choices']))})" if p["choices"] else "")
                     for p in e["params"] if p["name"] not in ("device", "dtype")]  # every backbone takes both
             table.add_row(escape(e["name"]), escape(e["description"]), escape("\n".join(opts) or "-"))
         console.print(table)

@@ -87,3 +87,36 @@ def test_losses(tiny):
         want.append(torch.stack(tokens).mean())
     assert any(batch["soft"])
     assert torch.isclose(loss, torch.stack(want).mean(), atol=1e-5)
+
+
+def test_crowded_selections_show_runs_of_evidence_and_other_needles():
+    """Every evidence interval is shown, by one to four frames; the rest are other needle events or plain frames,
+    about half each; k frames, all distinct grid times."""
+    from harness.miniworld.qwen import crowded_times, inside
+
+    candidates = np.arange(0.0, 300.0)
+    evidence = [(20.5, 26.0), (100.0, 103.0)]  # 5 and 3 grid frames
+    events = evidence + [(150.0, 156.0), (200.0, 202.0)]  # two needle events the question is not about
+    rng = np.random.default_rng(0)
+    runs, others = [], []
+    for _ in range(400):
+        times = crowded_times(evidence, events, candidates, 8, rng)
+        assert len(times) == 8 and len(set(times)) == 8 and np.all(np.isin(times, candidates))
+        per_interval = [int(inside(times, [iv]).sum()) for iv in evidence]
+        assert all(1 <= n <= 4 for n in per_interval)
+        runs.append(max(per_interval))
+        rest = times[~inside(times, evidence)]
+        others.append(inside(rest, events).sum() / len(rest))
+    assert max(runs) == 4 and min(runs) == 1  # single frames and runs of one event both occur
+    assert 0.35 < np.mean(others) < 0.65  # fillers: other needles about half the time
+
+
+def test_crowded_selections_fit_k():
+    """Three long evidence intervals ask for up to 12 frames; k = 4 still shows each one."""
+    from harness.miniworld.qwen import crowded_times, inside
+
+    evidence = [(10.0, 16.0), (40.0, 46.0), (70.0, 76.0)]
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        times = crowded_times(evidence, evidence, np.arange(0.0, 100.0), 4, rng)
+        assert len(times) == 4 and all(inside(times, [iv]).any() for iv in evidence)

@@ -105,6 +105,14 @@ def test_entry_point_plugin_is_listed(plugin_path):
     assert "slow-probe" in names and "colour-probe" in names
 
 
+def test_list_renders_every_registry():
+    """The rich listing (not only --json) of every kind; options with a None choice once crashed it."""
+    result = harness("list")
+    assert result.returncode == 0, result.stderr
+    for name in ("needle", "mini-qwen2.5-vl", "qwen2.5-vl", "tspo", "aks"):
+        assert name in result.stdout
+
+
 def test_kill_then_rerun_gives_every_sample_exactly_once(tmp_path, plugin_path):
     args = [*SMOKE, "--task-arg", "videos=10", "--backbone", "slow-probe", "--sampler", "uniform",
             "--sampler", "uniform:variant=segment-centre", "--out", str(tmp_path / "runs"), "--no-progress"]

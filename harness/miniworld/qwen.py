@@ -219,10 +219,46 @@ def oracle_times(evidence, candidates: np.ndarray, k: int, rng, spread: str = "r
     return np.sort(np.concatenate([picks, fill]))
 
 
+def crowded_times(evidence, events, candidates: np.ndarray, k: int, rng) -> np.ndarray:
+    """k candidate times as a similarity ranking picks them: every evidence interval shown by one to four of its
+    frames (k permitting), the rest drawn half from other needle events (objects the question is not about, later
+    appearances) and half from frames without a needle. The oracle alone never shows the model a run of frames of
+    one event or another object beside the evidence, and a model trained only on it miscounts both."""
+    candidates = np.asarray(candidates, np.float64)
+    runs = [rng.permutation(candidates[inside(candidates, [iv])]) for iv in evidence]
+    picks = [r[0] for r in runs]
+    extra = np.concatenate([r[1:rng.integers(1, min(4, len(r)) + 1)] for r in runs] + [np.zeros(0)])
+    picks += list(rng.permutation(extra)[:max(0, k - len(picks))])
+    others = candidates[inside(candidates, events) & ~inside(candidates, evidence)]
+    plain = candidates[~inside(candidates, events)]
+    n_other = min(len(others), rng.binomial(k - len(picks), 0.5))
+    fill = [*rng.choice(others, n_other, replace=False), *rng.choice(plain, k - len(picks) - n_other, replace=False)]
+    return np.sort(np.asarray(picks + fill, np.float64))
+
+
 def no_evidence_times(evidence, candidates: np.ndarray, k: int, rng) -> np.ndarray:
     """k random candidate times, none inside an evidence interval."""
     candidates = np.asarray(candidates, np.float64)
     return np.sort(rng.choice(candidates[~inside(candidates, evidence)], k, replace=False))
+
+
+SELECTIONS = ("oracle", "crowded", "none")
+
+
+def event_intervals(spec) -> list[tuple[float, float]]:
+    return [(e.start, e.end) for e in spec.events]
+
+
+def selection_times(kind: str, evidence, events, candidates, k: int, rng) -> np.ndarray:
+    """The selections the model is trained and evaluated on: `oracle_times`, `crowded_times` or
+    `no_evidence_times`; `events` are the [start, end) intervals of all the video's needle events."""
+    if kind == "oracle":
+        return oracle_times(evidence, candidates, k, rng)
+    if kind == "crowded":
+        return crowded_times(evidence, events, candidates, k, rng)
+    if kind == "none":
+        return no_evidence_times(evidence, candidates, k, rng)
+    raise ValueError(f"selection kind {kind!r}: expected one of {', '.join(SELECTIONS)}")
 
 
 def grid_times(spec) -> np.ndarray:
@@ -615,6 +651,7 @@ class Recipe:
 
     no_evidence: float = 0.1  # questions shown no evidence, trained towards equal odds over the letters
     even: float = 0.4  # evidence selections whose fillers are evenly spaced (else random)
+    crowded: float = 0.0  # evidence selections drawn by `crowded_times` (runs of evidence frames, other needles)
     describe: float = 0.2  # "name the objects you see" examples: many answer tokens, vision learns fast
     fresh: float = 1.0  # questions drawn anew by `fresh_question` (else the split's fixed questions)
     regions: float = 1.0  # weight of the RegionHead loss
@@ -637,7 +674,10 @@ def _example(pools, questions, recipe: Recipe, rng):
     if rng.random() < recipe.no_evidence:
         times = no_evidence_times(sample.evidence, pool.times, K, rng)
         return pool.at(times), times, prompt, sample.answer_letter, True, pool, None
-    times = oracle_times(sample.evidence, pool.times, K, rng, "even" if rng.random() < recipe.even else "random")
+    if rng.random() < recipe.crowded:
+        times = crowded_times(sample.evidence, event_intervals(pool.spec), pool.times, K, rng)
+    else:
+        times = oracle_times(sample.evidence, pool.times, K, rng, "even" if rng.random() < recipe.even else "random")
     return pool.at(times), times, prompt, sample.answer_letter, False, pool, sample.answer
 
 
@@ -796,22 +836,22 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int = 0) -> dict:
+def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int = 0,
+                    kinds=("oracle", "crowded", "none")) -> dict:
     """Accuracy of the most likely option letter (teacher forcing, no generation) on (pool, sample, prompt)
-    questions, with an oracle selection and with a no-evidence one; per question type too."""
+    questions, per selection kind (`selection_times`) and per question type."""
     import torch
 
     letter_ids = _letter_ids(processor.tokenizer)
     rng = np.random.default_rng(seed)
     out = {}
-    for kind in ("oracle", "none"):
+    for kind in kinds:
         hits = {}
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
             items = []
             for pool, sample, prompt in chunk:
-                times = (oracle_times(sample.evidence, pool.times, K, rng) if kind == "oracle"
-                         else no_evidence_times(sample.evidence, pool.times, K, rng))
+                times = selection_times(kind, sample.evidence, event_intervals(pool.spec), pool.times, K, rng)
                 items.append((pool.at(times), times, prompt, "A"))
             inputs, start, _ = _batch(processor, items, [True] * len(items))
             position_ids = positions_of(processor, inputs).to(model.device)
@@ -835,11 +875,11 @@ def pooled_questions(split: str, n_videos: int, seed: int = 0, fillers: int = 40
     return [(p, s, task.prompt(s)) for p, spec in zip(pools, specs) for s in make_samples(spec)]
 
 
-def evaluate_backbone(backbone, task, kinds=("oracle", "none"), k: int = K, seed: int = 0, limit: int | None = None,
+def evaluate_backbone(backbone, task, kinds=SELECTIONS, k: int = K, seed: int = 0, limit: int | None = None,
                       decode_backend: str = "pyav") -> dict:
-    """Accuracy of `backbone.generate` on frames decoded from the task's written videos, with oracle selections
-    (one 1 fps grid frame inside every evidence interval, the rest random outside the evidence) and no-evidence
-    selections; overall, per question type, and how many answers the strict extractor could not parse."""
+    """Accuracy of `backbone.generate` on frames decoded from the task's written videos, per selection kind
+    (`selection_times`: oracle, crowded, no evidence); overall, per question type, and how many answers the strict
+    extractor could not parse."""
     from harness.grid import make_grid
     from harness.video import open_video
 
@@ -852,8 +892,8 @@ def evaluate_backbone(backbone, task, kinds=("oracle", "none"), k: int = K, seed
             grid = make_grid(reader.meta.frame_count, reader.meta.fps, "1fps")
             times = np.asarray(grid.timestamps)
             for kind in kinds:
-                chosen = (oracle_times(sample.evidence, times, k, rng) if kind == "oracle"
-                          else no_evidence_times(sample.evidence, times, k, rng))
+                events = [(e["start"], e["end"]) for e in sample.metadata["events"]]
+                chosen = selection_times(kind, sample.evidence, events, times, k, rng)
                 idx = np.asarray(grid.indices)[np.searchsorted(times, chosen)]
                 prediction = task.score(sample, backbone.generate(reader.get_frames(idx.tolist()), chosen,
                                                                   task.prompt(sample, backbone.prompt_style)))
