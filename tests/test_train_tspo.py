@@ -24,7 +24,7 @@ from harness.train.data import (JsonlSource, TaskSource, make_source, mask_inter
                                 read_tspo_jsonl, tspo_train_grid, FeatureEnv)
 from harness.train.tspo import (TSPOTrainConfig, Trainer, group_advantages, gumbel_noise, gumbel_topk, lr_factor,
                                 official_logprob, plackett_luce_logprob, policy_loss, read_log, tau_at,
-                                temporal_reward, train_tspo)
+                                temporal_reward, train_tspo, coverage_reward)
 from samplers.tspo import load_agent, read_selector_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +136,18 @@ def test_temporal_reward_by_hand():
     assert r.tolist() == [1.0, 0.0, 1.0, 0.5]
 
 
+def test_coverage_reward_by_hand():
+    # intervals {1, 2}, {5}, {7, 8, 9}: a frame in one interval counts once, however many are there
+    mask = [False, True, True, False, False, True, False, True, True, True]
+    r = coverage_reward(mask, [[1, 2], [0, 3], [2, 5], [1, 5, 9], [7, 8, 9, 4]])
+    assert r.tolist() == [1 / 3, 0.0, 2 / 3, 1.0, 1 / 3]
+    # the official share prefers the frames piled into one interval
+    assert temporal_reward(mask, [[7, 8, 9], [1, 5, 0]]).tolist() == [1.0, 2 / 3]
+    assert coverage_reward(mask, [[7, 8, 9], [1, 5, 0]]).tolist() == [1 / 3, 2 / 3]
+    assert coverage_reward([True, True, True], [[0], [2]]).tolist() == [1.0, 1.0]  # one interval to the end
+    assert coverage_reward([False, False], [[0], [1]]).tolist() == [0.0, 0.0]
+
+
 def test_official_loss_by_hand():
     # softmax(log [1, 2, 1]) = [1/4, 1/2, 1/4]
     logits = torch.log(torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)).requires_grad_()
@@ -228,6 +240,25 @@ def test_gradients_reach_only_the_selector(world):
     # rollouts are answered in one batched call per question, distinct frame sets only
     assert len(backbone.calls) == 2
     assert all(calls == r["unique_sets"] <= 4 for calls, r in zip(backbone.calls, records))
+
+
+def test_coverage_reward_in_the_trainer(world):
+    """--temporal-reward coverage: each rollout's temporal reward is the share of the question's ground-truth
+    intervals its frames touch, and the total adds it to the accuracy."""
+    _, source = make_setup(world)
+    trainer = Trainer(config(world, "coverage", temporal_reward="coverage"), backbone=FrameReader(), source=source)
+    records = trainer.accumulate(0)
+    assert len(records) == 2
+    for r in records:
+        ep = trainer._episode(trainer.item_index(r["position"]), "haystack", r["position"])
+        try:
+            assert ep.mask is not None and ep.mask.any()
+            assert r["temporal"] == coverage_reward(ep.mask, r["selections"]).tolist()
+        finally:
+            ep.close()
+        assert r["total"] == pytest.approx([a + t for a, t in zip(r["accuracy"], r["temporal"])])
+    with pytest.raises(HarnessError, match="temporal_reward"):
+        config(world, "bad", temporal_reward="recall").validate()
 
 
 def test_training_run_logs_and_export(world, reference_run):

@@ -911,7 +911,9 @@ def evaluate_backbone(backbone, task, kinds=SELECTIONS, k: int = K, seed: int = 
 
 def main(argv=None) -> None:
     """`python -m harness.miniworld.qwen train --out DIR [...]`: train, save, and write DIR/training.json (the
-    arguments, machine, time, loss history and held-out letter accuracy) so the shipped weights can be remade."""
+    arguments, machine, time, loss history and held-out letter accuracy) so the shipped weights can be remade.
+    `... eval [--model M] [--eval-videos N]`: `evaluate_backbone` (generated answers through the mini-qwen2.5-vl
+    backbone on the written needle test videos, per selection kind), printed as JSON."""
     import argparse
     import dataclasses
     import json
@@ -921,8 +923,10 @@ def main(argv=None) -> None:
     import transformers
 
     ap = argparse.ArgumentParser(prog="python -m harness.miniworld.qwen")
-    ap.add_argument("command", choices=["train"])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("command", choices=["train", "eval"])
+    ap.add_argument("--out", help="where train saves the model (required for train)")
+    ap.add_argument("--model", default="mini-qwen2.5-vl", help="eval: a shipped name or a saved folder")
+    ap.add_argument("--decode-backend", default="pyav", help="eval: decord or pyav")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -940,6 +944,15 @@ def main(argv=None) -> None:
     ap.add_argument("--max-seconds", type=float, default=None, help="end after this long (the learning-rate schedule then follows the clock)")
     ap.add_argument("--init", default=None, help="a saved mini Qwen folder to go on training")
     args = ap.parse_args(argv)
+    if args.command == "eval":
+        from harness.registry import BACKBONES, TASKS
+
+        backbone = BACKBONES.create("mini-qwen2.5-vl", model=args.model, device=args.device)
+        task = TASKS.create("needle", split="test", videos=args.eval_videos or 50, seed=args.seed)
+        print(json.dumps(evaluate_backbone(backbone, task, decode_backend=args.decode_backend)))
+        return
+    if not args.out:
+        ap.error("train needs --out")
     sizes, recipe = Sizes(**json.loads(args.sizes)), Recipe(**json.loads(args.recipe))
     eval_questions = pooled_questions("test", args.eval_videos) if args.eval_videos else None
     log = lambda line: print(line, flush=True)  # noqa: E731

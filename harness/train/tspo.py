@@ -5,7 +5,8 @@ One optimizer step takes `global_batch` questions (= processes x `grad_accum`). 
     logits = agent(CLIP image features, text feature, clip scores, window, tau_t)   # features: once per step
     G rollouts: Gumbel-top-k over the logits (seeded per question and step)        # = Plackett-Luce samples
     the frozen backbone answers greedily on each rollout's frames (one batched call; equal sets answered once)
-    r_g = accuracy_g + temporal_g (share of the k frames inside the ground truth), temporal only where known
+    r_g = accuracy_g + temporal_g (share of the k frames inside the ground truth; or, with temporal_reward
+          "coverage", share of the ground-truth intervals that hold a selected frame), temporal only where known
     A_g = (r_g - mean r) / (std r + 1e-4)           (std unbiased, as torch.std)
     loss = (1/G) sum_g -A_g * logp_g
         logp_g = mean_k log softmax(logits)[i_gk]                  official (default)
@@ -57,6 +58,7 @@ from harness.train.data import FeatureEnv, make_source
 from samplers.tspo import DEFAULT_TAU, DEFAULT_WINDOW, TemporalAgent, agent_keys, select
 
 LOGPROBS = ("official", "plackett-luce")
+TEMPORAL_REWARDS = ("share", "coverage")
 ON_ERROR = ("raise", "skip")
 TRAIN_LOG, ROLLOUTS, WATCH, CONFIG, EVENTS = "train.jsonl", "rollouts.jsonl", "watch.jsonl", "config.json", \
     "events.jsonl"
@@ -91,6 +93,7 @@ class TSPOTrainConfig:
     tau_start: float = DEFAULT_TAU
     tau_end: float = 0.01
     logprob: str = "official"  # or "plackett-luce"
+    temporal_reward: str = "share"  # official; "coverage": share of ground-truth intervals with a selected frame
     lr: float = 5e-4
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
@@ -134,6 +137,8 @@ class TSPOTrainConfig:
         need(self.max_grad_norm > 0, f"max_grad_norm must be positive, got {self.max_grad_norm}")
         need(self.init_std > 0, f"init_std must be positive, got {self.init_std}")
         need(self.logprob in LOGPROBS, f"logprob {self.logprob!r} must be one of {', '.join(LOGPROBS)}")
+        need(self.temporal_reward in TEMPORAL_REWARDS,
+             f"temporal_reward {self.temporal_reward!r} must be one of {', '.join(TEMPORAL_REWARDS)}")
         need(self.on_error in ON_ERROR, f"on_error {self.on_error!r} must be one of {', '.join(ON_ERROR)}")
         need(self.init in ("normal", "zero") or Path(self.init).expanduser().exists(),
              f"init {self.init!r} must be 'normal', 'zero' or an existing agent file or folder")
@@ -186,6 +191,20 @@ def temporal_reward(mask, selections) -> torch.Tensor:
     """Share of each rollout's selected candidates inside the ground truth: [G] from mask [T] and [G, k]."""
     mask = torch.as_tensor(np.asarray(mask, bool))
     return mask[torch.as_tensor(selections)].to(torch.float64).mean(-1)
+
+
+def coverage_reward(mask, selections) -> torch.Tensor:
+    """Share of the ground truth's intervals (maximal runs of True in mask [T]) holding at least one of each
+    rollout's selected candidates: [G]. Unlike `temporal_reward`, k frames inside one interval earn no more than
+    one, so it pays for seeing every event a question needs (all appearances to count, both objects to order)."""
+    mask = np.asarray(mask, bool)
+    run = np.cumsum(np.diff(np.concatenate([[False], mask]).astype(np.int8)) == 1)  # interval number, 1-based
+    intervals = int(run[mask].max()) if mask.any() else 0
+    if intervals == 0:
+        return torch.zeros(len(selections), dtype=torch.float64)
+    labels = np.where(mask, run, 0)
+    return torch.tensor([len(set(labels[list(s)].tolist()) - {0}) / intervals for s in selections],
+                        dtype=torch.float64)
 
 
 def official_logprob(logits: torch.Tensor, ordered: torch.Tensor) -> torch.Tensor:
@@ -456,7 +475,8 @@ class Trainer:
             selections = [tuple(sorted(int(i) for i in row)) for row in ordered.tolist()]
             answers = self._answers(ep, selections)
             accuracy = torch.tensor([float(self.source.score(item, a)) for a in answers], dtype=torch.float64)
-            temporal = temporal_reward(ep.mask, selections) if ep.mask is not None else None
+            reward = coverage_reward if self.cfg.temporal_reward == "coverage" else temporal_reward
+            temporal = reward(ep.mask, selections) if ep.mask is not None else None
             total = accuracy + temporal if temporal is not None else accuracy
             advantages = group_advantages(total)
             loss = policy_loss(logits, ordered.to(logits.device), advantages, self.cfg.logprob)
@@ -751,5 +771,5 @@ def read_log(run_dir, name: str = TRAIN_LOG) -> list[dict]:
 
 
 __all__ = ["TSPOTrainConfig", "Trainer", "train_tspo", "tau_at", "lr_factor", "gumbel_noise", "gumbel_topk",
-           "group_advantages", "temporal_reward", "official_logprob", "plackett_luce_logprob", "policy_loss",
+           "group_advantages", "temporal_reward", "coverage_reward", "official_logprob", "plackett_luce_logprob", "policy_loss",
            "derive_seed", "export_agent", "save_selector", "read_log", "agent_keys"]
