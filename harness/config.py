@@ -11,10 +11,12 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 # The offline default: the needle test split, the shipped mini Qwen2.5-VL, and every sampler family on the shipped
-# mini-clip features (AKS at depth 3 = log2 K: deeper official AKS gives fewer than K frames).
+# mini-clip features (AKS at depth 3 = log2 K: deeper official AKS gives fewer than K frames; TSPO with the agent
+# trained here, weights/mini-tspo).
 DEFAULT_TASK = "needle"
 DEFAULT_BACKBONE = "mini-qwen2.5-vl"
-DEFAULT_SAMPLERS = ("uniform", "topk:encoder=mini-clip", "aks:encoder=mini-clip,depth=3", "tspo:encoder=mini-clip")
+DEFAULT_SAMPLERS = ("uniform", "topk:encoder=mini-clip", "aks:encoder=mini-clip,depth=3",
+                    "tspo:agent=mini-tspo,encoder=mini-clip")
 
 
 @dataclass

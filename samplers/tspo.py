@@ -412,10 +412,10 @@ def select(logits, k: int, method: str) -> list[int]:
 
 @SAMPLERS.register(
     "tspo", description="TSPO temporal agent over CLIP features (official selector), then top-k / bin-max / AKS",
-    help={"agent": "'zero' (zero-initialised agent = CLIP ranking), a TSPO checkpoint folder (e.g. TSPO-0.4B), "
-                   "or a selector state-dict file (.safetensors/.pt/.bin)",
+    help={"agent": "'zero' (zero-initialised agent = CLIP ranking), 'mini-tspo' (trained here over mini-clip), a "
+                   "TSPO checkpoint folder (e.g. TSPO-0.4B), or a selector state-dict file (.safetensors/.pt/.bin)",
           "encoder": "CLIP model the features come from (default: the agent folder when it holds a CLIPModel, "
-                     f"else {DEFAULT_ENCODER})",
+                     f"mini-clip for mini-tspo, else {DEFAULT_ENCODER})",
           "method": "selection rule over the agent's logits (default: the preset's, else topk)",
           "window": f"attention window in candidates (default: the preset's, else {DEFAULT_WINDOW})",
           "tau": f"logit temperature (default {DEFAULT_TAU}; no effect on any selection rule)",
@@ -456,24 +456,29 @@ class TSPO(Sampler):
         torch_dtype = _torch_dtype(dtype)
         self.device = torch_device(device, "'tspo'")
 
+        from harness.miniworld import SHIPPED_AGENTS
+
         self.agent_source = str(agent)
         self._zero_agents: dict[int, TemporalAgent] = {}  # the zero agent takes its dim from the features
         if self.agent_source == "zero":
             self.agent_kind, self.agent_digest, self._agent = "zero", "zero", None
             default_encoder = DEFAULT_ENCODER
         else:
-            path = Path(self.agent_source).expanduser()
+            shipped = SHIPPED_AGENTS.get(self.agent_source)
+            path = shipped[0] if shipped else Path(self.agent_source).expanduser()
             state = read_selector_state(path)
-            self.agent_kind = "checkpoint-folder" if path.is_dir() else "state-dict-file"
+            self.agent_kind = "shipped" if shipped else "checkpoint-folder" if path.is_dir() else "state-dict-file"
             self.agent_digest = state_digest(state)
             self._agent = TemporalAgent.from_state_dict(state, source=str(path)).to(self.device, torch_dtype).eval()
-            default_encoder = str(path) if path.is_dir() and folder_has_clip(path) else DEFAULT_ENCODER
+            default_encoder = (shipped[1] if shipped else
+                               str(path) if path.is_dir() and folder_has_clip(path) else DEFAULT_ENCODER)
         self.encoder = encoder if encoder else default_encoder
         self._warned_unit_norm = False
 
     def config(self) -> dict:
         # The weights' content, not where they lie, decides the selection; the source name is kept for readers.
-        return {"agent": "zero" if self.agent_kind == "zero" else Path(self.agent_source).name,
+        named = self.agent_kind in ("zero", "shipped")
+        return {"agent": self.agent_source if named else Path(self.agent_source).name,
                 "agent_kind": self.agent_kind, "agent_sha256": self.agent_digest, "encoder": self.encoder,
                 "query": self.query, "preset": self.preset, "method": self.method, "window": self.window,
                 "tau": self.tau, "dtype": self.dtype,

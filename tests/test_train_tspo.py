@@ -506,3 +506,34 @@ def test_cli_trains_exports_and_plots(tmp_path, capsys):
     assert main(["train", "plot", str(out)]) == 0
     assert (out / "plots" / "reward.png").is_file()
     assert main(["train", "tspo", "--out", str(out), "--logprob", "pl"]) == 2  # bad value: one line, exit 2
+
+
+def test_shipped_agent_is_the_default_tspo_and_covers_more_evidence(tmp_path):
+    """mini-tspo (harness/miniworld/weights/mini-tspo, made by the command in its training.json) is the default
+    run's tspo. On needle test videos (never trained on) its 8 frames hold more of the count and of the order
+    questions' evidence intervals than CLIP ranking does (the zero agent, the same ranking as topk)."""
+    from harness.config import DEFAULT_SAMPLERS
+    from harness.miniworld import SHIPPED_AGENTS
+
+    assert "tspo:agent=mini-tspo,encoder=mini-clip" in DEFAULT_SAMPLERS
+    sampler = SAMPLERS.create("tspo", agent="mini-tspo")
+    config = sampler.config()
+    assert sampler.encoder == "mini-clip" and config["agent"] == "mini-tspo" and config["agent_kind"] == "shipped"
+    assert config["agent_sha256"] == json.loads((SHIPPED_AGENTS["mini-tspo"][0].parent / "training.json")
+                                                .read_text())["agent_sha256"]
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--backbone", "none", "--task-arg", "videos=16",
+         "--task-arg", "max_duration=300", "--sampler", "tspo:agent=mini-tspo,encoder=mini-clip",
+         "--sampler", "tspo:encoder=mini-clip", "--out", str(runs), "--cache-dir", str(tmp_path / "cache"),
+         "--no-progress"], env={**os.environ, "LONGVIDEO_HARNESS_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    recall = {}
+    for metrics in runs.glob("*/metrics.json"):
+        agent = json.loads((metrics.parent / "config.json").read_text())["identity"]["sampler"]["config"]["agent"]
+        by_type = json.loads(metrics.read_text())["metrics"]["by"]["question_type"]
+        recall[agent] = {t: by_type[t]["evidence_recall"] for t in ("count", "order")}
+    assert set(recall) == {"mini-tspo", "zero"}
+    assert recall["mini-tspo"]["count"] > recall["zero"]["count"], recall
+    assert recall["mini-tspo"]["order"] > recall["zero"]["order"], recall
