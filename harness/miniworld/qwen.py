@@ -246,6 +246,7 @@ SELECTIONS = ("oracle", "crowded", "none")
 
 
 def event_intervals(spec) -> list[tuple[float, float]]:
+    """[start, end) of every needle event of a VideoSpec."""
     return [(e.start, e.end) for e in spec.events]
 
 
@@ -836,8 +837,7 @@ def train_mini_qwen(out_dir, seed: int = 0, steps: int = 1200, batch_size: int =
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int = 0,
-                    kinds=("oracle", "crowded", "none")) -> dict:
+def letter_accuracy(model, processor, questions, batch_size: int = 32, seed: int = 0, kinds=SELECTIONS) -> dict:
     """Accuracy of the most likely option letter (teacher forcing, no generation) on (pool, sample, prompt)
     questions, per selection kind (`selection_times`) and per question type."""
     import torch
@@ -891,8 +891,8 @@ def evaluate_backbone(backbone, task, kinds=SELECTIONS, k: int = K, seed: int = 
         with open_video(sample.video, decode_backend) as reader:
             grid = make_grid(reader.meta.frame_count, reader.meta.fps, "1fps")
             times = np.asarray(grid.timestamps)
+            events = [(e["start"], e["end"]) for e in sample.metadata["events"]]
             for kind in kinds:
-                events = [(e["start"], e["end"]) for e in sample.metadata["events"]]
                 chosen = selection_times(kind, sample.evidence, events, times, k, rng)
                 idx = np.asarray(grid.indices)[np.searchsorted(times, chosen)]
                 prediction = task.score(sample, backbone.generate(reader.get_frames(idx.tolist()), chosen,
