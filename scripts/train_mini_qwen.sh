@@ -4,8 +4,8 @@
 # Run NAME trains into $RUNS_DIR/NAME (default /tmp/mini-qwen-runs) and logs to NAME.log there; where $OUT is set
 # (the device tool's output folder) each run's folder and log come back packed as $OUT/NAME.tgz.
 # PyAV (for the H.264 round trip of training frames) is installed from .qwenwhl/ when the machine lacks it.
-# The shipped weights (harness/miniworld/weights/mini-qwen2.5-vl, ~20 min on one H100; training.json there has the
-# exact commands and held-out accuracies) came from three stages, each continuing the last through --init:
+# The shipped weights (harness/miniworld/weights/mini-qwen2.5-vl, ~34 min on one GPU; training.json there has the
+# exact commands and held-out accuracies) came from five stages, each continuing the last through --init:
 #   C='--device cuda --batch-size 64 --steps 30000 --sizes {"text_layers":4,"text_heads":4} --eval-videos 40'
 #   scripts/train_mini_qwen.sh A "$C --workers 12 --videos 600 --max-seconds 450 --lr 2e-3"
 #   scripts/train_mini_qwen.sh D "$C --workers 12 --videos 1200 --max-seconds 480 --lr 1e-3 \
@@ -13,6 +13,11 @@
 #   scripts/train_mini_qwen.sh F "$C --workers 12 --videos 1200 --seed 1 --max-seconds 270 --lr 5e-4 \
 #     --init /tmp/mini-qwen-runs/D"
 # (stage 1 ran beside two other runs and stage 2 beside one, with 4 and 6 workers: alone, a run takes ~18 steps/s).
+# Stages 4 and 5 add crowded selections (runs of evidence frames, other needles beside them) to the recipe:
+#   I='--videos 1200 --max-seconds 370 --lr 5e-4 --recipe {"crowded":0.5} --evaluate-every 2000'
+#   scripts/train_mini_qwen.sh P "$C --workers 7 --seed 2 $I --init harness/miniworld/weights/mini-qwen2.5-vl"
+#   scripts/train_mini_qwen.sh R "$C --workers 12 --seed 3 --videos 1200 --max-seconds 470 --lr 4e-4 \
+#     --recipe {\"crowded\":0.5} --init /tmp/mini-qwen-runs/P"
 set -uo pipefail
 if ! python3 -c "import av" 2>/dev/null && ls .qwenwhl/av-*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .qwenwhl/av-*.whl || exit 1

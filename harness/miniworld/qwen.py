@@ -24,8 +24,8 @@ Training batches skip the video processor (`fast_inputs` + `patchify`, checked e
 the 3-D rope positions explicitly (`rope_positions`, transformers 5.24's computation, which the backbone's
 rope="transformers" uses here), so a model trained under another transformers version reads the same positions;
 the vision attention runs as one batched call (`batched_vision_attention`, checked equal at start). Evaluation and
-the backbone use the processor. The shipped weights' training.json records the commands (three stages on one
-H100, ~16k steps of 64 questions, ~20 min) and held-out accuracies.
+the backbone use the processor. The shipped weights' training.json records the commands (five stages on one GPU,
+~29k steps of 64 questions, ~34 min; stages 4-5 add `crowded_times` selections) and held-out accuracies.
 """
 from __future__ import annotations
 

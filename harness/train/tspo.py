@@ -54,7 +54,7 @@ import torch
 from harness.errors import HarnessError
 from harness.fileio import atomic_write
 from harness.hashing import short_hash
-from harness.train.data import FeatureEnv, make_source
+from harness.train.data import FeatureEnv, make_source, mask_intervals
 from samplers.tspo import DEFAULT_TAU, DEFAULT_WINDOW, TemporalAgent, agent_keys, select
 
 LOGPROBS = ("official", "plackett-luce")
@@ -197,14 +197,11 @@ def coverage_reward(mask, selections) -> torch.Tensor:
     """Share of the ground truth's intervals (maximal runs of True in mask [T]) holding at least one of each
     rollout's selected candidates: [G]. Unlike `temporal_reward`, k frames inside one interval earn no more than
     one, so it pays for seeing every event a question needs (all appearances to count, both objects to order)."""
-    mask = np.asarray(mask, bool)
-    run = np.cumsum(np.diff(np.concatenate([[False], mask]).astype(np.int8)) == 1)  # interval number, 1-based
-    intervals = int(run[mask].max()) if mask.any() else 0
-    if intervals == 0:
+    intervals = mask_intervals(mask, np.arange(len(mask)))  # runs as [first, last + 1) positions
+    if not intervals:
         return torch.zeros(len(selections), dtype=torch.float64)
-    labels = np.where(mask, run, 0)
-    return torch.tensor([len(set(labels[list(s)].tolist()) - {0}) / intervals for s in selections],
-                        dtype=torch.float64)
+    hits = [[any(a <= p < b for p in s) for a, b in intervals] for s in selections]
+    return torch.tensor(np.mean(hits, axis=1), dtype=torch.float64)
 
 
 def official_logprob(logits: torch.Tensor, ordered: torch.Tensor) -> torch.Tensor:
