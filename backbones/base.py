@@ -1,15 +1,49 @@
-"""What every backbone is: decoded frames with their timestamps plus a prompt in, generated text out."""
+"""What every backbone is: decoded frames with their timestamps plus a prompt in, generated text out.
+
+The engine calls only what this class declares. Besides `generate`, every capability has a default that is correct
+for any backbone, so a new model family overrides only what makes it faster or what it can do that others cannot:
+
+    answers            False: a selection-only backbone; the runner decodes nothing and records `not_answered`
+    generate_batch     several questions at once; must give the answers `generate` gives one by one
+    last_visual_tokens visual tokens each request of the last call gave the language model (recorded per row)
+    accelerate         answer-preserving speed-ups for batched work (shared vision tower, shared prompt prefix)
+    frame_preparer     CPU preprocessing the runner's decode workers apply to a selection's frames
+    prepared_frames    turns what a worker's preparer returned into the frames argument of generate(_batch)
+    prefill_probe      for `harness bench`: the prefill of a batch as generate_batch runs it, with its FLOPs
+    convert_checkpoint `harness convert NAME SRC DST`: an original checkpoint layout to the one the adapter loads
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import numpy as np
+
+Request = tuple[np.ndarray, Sequence[float], str]  # (frames (n, H, W, 3) uint8 RGB, timestamps in s, prompt)
+
+
+def no_undo() -> None:
+    """What `accelerate` returns when there is nothing to undo."""
+
+
+@dataclass
+class PrefillProbe:
+    """One batch's prefill the way the backbone's batched path runs it (vision tower, language model, logits of the
+    last token only), for `harness bench` to time: `run()` is called repeatedly, each call one whole prefill."""
+
+    run: Callable[[], None]
+    tokens: list[int]  # real tokens per question (a cached shared prefix included)
+    vision_videos: int  # videos the vision tower encodes (a video shared by the batch counts once)
+    flops: dict  # {"language", "vision", "total"}: multiply-adds x 2, from the model config
+    formula: str  # which FLOP formula (a function name), reported beside the figures
+    extra: dict = field(default_factory=dict)  # e.g. {"shared_prefix_tokens": [...]}
 
 
 class Backbone(ABC):
     name: str = ""
     prompt_style: str = "default"  # which of a task's per-model prompt variants this backbone gets
+    answers: bool = True  # False: selection only (`none`): nothing is decoded for it and generate is never called
     # visual tokens each request of the last generate/generate_batch call gave the language model (None: unknown);
     # the runner records them per row, so tables show the budget actually spent
     last_visual_tokens: list[int] | None = None
@@ -22,7 +56,34 @@ class Backbone(ABC):
     def generate(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str) -> str:
         """frames: (n, H, W, 3) uint8 RGB in time order; timestamps: seconds of each frame."""
 
-    def generate_batch(self, requests: Sequence[tuple[np.ndarray, Sequence[float], str]]) -> list[str]:
+    def generate_batch(self, requests: Sequence[Request]) -> list[str]:
         """Answers to several (frames, timestamps, prompt) requests; the same answers as `generate` one by one.
         Backbones that can batch on the accelerator override this."""
         return [self.generate(frames, timestamps, prompt) for frames, timestamps, prompt in requests]
+
+    def accelerate(self) -> Callable[[], None]:
+        """Turn on speed-ups for batched work that leave every answer as it is; returns the function that turns
+        them off again. The runner calls it around `--workers`/`--batch-size` runs."""
+        return no_undo
+
+    def frame_preparer(self, frame_counts: Sequence[int]) -> Callable | None:
+        """A picklable callable the decode workers apply to each selection's frames (CPU preprocessing, so the
+        accelerator never waits for it) for selections of these sizes; None: workers hand over raw frames."""
+        return None
+
+    def prepared_frames(self, result):
+        """What a worker's preparer returned, as the `frames` argument of generate/generate_batch."""
+        return result
+
+    def prefill_probe(self, requests: Sequence[Request]) -> PrefillProbe | None:
+        """`harness bench`: the prefill of `requests` as one batch, as generate_batch would run it now (with or
+        without `accelerate`); None when the backbone has no prefill worth measuring."""
+        return None
+
+    @classmethod
+    def convert_checkpoint(cls, source: str, destination: str, **options) -> dict:
+        """`harness convert`: write the original checkpoint at `source` in the layout this backbone loads;
+        returns what was done (for the command's report)."""
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"backbone {cls.name or cls.__name__!r} has no checkpoint converter")

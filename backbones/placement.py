@@ -1,6 +1,6 @@
 """One backbone replica over several GPUs (`harness run --gpus-per-replica G`): a model too large for one card
 (a 72B) is split layer by layer over its G GPUs, the way transformers' `device_map` does it, and data parallelism
-runs across replicas (harness.distributed gives each rank its G GPUs).
+runs across replicas (harness.run.distributed gives each rank its G GPUs).
 
 The split is accelerate's balanced map: whole decoder layers and vision blocks (the model's `_no_split_modules`)
 spread so each GPU holds a similar share, not the first GPU filled before the next. Inputs go to the first GPU; the

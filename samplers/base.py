@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.hashing import short_hash
+from harness.util.hashing import short_hash
 from harness.records import CandidateGrid, Selection
 
 # What a sampler does when the grid has fewer than K candidates; the same for every sampler, and recorded.
@@ -22,9 +22,22 @@ SHORT_GRID_RULES = {
 
 
 class Sampler(ABC):
+    """The engine calls only what this class declares:
+
+        needs, per_sample  the inputs the feature store must supply (see FEATURE_INPUTS in harness.features.inputs)
+        encoder, query     the encoder spec of those inputs and which text of the sample they score against
+        grid               the candidate grid this sampler requires (replay: `all`), or None for any
+        positions          the selection itself: a pure function of arrays
+        check_samples      a line about samples it has no input for (their rows become errors), said before the run
+        frame_scores       the per-candidate scores it ranks by, for score-curve plots
+    """
+
     name: str = ""
     needs: tuple[str, ...] = ()  # inputs the runner must supply, e.g. ("scores",)
     per_sample: tuple[str, ...] = ()  # those of `needs` that describe the sample, not one value per candidate
+    encoder: str | None = None  # the feature-store encoder of its feature inputs (None: it needs none)
+    query: str = "question"  # which text of a sample its text features and scores are computed from
+    grid: str | None = None  # the grid rule it requires (e.g. "all": stored native frame numbers), None: any
 
     def config(self) -> dict:
         """Every parameter that changes the selection (hashed into the run identity)."""
@@ -37,6 +50,21 @@ class Sampler(ABC):
     @abstractmethod
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Ascending positions in a grid of n >= k candidates."""
+
+    def sample_inputs(self, sample) -> dict[str, np.ndarray]:
+        """Inputs of `needs` the sampler brings itself for this sample, not from the feature store (replay: its
+        stored native frame numbers); a HarnessError when it has none for the sample."""
+        return {}
+
+    def check_samples(self, samples) -> str | None:
+        """One line about the samples this sampler has no input for (their rows will be errors), or None."""
+        return None
+
+    def frame_scores(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str] | None:
+        """(score per candidate, what the scores are) this sampler ranks by, for plots; None: it ranks by none."""
+        if "scores" in inputs:
+            return np.asarray(inputs["scores"], np.float64).reshape(-1), f"{self.name} score ({self.encoder})"
+        return None
 
 
 def short_grid_positions(n: int, k: int, rule: str) -> np.ndarray:

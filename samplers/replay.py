@@ -16,7 +16,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.registry import SAMPLERS
-from harness.selections import FORMATS, SHORT_RULES, JoinReport, load_selections, replay_indices
+from harness.store.selections import FORMATS, SHORT_RULES, JoinReport, load_selections, replay_indices
 from samplers.base import Sampler
 
 
@@ -49,6 +49,13 @@ class Replay(Sampler):
     def join(self, samples: Iterable) -> JoinReport:
         """Which samples have a stored selection, and which stored records match no sample."""
         return self.selections.join(samples)
+
+    def check_samples(self, samples) -> str | None:
+        report = self.join(samples)
+        return f"sampler {self.name}: {report.summary()}" if report.unmatched_samples else None
+
+    def sample_inputs(self, sample) -> dict[str, np.ndarray]:
+        return {"stored_indices": self.stored_indices(sample)}
 
     def stored_indices(self, sample) -> np.ndarray:
         """The stored native frame indices of this sample, in stored order."""

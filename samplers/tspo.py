@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.options import torch_device
+from harness.util.options import torch_device
 from harness.registry import SAMPLERS
 from samplers.base import Sampler
 
@@ -456,7 +456,7 @@ class TSPO(Sampler):
         torch_dtype = _torch_dtype(dtype)
         self.device = torch_device(device, "'tspo'")
 
-        from harness.miniworld import SHIPPED_AGENTS
+        from harness.shipped import SHIPPED_AGENTS
 
         self.agent_source = str(agent)
         self._zero_agents: dict[int, TemporalAgent] = {}  # the zero agent takes its dim from the features

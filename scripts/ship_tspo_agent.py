@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.miniworld import SHIPPED_AGENTS
+from harness.shipped import SHIPPED_AGENTS
 from harness.train.tspo import CONFIG, EVENTS, SELECTOR_FILE, read_log
 from samplers.tspo import read_selector_state, state_digest
 

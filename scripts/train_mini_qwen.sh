@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the mini Qwen2.5-VL (harness/miniworld/qwen.py, `main`) on a GPU machine, several runs side by side:
+# Train the mini Qwen2.5-VL (harness/miniworld/qwen/main.py, `main`) on a GPU machine, several runs side by side:
 #   scripts/train_mini_qwen.sh NAME 'TRAIN ARGS' [NAME 'TRAIN ARGS' ...]
 # Run NAME trains into $RUNS_DIR/NAME (default /tmp/mini-qwen-runs) and logs to NAME.log there; where $OUT is set
 # (the device tool's output folder) each run's folder and log come back packed as $OUT/NAME.tgz.
@@ -31,7 +31,7 @@ mkdir -p "$runs"
 names=() pids=()
 while [ $# -ge 2 ]; do
   # shellcheck disable=SC2086  # the run's arguments are meant to split
-  python3 -m harness.miniworld.qwen train --out "$runs/$1" $2 >"$runs/$1.log" 2>&1 &
+  python3 -m harness.miniworld.qwen.main train --out "$runs/$1" $2 >"$runs/$1.log" 2>&1 &
   names+=("$1") pids+=($!)
   shift 2
 done

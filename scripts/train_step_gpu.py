@@ -21,8 +21,8 @@ def clip_vit_l14(folder: Path) -> Path:
     """openai/clip-vit-large-patch14's architecture with random weights, plus the real CLIP tokenizer."""
     from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
 
-    from harness.miniworld import SHIPPED
-    from harness.tiny_models import clip_image_processor
+    from harness.shipped import SHIPPED
+    from harness.miniworld.tiny import clip_image_processor
 
     config = CLIPConfig(
         text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable
 
-from harness.answers import extract_strict
+from harness.scoring.answers import extract_strict
 from harness.errors import HarnessError
-from harness.lmms_parsers import lmms_eval_letter
+from harness.scoring.lmms_parsers import lmms_eval_letter
 from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
-from harness.scoring import summarise
+from harness.scoring.summary import summarise
 from tasks.base import Task
 
 LMMS_EVAL_VERSION = "0.7.3"
@@ -200,7 +200,7 @@ class BenchmarkTask(Task):
     hf_name: str | None = None
     annotation_format = ""  # the official local file, for messages
     default_video_subdir = ""  # under $HF_HOME, where lmms-eval puts the videos
-    parser_benchmark = ""  # the benchmark key of harness.lmms_parsers
+    parser_benchmark = ""  # the benchmark key of harness.scoring.lmms_parsers
     averaging = "micro: correct / questions over all questions and within each category"
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
@@ -302,7 +302,7 @@ class BenchmarkTask(Task):
         return {"framework": "lmms-eval", "version": LMMS_EVAL_VERSION, "task": self.lmms_task,
                 "parser": self.parser,
                 "parser_detail": (f"lmms-eval {version} answer extraction" if version else
-                                  "harness strict extractor (harness.answers.extract_strict)") + self.parser_note(),
+                                  "harness strict extractor (harness.scoring.answers.extract_strict)") + self.parser_note(),
                 "averaging": self.averaging, "scale": "0-100"}
 
     def parser_note(self) -> str:
@@ -327,34 +327,3 @@ def parser_accuracies(rows: list[dict]) -> dict:
         out[name] = {"n": len(rows), "correct": correct, "accuracy": 100.0 * correct / len(rows) if rows else None,
                      "no_letter": sum(x is None for x in letters)}
     return out
-
-
-def backbone_prompt_style(name: str) -> str:
-    """A registered backbone's prompt style, read from its class (no model is loaded)."""
-    from harness.registry import BACKBONES
-    return str(getattr(BACKBONES.get(name).factory, "prompt_style", "default"))
-
-
-def prompts_command(task_name: str, backbone: str | None = None, task_args: dict | None = None,
-                    limit: int | None = None, fmt: str = "text", style: str | None = None) -> str:
-    """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`).
-    fmt "text": a header line per sample then the prompt verbatim; "jsonl": one {"id", "prompt", "style"} a line."""
-    from harness.registry import TASKS
-    if fmt not in ("text", "jsonl"):
-        raise HarnessError(f"unknown prompts format {fmt!r} (known: text, jsonl)")
-    style = style or (backbone_prompt_style(backbone) if backbone else "default")
-    task = TASKS.create(task_name, **(task_args or {}))
-    rows = render_prompts(task, style, limit)
-    if fmt == "jsonl":
-        return "".join(json.dumps({**r, "style": style}, ensure_ascii=False) + "\n" for r in rows)
-    return "".join(f"=== {r['id']} (style {style}) ===\n{r['prompt']}\n" for r in rows)
-
-
-def render_prompts(task: Task, style: str = "default", limit: int | None = None) -> list[dict]:
-    """[{"id", "prompt"}] for `harness prompts`: the exact text each sample gets under a backbone prompt style.
-    `limit` takes the same stratified subset as `harness run --limit`; videos are not required (except for
-    Video-MME with subtitles, whose subtitle lines depend on the video's frame count)."""
-    from harness.runner import stratified_subset
-    samples = task.load_samples() if isinstance(task, BenchmarkTask) else task.samples()
-    samples = stratified_subset(samples, limit, task.stratify_key)
-    return [{"id": s.id, "prompt": task.prompt(s, style)} for s in samples]

@@ -1,7 +1,7 @@
 """mini-clip: a tiny CLIP trained here, contrastively, on the needle task's train split.
 
 The model is a plain transformers `CLIPModel` + `CLIPProcessor` (with OpenAI CLIP's own tokenizer, built offline),
-so the harness loads it exactly like `openai/clip-vit-large-patch14`, through `harness.features.ClipEncoder`. It
+so the harness loads it exactly like `openai/clip-vit-large-patch14`, through `harness.features.store.ClipEncoder`. It
 knows one thing: which frames show a needle object that fits a text ("a red triangle", "What colour is the
 triangle that appears in the video?"), on H.264-decoded frames, so that a query-aware sampler finds the evidence.
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.miniworld import SHIPPED
-from harness.synth import h264_round_trip
-from tasks import needle
+from harness.shipped import SHIPPED
+from harness.video.synth import h264_round_trip
+from tasks.needle import task as needle
 
 FOLDER = SHIPPED["mini-clip"]
 OBJECTS = [(s, c) for s in needle.SHAPES for c in needle.COLOURS]  # (shape, colour), the needle vocabulary
@@ -97,7 +97,7 @@ def mini_clip_config(**overrides):
     embedding is most of the weights, and it only has a few dozen texts to tell apart."""
     from transformers import CLIPConfig
 
-    from harness.tiny_models import clip_config
+    from harness.miniworld.tiny import clip_config
 
     m = {**MODEL, **overrides}
     vision = clip_config(image_size=m["image_size"], patch=m["patch"], hidden=m["vision_hidden"],
@@ -144,7 +144,7 @@ def _train(out: Path, seed, steps, batch_size, videos, lr, weight_decay, warmup,
     import torch
     from transformers import CLIPModel, CLIPProcessor
 
-    from harness.tiny_models import clip_image_processor, clip_tokenizer
+    from harness.miniworld.tiny import clip_image_processor, clip_tokenizer
 
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -222,10 +222,10 @@ def _train(out: Path, seed, steps, batch_size, videos, lr, weight_decay, warmup,
 def evaluate_mini_clip(folder=FOLDER, task=None, backend: str = "decord") -> dict:
     """For each question type: how often the top-scoring 1 fps frame for the question text lies inside an evidence
     interval (start <= t < end, when the object is on screen), next to a random frame's chance of doing so."""
-    from harness.encoders import ClipEncoder
-    from harness.features import cosine_scores
-    from harness.grid import make_grid
-    from harness.video import open_video
+    from harness.features.encoders import ClipEncoder
+    from harness.features.store import cosine_scores
+    from harness.video.grid import make_grid
+    from harness.video.reader import open_video
 
     task = task or needle.NeedleTask(split="test")
     encoder = ClipEncoder(str(folder))

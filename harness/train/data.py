@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.fileio import json_objects
-from harness.features import FeatureStore, cosine_scores
-from harness.grid import make_grid, parse_grid_rule
+from harness.util.fileio import json_objects
+from harness.features.store import FeatureStore, cosine_scores
+from harness.video.grid import make_grid, parse_grid_rule
 from harness.records import CandidateGrid, Sample
 
 # tspo.md §4.3-4.4 and the official utils: the training video rule and the haystack's clip sizes
@@ -157,7 +157,7 @@ class _Source:
         return item.prompt
 
     def score(self, item: TrainItem, text: str) -> bool:
-        from harness.scoring import score_strict
+        from harness.scoring.summary import score_strict
         return bool(score_strict(item.sample, text).correct)
 
     def episode(self, item: TrainItem, env: FeatureEnv, rng: np.random.Generator, frames: int,
@@ -197,8 +197,8 @@ class TaskSource(_Source):
         return bool(self.task.score(item.sample, text).correct)
 
     def episode(self, item, env, rng, frames, general_frames) -> Episode:
-        from harness.runner import decode_selection
-        from harness.video import open_video
+        from harness.run.runner import decode_selection
+        from harness.video.reader import open_video
 
         scorer = env.scorer
         reader = open_video(item.sample.video, env.decode_backend)
@@ -361,7 +361,7 @@ class JsonlSource(_Source):
         return self._general(item, env, general_frames)
 
     def _open(self, env, video: str, max_frames: int, min_frames: int):
-        from harness.video import open_video
+        from harness.video.reader import open_video
 
         reader = open_video(video, env.decode_backend)
         return reader, tspo_train_grid(reader.meta.frame_count, reader.meta.fps, max_frames, min_frames)
@@ -398,7 +398,7 @@ class JsonlSource(_Source):
         return chosen
 
     def _general(self, item, env, k) -> Episode:
-        from harness.runner import decode_selection
+        from harness.run.runner import decode_selection
 
         scorer = env.scorer
         reader, grid = self._open(env, item.sample.video, self.max_frames, self.min_frames)
@@ -471,7 +471,7 @@ class JsonlSource(_Source):
                 rows = np.flatnonzero(source[positions] == c)
                 native = np.asarray(g.indices)[local[positions[rows]]]
                 order_ = np.argsort(native, kind="stable")  # readers take ascending indices
-                from harness.runner import decode_selection
+                from harness.run.runner import decode_selection
                 got = decode_selection(r, native[order_])
                 out[rows[order_]] = _resized(got, size)
             return out
@@ -499,7 +499,7 @@ def _resized_features(env, scorer, video, grid, reader, size) -> np.ndarray:
     if cached is not None:
         store.stats["image_cached"] += 1
         return cached
-    from harness.video import iter_frames
+    from harness.video.reader import iter_frames
 
     parts = []
     for _, frames in iter_frames(reader, grid.indices, store.chunk_size):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.plots import FORMATS, plt, save_figure
-from harness.store import read_jsonl
+from harness.report.plots import FORMATS, plt, save_figure
+from harness.store.runs import read_jsonl
 from harness.train.tspo import TRAIN_LOG, WATCH
 
 

@@ -52,8 +52,8 @@ import numpy as np
 import torch
 
 from harness.errors import HarnessError
-from harness.fileio import atomic_write
-from harness.hashing import short_hash
+from harness.util.fileio import atomic_write
+from harness.util.hashing import short_hash
 from harness.train.data import FeatureEnv, make_source, mask_intervals
 from samplers.tspo import DEFAULT_TAU, DEFAULT_WINDOW, TemporalAgent, agent_keys, select
 
@@ -254,8 +254,8 @@ def export_agent(selector_state: dict, encoder: str, folder) -> Path:
     from safetensors.torch import save_file
     from transformers import CLIPModel, CLIPProcessor
 
-    from harness.encoders import model_type
-    from harness.miniworld import resolve_model
+    from harness.features.encoders import model_type
+    from harness.shipped import resolve_model
 
     source = resolve_model(encoder)
     if str(encoder).startswith("open_clip:") or model_type(source) != "clip":
@@ -362,7 +362,7 @@ class Trainer:
         self.max_steps = cfg.max_steps or math.ceil(cfg.epochs * n / self.global_batch)
         self._orders: dict[int, np.ndarray] = {}
 
-        from harness.features import FeatureStore
+        from harness.features.store import FeatureStore
 
         self.env = FeatureEnv(FeatureStore(Path(cfg.cache_dir), str(self.device), "float32"), cfg.encoder,
                               cfg.decode_backend)
@@ -676,7 +676,7 @@ class Trainer:
         self._barrier()
 
     def run(self) -> Path:
-        from harness.progress import progress_bar
+        from harness.util.progress import progress_bar
 
         try:
             self.open()
@@ -762,7 +762,7 @@ def train_tspo(cfg: TSPOTrainConfig, backbone=None, source=None) -> Path:
 
 
 def read_log(run_dir, name: str = TRAIN_LOG) -> list[dict]:
-    from harness.store import read_jsonl
+    from harness.store.runs import read_jsonl
 
     return read_jsonl(Path(run_dir) / name)
 

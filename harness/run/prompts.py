@@ -1,0 +1,38 @@
+"""`harness prompts`: the exact prompt text each sample of a task gets under a backbone's prompt style."""
+from __future__ import annotations
+
+import json
+
+from backbones.base import Backbone
+from harness.errors import HarnessError
+from harness.registry import BACKBONES, TASKS
+from harness.run.subset import stratified_subset
+from tasks.base import Task
+
+
+def backbone_prompt_style(name: str) -> str:
+    """A registered backbone's prompt style, read from its class (no model is loaded)."""
+    factory = BACKBONES.get(name).factory
+    return factory.prompt_style if isinstance(factory, type) and issubclass(factory, Backbone) else "default"
+
+
+def prompts_command(task_name: str, backbone: str | None = None, task_args: dict | None = None,
+                    limit: int | None = None, fmt: str = "text", style: str | None = None) -> str:
+    """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`).
+    fmt "text": a header line per sample then the prompt verbatim; "jsonl": one {"id", "prompt", "style"} a line."""
+    if fmt not in ("text", "jsonl"):
+        raise HarnessError(f"unknown prompts format {fmt!r} (known: text, jsonl)")
+    style = style or (backbone_prompt_style(backbone) if backbone else "default")
+    task = TASKS.create(task_name, **(task_args or {}))
+    rows = render_prompts(task, style, limit)
+    if fmt == "jsonl":
+        return "".join(json.dumps({**r, "style": style}, ensure_ascii=False) + "\n" for r in rows)
+    return "".join(f"=== {r['id']} (style {style}) ===\n{r['prompt']}\n" for r in rows)
+
+
+def render_prompts(task: Task, style: str = "default", limit: int | None = None) -> list[dict]:
+    """[{"id", "prompt"}] for `harness prompts`: the exact text each sample gets under a backbone prompt style.
+    `limit` takes the same stratified subset as `harness run --limit`; videos are not required (except for
+    Video-MME with subtitles, whose subtitle lines depend on the video's frame count)."""
+    samples = stratified_subset(task.load_samples(), limit, task.stratify_key)
+    return [{"id": s.id, "prompt": task.prompt(s, style)} for s in samples]

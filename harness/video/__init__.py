@@ -1,0 +1,1 @@
+"""harness.video.reader."""

@@ -1,0 +1,90 @@
+"""Scoring summaries and `harness table` on hand-made run directories (expected numbers computed by hand)."""
+import csv
+import io
+import json
+
+import pytest
+
+from harness.cli.app import main
+from harness.records import Sample
+from harness.scoring.summary import evidence_recall, score_strict, summarise
+from harness.store.runs import RunStore
+
+
+def row(sid, correct, status="ok", cat="x", recall=None):
+    return {"sample_id": sid, "categories": {"kind": cat},
+            "prediction": {"correct": correct, "parse_status": status}, "evidence_recall": recall}
+
+
+def test_summarise_counts_errors_and_parse_failures_as_wrong():
+    rows = [row("a", True), row("b", False, "parse_failed"), row("c", False, "error", "y"), row("d", True, cat="y")]
+    m = summarise(rows, ["kind"])
+    assert m["overall"] == {"n": 4, "correct": 2, "accuracy": 50.0, "parse_failed": 1, "errors": 1,
+                            "evidence_recall": None}
+    assert m["by"]["kind"]["x"]["accuracy"] == 50.0 and m["by"]["kind"]["y"]["n"] == 2
+
+
+def test_summarise_multilabel_counts_in_every_label():
+    rows = [row("a", True), row("b", False)]
+    rows[0]["categories"]["kind"] = ["p", "q"]
+    m = summarise(rows, ["kind"])
+    assert m["by"]["kind"]["p"]["n"] == 1 and m["by"]["kind"]["q"]["n"] == 1 and m["by"]["kind"]["x"]["n"] == 1
+
+
+def test_evidence_recall():
+    assert evidence_recall([(10, 14), (30, 33)], [0, 11, 20]) == 0.5
+    assert evidence_recall([(10, 14)], [14.0]) == 0.0  # intervals are half-open
+    assert evidence_recall([], [1, 2]) is None
+    m = summarise([row("a", True, recall=1.0), row("b", True, recall=0.5), row("c", True)])
+    assert m["overall"]["evidence_recall"] == 75.0
+
+
+def test_score_strict_never_guesses():
+    s = Sample("q", "v.mp4", "?", ("red", "blue", "green", "cyan"), 2)
+    assert score_strict(s, "C").correct and score_strict(s, "The square is green.").parsed == "C"
+    failed = score_strict(s, "no idea")
+    assert failed.parse_status == "parse_failed" and failed.parsed is None and not failed.correct
+
+
+def make_run(root, sampler, outcomes):
+    identity = {"task": {"name": "demo", "config": {}}, "backbone": {"name": "bb", "config": {}},
+                "sampler": {"name": sampler, "config": {"variant": "v"}, "config_hash": "h"}, "frames": 8}
+    with RunStore(root, identity, {}) as store:
+        for i, (correct, status, cat) in enumerate(outcomes):
+            store.append(row(f"s{i}", correct, status, cat))
+    return store.dir
+
+
+@pytest.fixture()
+def two_runs(tmp_path):
+    a = make_run(tmp_path, "uniform", [(True, "ok", "x"), (False, "ok", "x"), (True, "ok", "y"), (False, "parse_failed", "y")])
+    b = make_run(tmp_path, "topk", [(True, "ok", "x"), (True, "ok", "x"), (True, "ok", "y"), (False, "error", "y")])
+    return [str(a), str(b)]
+
+
+def test_table_csv_and_json(two_runs, capsys):
+    assert main(["table", *two_runs, "--by", "kind", "--format", "csv"]) == 0
+    table = {r["sampler"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert float(table["uniform(variant=v)"]["demo (n=4)"]) == 50.0
+    assert float(table["topk(variant=v)"]["demo (n=4)"]) == 75.0
+    assert float(table["uniform(variant=v)"]["demo parse-fail %"]) == 25.0
+    assert float(table["topk(variant=v)"]["demo kind=y (n=2)"]) == 50.0
+    assert int(table["topk(variant=v)"]["demo errors"]) == 1
+    assert main(["table", *two_runs, "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert sorted(r["demo (n=4)"] for r in records) == [50.0, 75.0]
+
+
+def test_table_markdown_and_latex(two_runs, capsys):
+    assert main(["table", *two_runs, "--format", "md"]) == 0
+    md = capsys.readouterr().out.splitlines()
+    assert md[0].startswith("| backbone | sampler | frames | demo (n=4) |") and len(md) == 4
+    assert main(["table", *two_runs, "--format", "latex"]) == 0
+    tex = capsys.readouterr().out
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"parse-fail \%" in tex
+    assert "75.0" in tex and "50.0" in tex
+
+
+def test_table_unknown_category_is_a_clear_error(two_runs, capsys):
+    assert main(["table", *two_runs, "--by", "colour"]) == 2
+    assert "no category 'colour'" in capsys.readouterr().err

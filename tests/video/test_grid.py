@@ -1,0 +1,119 @@
+"""Grid rules against golden values worked out by hand."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from harness.errors import HarnessError
+from harness.video.grid import GRID_RULES, make_grid, parse_grid_rule
+from harness.video.synth import write_index_clip
+from harness.video.reader import open_video
+
+
+def indices(frame_count, fps, rule):
+    return list(make_grid(frame_count, fps, rule).indices)
+
+
+@pytest.mark.parametrize("fps, step_1fps, step_int", [
+    (30000 / 1001, 30, 29),
+    (29.97, 30, 29),
+    (25.0, 25, 25),
+    (24000 / 1001, 24, 23),
+    (23.976, 24, 23),
+    (2.5, 2, 2),  # round(2.5) == 2: banker's rounding
+    (3.5, 4, 3),  # round(3.5) == 4
+    (0.4, 1, 1),  # below 1 fps every frame is a candidate
+    (60.0, 60, 60),
+])
+def test_steps(fps, step_1fps, step_int):
+    assert indices(1000, fps, "1fps") == list(range(0, 1000, step_1fps))
+    assert indices(1000, fps, "int-fps") == list(range(0, 1000, step_int))
+
+
+def test_1fps_counts_and_last_index():
+    # 10 min at 29.97 fps: 17982 frames, step 30 -> 0..17970, 600 candidates
+    grid = make_grid(17982, 30000 / 1001, "1fps")
+    assert len(grid) == 600 and grid.indices[-1] == 17970
+    # a frame count that is a multiple of the step does not add the frame past the end
+    assert indices(300, 30.0, "1fps") == list(range(0, 300, 30))
+    assert indices(301, 30.0, "1fps")[-1] == 300
+    # int-fps at 29.97: step 29, 17982 frames -> ceil(17982 / 29) = 621 candidates, last 17980
+    grid = make_grid(17982, 30000 / 1001, "int-fps")
+    assert len(grid) == 621 and grid.indices[-1] == 17980
+
+
+def test_timestamps_are_index_over_fps():
+    grid = make_grid(100, 25.0, "1fps")
+    assert grid.timestamps == (0.0, 1.0, 2.0, 3.0)
+    assert grid.fps == 25.0 and grid.frame_count == 100 and grid.rule == "1fps"
+    ntsc = make_grid(100, 30000 / 1001, "1fps")
+    assert ntsc.timestamps[1] == pytest.approx(1.001) and ntsc.timestamps[3] == pytest.approx(3.003)
+
+
+def test_fps_rule():
+    # 300 frames at 30 fps = 10 s; 0.5 frames/s -> int(10 * 0.5) = 5 frames, step 60
+    assert indices(300, 30.0, "fps:0.5") == [0, 60, 120, 180, 240]
+    # 2 frames/s at 25 fps: step 12.5 -> int(i * 12.5)
+    assert indices(100, 25.0, "fps:2") == [0, 12, 25, 37, 50, 62, 75, 87]
+    # 29.97 fps, 1 frame/s: step 29.97..., int(i * step) -> 0, 29, 59, 89
+    assert indices(120, 30000 / 1001, "fps:1") == [0, 29, 59, 89]
+    # asking for more than the native rate repeats frames; repeats are dropped
+    assert indices(10, 2.0, "fps:5") == list(range(10))
+
+
+def test_count_rule():
+    assert indices(10, 30.0, "count:4") == [0, 3, 6, 9]
+    assert indices(100, 30.0, "count:1") == [0]
+    assert indices(100, 30.0, "count:3") == [0, 49, 99]
+    # fewer frames than asked: every frame once
+    assert indices(5, 30.0, "count:8") == [0, 1, 2, 3, 4]
+    assert indices(0, 30.0, "count:8") == []
+
+
+def test_all_rule():
+    assert indices(7, 30.0, "all") == list(range(7))
+    # a uniform sampler over `all` reproduces lmms-eval's linspace over the native frames
+    grid = make_grid(1000, 30.0, "all")
+    assert np.array_equal(np.asarray(grid.indices)[np.linspace(0, 999, 8).astype(int)],
+                          np.linspace(0, 999, 8).astype(int))
+
+
+@pytest.mark.parametrize("rule, canonical", [
+    ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
+    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"),
+])
+def test_parse_canonical(rule, canonical):
+    assert parse_grid_rule(rule) == canonical
+    assert make_grid(50, 10.0, rule).rule == canonical
+
+
+@pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
+                                  "count:2.5", "", "every", "1 fps"])
+def test_bad_rules(rule):
+    with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
+        parse_grid_rule(rule)
+    with pytest.raises(HarnessError):
+        make_grid(100, 30.0, rule)
+
+
+def test_bad_video_numbers():
+    with pytest.raises(HarnessError):
+        make_grid(100, 0.0, "1fps")
+    with pytest.raises(HarnessError):
+        make_grid(-1, 30.0, "1fps")
+
+
+def test_every_rule_is_described():
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "all"}
+    assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
+
+
+def test_grid_on_a_real_clip(tmp_path):
+    path = tmp_path / "ntsc.mp4"
+    write_index_clip(path, 95, Fraction(30000, 1001))
+    with open_video(path) as reader:
+        grid = make_grid(reader.meta.frame_count, reader.meta.fps, "1fps")
+        assert grid.indices == (0, 30, 60, 90)
+        assert grid.timestamps == pytest.approx((0.0, 1.001, 2.002, 3.003))
+        assert make_grid(reader.meta.frame_count, reader.meta.fps, "int-fps").indices == (0, 29, 58, 87)
+        assert make_grid(reader.meta.frame_count, reader.meta.fps, "count:4").indices == (0, 31, 62, 94)
