@@ -310,7 +310,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_select(args) -> int:
-    from harness.run.runner import Selector
+    from harness.run.selector import Selector
     from harness.store.selections import rows_to_tspo, write_records
     cfg = _config(args)
     if len(cfg.samplers) != 1:
@@ -342,7 +342,7 @@ def cmd_select(args) -> int:
 
 
 def cmd_features(args) -> int:
-    from harness.run.runner import Selector, compute_features
+    from harness.run.selector import Selector, compute_features
     cfg = _config(args)
     cfg.samplers = []
     selector = Selector(cfg, debug=args.debug, progress=_progress(args))

@@ -257,7 +257,7 @@ def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | Non
     from harness.config import RunConfig
     from harness.features.store import cosine_scores
     from harness.features.inputs import query_text
-    from harness.run.runner import Selector
+    from harness.run.selector import Selector
     from harness.store.runs import load_config
 
     run_dir = Path(run_dir)
@@ -318,7 +318,7 @@ def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | Non
 
 def selection_frames(run_dir, sample_id: str, decode_backend: str = "decord") -> tuple[np.ndarray, np.ndarray]:
     """The decoded frames (n, H, W, 3) uint8 and timestamps (s) of one question's selection in a run."""
-    from harness.run.runner import decode_selection
+    from harness.video.reader import decode_selection
     from harness.video.reader import open_video
 
     run_dir = Path(run_dir)

@@ -197,7 +197,7 @@ class TaskSource(_Source):
         return bool(self.task.score(item.sample, text).correct)
 
     def episode(self, item, env, rng, frames, general_frames) -> Episode:
-        from harness.run.runner import decode_selection
+        from harness.video.reader import decode_selection
         from harness.video.reader import open_video
 
         scorer = env.scorer
@@ -398,7 +398,7 @@ class JsonlSource(_Source):
         return chosen
 
     def _general(self, item, env, k) -> Episode:
-        from harness.run.runner import decode_selection
+        from harness.video.reader import decode_selection
 
         scorer = env.scorer
         reader, grid = self._open(env, item.sample.video, self.max_frames, self.min_frames)
@@ -471,7 +471,7 @@ class JsonlSource(_Source):
                 rows = np.flatnonzero(source[positions] == c)
                 native = np.asarray(g.indices)[local[positions[rows]]]
                 order_ = np.argsort(native, kind="stable")  # readers take ascending indices
-                from harness.run.runner import decode_selection
+                from harness.video.reader import decode_selection
                 got = decode_selection(r, native[order_])
                 out[rows[order_]] = _resized(got, size)
             return out

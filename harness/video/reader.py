@@ -320,3 +320,9 @@ def read_frames(path, indices: Sequence[int], backend: str = "decord", chunk_siz
     with open_video(path, backend) as reader:
         parts = [frames for _, frames in iter_frames(reader, indices, chunk_size)]
         return np.concatenate(parts) if parts else reader.get_frames([])
+
+
+def decode_selection(reader: VideoReader, frame_indices) -> np.ndarray:
+    """Decode each distinct frame once (a repeated frame is copied, not decoded again)."""
+    unique, inverse = np.unique(np.asarray(frame_indices, dtype=np.int64), return_inverse=True)
+    return reader.get_frames(unique.tolist())[inverse]

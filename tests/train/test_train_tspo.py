@@ -401,7 +401,7 @@ def test_training_grid_rule():
 
 def test_haystack_episode(tmp_path, world):
     from harness.features.store import FeatureStore
-    from harness.run.runner import decode_selection
+    from harness.video.reader import decode_selection
     from harness.video.reader import open_video
 
     smoke = world / "smoke"
