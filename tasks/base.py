@@ -25,10 +25,16 @@ class Task(ABC):
     stratify_key: str | None = None  # the category `--limit` keeps balanced
     parser: str = "strict"  # the answer parser `score` uses (recorded in metrics.json)
     video_root: str | None = None  # where the task's videos are (benchmarks; `harness data check`)
+    location_keys: tuple[str, ...] = ()  # keys of config() that say where the data is, not what it is
 
     def config(self) -> dict:
         """Every parameter that changes the samples, prompts or scores (hashed into the run identity)."""
         return {}
+
+    def identity(self) -> dict:
+        """config() without its locations: the same data under another root (another machine's data home) makes
+        the same run directory; config.json still records where it was."""
+        return {k: v for k, v in self.config().items() if k not in self.location_keys}
 
     @abstractmethod
     def samples(self) -> list[Sample]:

@@ -214,12 +214,20 @@ class BenchmarkTask(Task):
         self.missing: MissingReport | None = None
         self._samples: list[Sample] | None = None
 
+    location_keys = ("video_root",)
+
     def config(self) -> dict:
         cfg = {"annotations": self.annotations or f"hf:{self.hf_dataset}:{self.hf_split}",
                "video_root": str(self.video_root), "skip_missing": self.skip_missing, "parser": self.parser}
         if self.annotations:  # the content decides the samples, not the file name
             cfg["annotations_sha256"] = file_sha256(self.annotations)
         return cfg
+
+    def identity(self) -> dict:
+        out = super().identity()
+        if self.annotations:  # a local file is a location; its content (annotations_sha256) is the identity
+            del out["annotations"]
+        return out
 
     # -- data -----------------------------------------------------------------------------------------------------
 

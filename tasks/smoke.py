@@ -52,6 +52,7 @@ class SmokeTask(Task):
     name = "smoke"
     category_keys = ("position",)
     stratify_key = "position"
+    location_keys = ("root",)
 
     def __init__(self, videos: int = 12, seed: int = 0, duration: float = 40.0, root: str | None = None):
         self.n_videos, self.seed, self.duration = int(videos), int(seed), float(duration)

@@ -1,54 +1,24 @@
-"""`harness run`: task samples -> candidate grid -> sampler -> frames -> backbone -> scored row in the run store."""
+"""`harness run`: task samples -> candidate grid -> sampler -> frames -> backbone -> scored row in the run store.
+
+One planner (`Selector.planned`: open, features, selections) and two executors: sequential (decode in this
+process, one question at a time) and pipelined (`harness.run.pipelined`: decode workers ahead, batched questions).
+Both write rows through `Run.write`, and give the same rows."""
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
 import time
-import traceback
-from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from harness.run import distributed
-from harness.run.selector import Selector, by_video
-from harness.run.subset import stratified_subset
-from harness.config import RunConfig, git_commit, package_versions, parse_spec
+from harness.config import RunConfig, git_commit, package_versions
 from harness.errors import HarnessError
-from harness.video.grid import make_grid, parse_grid_rule
-from harness.util.hashing import short_hash
-from harness.features.inputs import InputProvider, wants
-from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
-from harness.util.progress import progress_bar
-from harness.records import CandidateGrid, Sample
-from harness.registry import BACKBONES, SAMPLERS, TASKS
-from harness.scoring.summary import error_prediction, evidence_recall, not_answered
+from harness.records import Sample
+from harness.registry import BACKBONES
+from harness.run.rows import answered_row, make_row
+from harness.run.selector import Planned, Selector, by_video
+from harness.scoring.summary import error_prediction, not_answered
 from harness.store.runs import RunStore
-from harness.video.reader import VideoReader, check_backend, decode_selection, open_video
-from samplers.base import SHORT_GRID_RULES, select
-
-
-@dataclass
-class VideoPlan:
-    """One video of a fast run: rows already decided (errors), questions to answer, and the decode job."""
-
-    group: list
-    rows: list = field(default_factory=list)  # (store, row)
-    work: list = field(default_factory=list)  # (sample, store, selection, timings)
-    selections: tuple = ()  # distinct selections (native frame indices) of `work`
-    union: tuple | None = None  # every frame they need, ascending
-    preparer: object = None  # the backbone's preprocessing for them, if it offers one
-    decode_seconds: float = 0.0  # worker time spent decoding them (summed over the parallel runs)
-
-
-def _split(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
-    """Up to `parts` runs of consecutive frames (at least `smallest` each), for parallel decoding."""
-    parts = max(1, min(parts, len(frames) // smallest))
-    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
-    return [tuple(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+from harness.util.hashing import short_hash
+from harness.util.progress import progress_bar
+from harness.video.reader import VideoReader, decode_selection
 
 
 class Run(Selector):
@@ -69,308 +39,118 @@ class Run(Selector):
             spanning = {}
         self.backbone = backbone if backbone is not None else BACKBONES.create(
             cfg.backbone, device=self.device, dtype=cfg.dtype, **spanning, **cfg.backbone_args)
-        self._preparers: dict = {}  # the backbone's worker-side preprocessing, per set of selection sizes
+        self.stores: list[RunStore] = []  # one per sampler, in the order of self.samplers
+        self.prompts: dict[str, str] = {}  # sample id -> the exact prompt text
         self.pipeline_stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
+        self.seconds, self.questions = 0.0, 0
 
-    def identity(self, sampler) -> dict:
-        """What decides the results, and so the run directory. The decode backend and device do not."""
+    def identity(self, sampler, n_samples: int | None = None) -> dict:
+        """What decides the results, and so the run directory. The decode backend, the device and where the data
+        lies do not; a --limit that takes every sample is no subset."""
+        limit = self.cfg.limit if self.cfg.limit is not None and (n_samples is None or self.cfg.limit < n_samples) \
+            else None
         return {
-            "task": {"name": self.task.name, "config": self.task.config()},
+            "task": {"name": self.task.name, "config": self.task.identity()},
             "backbone": {"name": self.cfg.backbone, "config": self.backbone.config()},
             "sampler": {"name": sampler.name, "config": sampler.config(), "config_hash": sampler.config_hash},
             "frames": self.cfg.frames, "grid": self.grid_rule, "short_grid": self.cfg.short_grid,
-            "limit": self.cfg.limit, "dtype": self.cfg.dtype,
+            "limit": limit, "dtype": self.cfg.dtype,
         }
 
     def execute(self) -> list[Path]:
         samples = self.samples()
-        prompts = {s.id: self.task.prompt(s, self.backbone.prompt_style) for s in samples}
-        prompt_hash = short_hash([prompts[s.id] for s in samples], 16)
-        base = {"run": self.cfg.to_json(), "grid": self.grid_rule, "prompt_style": self.backbone.prompt_style,
-                "prompts_sha256": prompt_hash, "n_samples": len(samples), "versions": package_versions(),
-                "git_commit": git_commit()}
+        self.prompts = {s.id: self.task.prompt(s, self.backbone.prompt_style) for s in samples}
+        prompt_hash = short_hash([self.prompts[s.id] for s in samples], 16)
+        base = {"run": self.cfg.to_json(), "task_config": self.task.config(), "grid": self.grid_rule,
+                "prompt_style": self.backbone.prompt_style, "prompts_sha256": prompt_hash, "n_samples": len(samples),
+                "versions": package_versions(), "git_commit": git_commit()}
         # the spec as typed (e.g. "aks:encoder=mini-clip,depth=3") labels tables; the identity holds the full config
-        stores = [RunStore(Path(self.cfg.out), self.identity(s), {**base, "sampler_spec": spec},
-                           rank=self.world.rank, world=self.world.size).open()
-                  for s, spec in zip(self.samplers, self.cfg.samplers)]
+        self.stores = [RunStore(Path(self.cfg.out), self.identity(s, self.n_available), {**base, "sampler_spec": spec},
+                                rank=self.world.rank, world=self.world.size).open()
+                       for s, spec in zip(self.samplers, self.cfg.samplers)]
         try:
-            todo = [s for s in samples if any(not st.is_done(s.id) for st in stores)]
+            todo = [s for s in samples if any(not st.is_done(s.id) for st in self.stores)]
             self.world.barrier()  # every rank has read what is done before any rank writes: one sharding for all
             todo = self.my_share(todo)
             t0 = time.perf_counter()
             with progress_bar(self.progress, "run", len(todo)) as advance:
-                if self.fast and self.backbone.answers:
-                    self._run_fast(todo, prompts, stores, advance)
+                if self.pipelined and self.backbone.answers:
+                    from harness.run.pipelined import run_pipelined
+
+                    undo = self.backbone.accelerate()  # answer-preserving speed-ups for batched work
+                    try:
+                        run_pipelined(self, todo, advance)
+                    finally:
+                        undo()
                 else:
-                    for video, group in by_video(todo):
-                        self._run_video(group, prompts, stores, advance)
+                    self._run_sequential(todo, advance)
             self.seconds, self.questions = time.perf_counter() - t0, len(todo)
-            features = dict(sorted(self.inputs.stats.items()))
-            for store in stores:
-                store.event("features", **features, questions=self.questions, seconds=self.seconds,
-                            **({"rank": self.world.rank} if self.world.size > 1 else {}))
-            self.world.barrier()  # every rank's rows are written
-            if self.world.is_main:
-                for store in stores:
-                    store.merge()
-                    store.write_metrics({"task": self.task.name, "scorer": self.task.parser,
-                                         "metrics": self.task.metrics(store.rows())})
+            self._finish()
         finally:
-            for store in stores:
+            for store in self.stores:
                 store.close()
-        return [st.dir for st in stores]
+        return [st.dir for st in self.stores]
+
+    def _finish(self) -> None:
+        """Every rank's counts into its event log; rank 0 merges the ranks' rows and writes the metrics."""
+        features = dict(sorted(self.inputs.stats.items()))
+        for store in self.stores:
+            store.event("features", **features, questions=self.questions, seconds=self.seconds,
+                        **({"rank": self.world.rank} if self.world.size > 1 else {}))
+        self.world.barrier()  # every rank's rows are written
+        if self.world.is_main:
+            for store in self.stores:
+                store.merge()
+                store.write_metrics({"task": self.task.name, "scorer": self.task.parser,
+                                     "metrics": self.task.metrics(store.rows())})
 
     @property
-    def fast(self) -> bool:
-        """Workers decode ahead and/or questions are batched (`--workers`, `--batch-size`): `_run_fast`."""
+    def pipelined(self) -> bool:
+        """Workers decode ahead and/or questions are batched (`--workers`, `--batch-size`)."""
         return self.cfg.workers > 0 or self.cfg.batch_size > 1
 
-    def _plan(self, group: list[Sample], prompts: dict, stores: list[RunStore]) -> "VideoPlan":
-        """In this process: open the video, compute missing features (one decode pass), select every (sample,
-        sampler) still to do. What the workers then decode is the union of the selections."""
-        plan = VideoPlan(group)
-        pending = [(s, sp, st) for s in group for sp, st in zip(self.samplers, stores) if not st.is_done(s.id)]
-        try:
-            t0 = time.perf_counter()
-            reader, grid = self.open(group[0].video)
-            opened = time.perf_counter() - t0
-        except Exception as e:  # the video is unusable: one error row per sampler, the run goes on
-            plan.rows += [(st, self._row(s, prompts[s.id], None, error_prediction(self.describe(e))))
-                          for s, _, st in pending]
-            return plan
-        with reader:
-            failed, prepared = self.prepare(group, grid, reader)
-            for sample, sampler, store in pending:
-                if failed:
-                    plan.rows.append((store, self._row(sample, prompts[sample.id], None, error_prediction(failed))))
-                    continue
-                try:
-                    t = time.perf_counter()
-                    selection = self.select(sampler, sample, grid, reader)
-                    timings = {"open": opened, "features": prepared, "select": time.perf_counter() - t}
-                    plan.work.append((sample, store, selection, timings))
-                except Exception as e:
-                    plan.rows.append((store, self._row(sample, prompts[sample.id], None,
-                                                       error_prediction(self.describe(e)))))
-        keys = dict.fromkeys(tuple(int(i) for i in sel.frame_indices) for _, _, sel, _ in plan.work)
-        if keys:
-            plan.selections = tuple(keys)
-            plan.union = tuple(np.unique(np.concatenate([np.asarray(k, np.int64) for k in keys])).tolist())
-            # made here, in the main thread: learning the processor's settings touches the backbone
-            plan.preparer = self._preparer(frozenset(len(k) for k in keys))
-        return plan
+    def pending(self, sample: Sample) -> list[int]:
+        """The sampler slots whose run stores lack this sample."""
+        return [i for i, store in enumerate(self.stores) if not store.is_done(sample.id)]
 
-    def _preparer(self, frame_counts: frozenset):
-        """The backbone's worker-side preprocessing for selections of these sizes (None: workers hand over frames)."""
-        if frame_counts not in self._preparers:
-            self._preparers[frame_counts] = self.backbone.frame_preparer(sorted(frame_counts))
-        return self._preparers[frame_counts]
+    def write(self, item: Planned, row: dict) -> None:
+        """The one place rows are appended (and flushed) to a run store."""
+        self.stores[item.slot].append(row)
 
-    def _run_fast(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
-        """Videos planned here, decoded `--workers` processes ahead, questions answered in batches of up to
-        `--batch-size` (those sharing the same frames together, so their frames are decoded and preprocessed once).
-        Rows are appended per sample as each batch finishes; resume and error rows work as in `_run_video`."""
-        # answer-preserving speed-ups a backbone offers for batched work (Qwen2.5-VL: shared vision, grouped attention)
-        undo = self.backbone.accelerate()
-        try:
-            self._run_pipeline(todo, prompts, stores, advance)
-        finally:
-            undo()
+    def write_error(self, item: Planned, message: str) -> None:
+        self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
+                                  error_prediction(message)))
 
-    def _run_pipeline(self, todo: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
-        """Each video's frames are split into up to `workers` runs of consecutive frames, decoded in parallel (so
-        the first video is ready after a fraction of its decode time, and workers stay evenly loaded); a thread here
-        preprocesses the next video (the backbone's `frame_preparer`) while the backbone answers this one."""
-        workers = max(0, self.cfg.workers)
-        threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-        stats = self.pipeline_stats
+    def write_answer(self, item: Planned, answer, timings: dict, visual_tokens: int | None) -> None:
+        self.write(item, answered_row(self.task, item.sample, self.prompts[item.sample.id], item.selection, answer,
+                                      timings, visual_tokens, self.describe))
 
-        def items():
-            for _, group in by_video(todo):
-                plan = self._plan(group, prompts, stores)
-                chunks = _split(plan.union, max(1, workers)) if plan.union else [None]
-                for i, chunk in enumerate(chunks):
-                    job = None if chunk is None else DecodeJob(group[0].video, self.cfg.decode_backend, (chunk,))
-                    yield plan, job, i == len(chunks) - 1
+    def _run_sequential(self, todo: list[Sample], advance) -> None:
+        """Video by video in this process: each selection decoded from the open reader and answered alone."""
+        for _, group in by_video(todo):
+            with self.planned(group, self.pending) as plan:
+                for item in plan.items:
+                    if item.selection is None:
+                        self.write_error(item, item.error)
+                    else:
+                        self._answer(plan.reader, item)
+            advance(len(group))
 
-        def assembled(pool):
-            parts = []
-            for (plan, job, last), result in pool.map(items(), job=lambda item: item[1]):
-                parts.append((job, result))
-                if last:
-                    yield plan, self._assemble(plan, parts)
-                    parts = []
-
-        with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers),
-                        threads_per_worker=threads) as pool, ThreadPoolExecutor(1) as prep:
-            videos, pending = assembled(pool), None
-            while True:
-                t = time.perf_counter()
-                try:
-                    plan, decoded = next(videos)
-                except StopIteration:
-                    break
-                stats["wait"] += time.perf_counter() - t  # planning + waiting for the workers
-                if isinstance(decoded, dict):
-                    stats["decode"] += decoded["decode"]
-                    plan.decode_seconds = decoded["decode"]
-                ready = prep.submit(self._prepare_frames, plan, decoded)
-                if pending is not None:
-                    self._finish_plan(*pending, prompts, advance)
-                pending = (plan, ready)
-            if pending is not None:
-                self._finish_plan(*pending, prompts, advance)
-
-    def _assemble(self, plan: "VideoPlan", parts: list):
-        """The frames of each selection from the decoded runs (or the first WorkError)."""
-        if plan.union is None:
-            return None
-        for _, result in parts:
-            if isinstance(result, WorkError):
-                return result
-        union = np.concatenate([result["frames"][job.selections[0]] for job, result in parts])
-        index = np.asarray(plan.union, np.int64)
-        frames = {sel: union[np.searchsorted(index, np.asarray(sel, np.int64))] for sel in plan.selections}
-        return {"frames": frames, "decode": sum(result["decode"] for _, result in parts)}
-
-    def _prepare_frames(self, plan: "VideoPlan", decoded):
-        """Runs in the preprocessing thread: the backbone-ready object for each selection (its stand-in for frames
-        preprocessed here, or the frames themselves); a WorkError when anything fails."""
-        if not isinstance(decoded, dict):
-            return decoded
-        try:
-            t = time.perf_counter()
-            frames = dict(decoded["frames"])
-            if plan.preparer is not None:
-                adopt = self.backbone.prepared_frames
-                frames = {sel: adopt(plan.preparer(f)) for sel, f in frames.items()}
-            self.pipeline_stats["prepare"] += time.perf_counter() - t
-            return frames
-        except Exception as e:
-            return WorkError(self.describe(e), type(e).__name__)
-
-    def _finish_plan(self, plan: "VideoPlan", ready, prompts: dict, advance) -> None:
-        for store, row in plan.rows:
-            store.append(row)
-        if plan.work:
-            frames = ready.result()
-            if isinstance(frames, WorkError):
-                for sample, store, selection, _ in plan.work:
-                    store.append(self._row(sample, prompts[sample.id], selection, error_prediction(frames.message)))
-            else:
-                self._answer_batches(plan.work, frames, prompts, plan.decode_seconds)
-        for _ in plan.group:
-            advance()
-
-    def _answer_batches(self, work: list, frames: dict, prompts: dict, decode_seconds: float = 0.0) -> None:
-        """Batches of up to batch_size questions of one video, those sharing frames adjacent; each selection's
-        frames are one array object (the backbone may preprocess it once for all its questions)."""
-        groups: dict[tuple, list] = {}
-        for item in work:
-            groups.setdefault(tuple(int(i) for i in item[2].frame_indices), []).append(item)
-        ordered = [item for items in groups.values() for item in items]
-        size = max(1, self.cfg.batch_size)
-        for start in range(0, len(ordered), size):
-            batch = ordered[start:start + size]
-            requests = [(frames[tuple(int(i) for i in sel.frame_indices)], sel.timestamps,
-                         prompts[sample.id]) for sample, _, sel, _ in batch]
-            t = time.perf_counter()
-            try:
-                texts: list = list(self._generate_batch(requests))
-            except Exception:  # one bad question must not fail its batch-mates: answer them one by one
-                texts = []
-                for request in requests:
-                    try:
-                        texts.append(self.backbone.generate(*request))
-                    except Exception as e:
-                        texts.append(e)
-            seconds = time.perf_counter() - t
-            self.pipeline_stats["generate"] += seconds
-            self.pipeline_stats["batches"] += 1
-            tokens = self.backbone.last_visual_tokens
-            tokens = tokens if tokens is not None and len(tokens) == len(batch) else [None] * len(batch)
-            for (sample, store, selection, timings), text, n in zip(batch, texts, tokens):
-                timings = {**timings, "decode": decode_seconds, "generate": seconds, "batch": len(batch)}
-                store.append(self._finish(sample, prompts[sample.id], selection, text, timings, n))
-
-    def _generate_batch(self, requests: list) -> list[str]:
-        texts = self.backbone.generate_batch(requests)
-        if len(texts) != len(requests):
-            raise HarnessError(f"backbone {self.cfg.backbone!r} returned {len(texts)} answers for "
-                               f"{len(requests)} questions")
-        return texts
-
-    def _finish(self, sample, prompt, selection, text, timings: dict, visual_tokens: int | None = None) -> dict:
-        """The row of an answered (or failed) question, as `_answer` writes it."""
-        parsers = None
-        try:
-            if isinstance(text, Exception):
-                raise text
-            prediction = self.task.score(sample, text)
-            prediction = type(prediction)(**{**prediction.to_json(), "timings": timings})
-            parsers = self.task.parse_all(sample, text)
-        except Exception as e:
-            prediction = error_prediction(self.describe(e))
-        row = self._row(sample, prompt, selection, prediction)
-        if parsers is not None:
-            row["parsers"] = parsers
-        if visual_tokens is not None:
-            row["visual_tokens"] = int(visual_tokens)
-        return row
-
-    def _run_video(self, group: list[Sample], prompts: dict, stores: list[RunStore], advance) -> None:
-        pending = {s.id: [(sp, st) for sp, st in zip(self.samplers, stores) if not st.is_done(s.id)] for s in group}
-        try:
-            t0 = time.perf_counter()
-            reader, grid = self.open(group[0].video)
-            opened = time.perf_counter() - t0
-        except Exception as e:  # the video is unusable: one error row per sampler, the run goes on
-            for sample in group:
-                for _, store in pending[sample.id]:
-                    store.append(self._row(sample, prompts[sample.id], None, error_prediction(self.describe(e))))
-                advance()
+    def _answer(self, reader: VideoReader, item: Planned) -> None:
+        timings = dict(item.timings)
+        if not self.backbone.answers:  # --backbone none: the selection is the result
+            self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
+                                      not_answered(timings)))
             return
-        with reader:
-            failed, prepared = self.prepare(group, grid, reader)
-            for sample in group:
-                for sampler, store in pending[sample.id]:
-                    if failed:
-                        store.append(self._row(sample, prompts[sample.id], None, error_prediction(failed)))
-                        continue
-                    store.append(self._answer(sample, prompts[sample.id], reader, grid, sampler,
-                                              {"open": opened, "features": prepared}))
-                advance()
-
-    def _answer(self, sample, prompt, reader, grid, sampler, timings: dict) -> dict:
-        selection, timings = None, dict(timings)
         try:
             t = time.perf_counter()
-            selection = self.select(sampler, sample, grid, reader)
-            timings["select"] = time.perf_counter() - t
-            if not self.backbone.answers:  # --backbone none: the selection is the result
-                return self._row(sample, prompt, selection, not_answered(timings))
-            t = time.perf_counter()
-            frames = decode_selection(reader, selection.frame_indices)
+            frames = decode_selection(reader, item.selection.frame_indices)
             timings["decode"] = time.perf_counter() - t
             t = time.perf_counter()
-            text = self.backbone.generate(frames, selection.timestamps, prompt)
+            text = self.backbone.generate(frames, item.selection.timestamps, self.prompts[item.sample.id])
             timings["generate"] = time.perf_counter() - t
         except Exception as e:
-            return self._row(sample, prompt, selection, error_prediction(self.describe(e)))
+            self.write_error(item, self.describe(e))
+            return
         tokens = self.backbone.last_visual_tokens
-        return self._finish(sample, prompt, selection, text, timings, tokens[0] if tokens and len(tokens) == 1 else None)
-
-    @staticmethod
-    def _row(sample: Sample, prompt: str, selection, prediction) -> dict:
-        return {
-            "sample_id": sample.id,
-            "video": sample.video,
-            "categories": dict(sample.categories),
-            "answer": sample.answer_letter,
-            "prompt_sha256": hashlib.sha256(prompt.encode()).hexdigest()[:16],
-            "selection": None if selection is None else selection.to_json(),
-            "evidence": [list(iv) for iv in sample.evidence],
-            "evidence_recall": None if selection is None else evidence_recall(sample.evidence, selection.timestamps),
-            "prediction": prediction.to_json(),
-        }
-
+        self.write_answer(item, text, timings, tokens[0] if tokens and len(tokens) == 1 else None)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 from harness.config import RunConfig, parse_spec
 from harness.errors import HarnessError
 from harness.features.inputs import InputProvider, wants
-from harness.records import CandidateGrid, Sample
+from harness.records import CandidateGrid, Sample, Selection
 from harness.registry import SAMPLERS, TASKS
 from harness.run import distributed
 from harness.run.subset import stratified_subset
@@ -27,6 +30,37 @@ def by_video(samples: list[Sample]) -> list[tuple[str, list[Sample]]]:
     for s in samples:
         groups.setdefault(s.video, []).append(s)
     return list(groups.items())
+
+
+@dataclass
+class Planned:
+    """One (sample, sampler) of a video: its selection, or the error that left it without one."""
+
+    sample: Sample
+    slot: int  # the sampler's index in Selector.samplers (and its run store's in Run.stores)
+    selection: Selection | None
+    error: str | None = None
+    timings: dict = field(default_factory=dict)  # seconds: open, features, select
+
+
+@dataclass
+class VideoPlan:
+    """Every (sample, sampler) still to do for one video, planned in this process: the grid (None when the video
+    could not be opened), and the reader, open only inside `Selector.planned`."""
+
+    video: str
+    group: list[Sample]
+    grid: CandidateGrid | None = None
+    reader: VideoReader | None = None
+    items: list[Planned] = field(default_factory=list)
+
+    @property
+    def selected(self) -> list[Planned]:
+        return [item for item in self.items if item.selection is not None]
+
+    @property
+    def failed(self) -> list[Planned]:
+        return [item for item in self.items if item.selection is None]
 
 
 class Selector:
@@ -51,6 +85,7 @@ class Selector:
                 raise HarnessError(f"sampler {sampler.name!r} needs --grid {sampler.grid} (this run has "
                                    f"{self.grid_rule})")
         self.inputs = InputProvider(Path(cfg.cache_dir), self.device, cfg.dtype)
+        self.n_available: int | None = None  # samples of the task before --limit (known once samples() ran)
         for spec, _ in wants(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
             self.inputs.store.encoder(spec)
 
@@ -75,8 +110,9 @@ class Selector:
         return samples
 
     def _load_samples(self) -> list[Sample]:
-        return self.task.check_videos(
-            stratified_subset(self.task.load_samples(), self.cfg.limit, self.task.stratify_key))
+        every = self.task.load_samples()
+        self.n_available = len(every)  # before --limit: a limit that takes them all is no subset
+        return self.task.check_videos(stratified_subset(every, self.cfg.limit, self.task.stratify_key))
 
     def my_share(self, samples: list[Sample]) -> list[Sample]:
         """This rank's samples: whole videos, dealt round-robin (see harness.run.distributed)."""
@@ -104,32 +140,53 @@ class Selector:
             traceback.print_exc()
         return str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
 
+    @contextmanager
+    def planned(self, group: list[Sample], pending: Callable[[Sample], list[int]] | None = None
+                ) -> Iterator[VideoPlan]:
+        """The one planner of every command: open the video, compute what its samplers miss in one decode pass,
+        select every (sample, sampler slot) in `pending(sample)` (default: all). A video that cannot be opened or a
+        feature pass that fails gives every item that error; a failing sampler only its own items. The reader stays
+        open inside the with-block (the sequential runner decodes from it)."""
+        plan = VideoPlan(group[0].video, group)
+        slots = [(s, i) for s in group for i in (pending(s) if pending else range(len(self.samplers)))]
+        t0 = time.perf_counter()
+        try:
+            reader, plan.grid = self.open(plan.video)
+        except Exception as e:  # the video is unusable: one error per item, the run goes on
+            plan.items = [Planned(s, i, None, self.describe(e)) for s, i in slots]
+            yield plan
+            return
+        opened = time.perf_counter() - t0
+        with reader:
+            plan.reader = reader
+            failed, prepared = self.prepare(group, plan.grid, reader) if slots else (None, 0.0)
+            for sample, slot in slots:
+                if failed:
+                    plan.items.append(Planned(sample, slot, None, failed))
+                    continue
+                t = time.perf_counter()
+                try:
+                    selection = self.select(self.samplers[slot], sample, plan.grid, reader)
+                except Exception as e:
+                    plan.items.append(Planned(sample, slot, None, self.describe(e)))
+                    continue
+                plan.items.append(Planned(sample, slot, selection, None, {
+                    "open": opened, "features": prepared, "select": time.perf_counter() - t}))
+            try:
+                yield plan
+            finally:
+                plan.reader = None
+
     def records(self, samples: list[Sample]):
         """One canonical selection record per (sample, sampler), video by video; an unusable video or a failing
         sampler gives a record with `selection: null` and the error, and the rest goes on."""
         with progress_bar(self.progress, "select", len(samples)) as advance:
-            for video, group in by_video(samples):
-                try:
-                    reader, grid = self.open(video)
-                except Exception as e:
-                    for sample in group:
-                        for sampler in self.samplers:
-                            yield selection_record(sample, sampler, grid=None, selection=None,
-                                                   error=self.describe(e))
-                        advance()
-                    continue
-                with reader:
-                    failed, _ = self.prepare(group, grid, reader)
-                    for sample in group:
-                        for sampler in self.samplers:
-                            try:
-                                if failed:
-                                    raise HarnessError(failed)
-                                yield selection_record(sample, sampler, grid, self.select(sampler, sample, grid,
-                                                                                          reader))
-                            except Exception as e:
-                                yield selection_record(sample, sampler, grid, None, self.describe(e))
-                        advance()
+            for _, group in by_video(samples):
+                with self.planned(group) as plan:
+                    for item in plan.items:
+                        yield selection_record(item.sample, self.samplers[item.slot], plan.grid, item.selection,
+                                               item.error)
+                advance(len(group))
 
 
 def compute_features(selector: Selector, encoders: list[str], query: str = "question") -> tuple[dict, list[str]]:

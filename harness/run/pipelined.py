@@ -1,0 +1,180 @@
+"""The pipelined executor of `harness run` (`--workers N`, `--batch-size B`): videos are planned in this process,
+their frames decoded by worker processes that stay ahead of the accelerator, preprocessed by a thread while the
+backbone answers the previous video, and questions answered in batches (those sharing frames together, so their
+frames are decoded and preprocessed once). Rows, resume and error rows are those of the sequential executor."""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.records import Sample
+from harness.run.selector import Planned, VideoPlan, by_video
+from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+
+
+@dataclass
+class Decoding:
+    """What the workers decode for one planned video: the union of its selections' frames."""
+
+    plan: VideoPlan
+    selections: tuple = ()  # distinct selections (native frame indices) of the plan's selected items
+    union: tuple | None = None  # every frame they need, ascending
+    preparer: object = None  # the backbone's worker-side preprocessing for them (None: raw frames)
+    decode_seconds: float = 0.0  # worker time spent decoding them (summed over the parallel runs)
+    parts: list = field(default_factory=list)  # (job, result) of each run of frames
+
+
+def frame_key(item: Planned) -> tuple[int, ...]:
+    return tuple(int(i) for i in item.selection.frame_indices)
+
+
+def split_runs(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
+    """Up to `parts` runs of consecutive frames (at least `smallest` each), for parallel decoding."""
+    parts = max(1, min(parts, len(frames) // smallest))
+    bounds = np.linspace(0, len(frames), parts + 1).round().astype(int)
+    return [tuple(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def run_pipelined(run, todo: list[Sample], advance) -> None:
+    """Each video's frames are split into up to `workers` runs of consecutive frames, decoded in parallel (so the
+    first video is ready after a fraction of its decode time, and workers stay evenly loaded)."""
+    workers = max(0, run.cfg.workers)
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    stats, preparers = run.pipeline_stats, {}
+
+    def plan_video(group) -> Decoding:
+        with run.planned(group, run.pending) as plan:
+            pass  # the workers decode; the plan's reader is not needed after selecting
+        decoding = Decoding(plan)
+        keys = tuple(dict.fromkeys(frame_key(item) for item in plan.selected))
+        if keys:
+            decoding.selections = keys
+            decoding.union = tuple(np.unique(np.concatenate([np.asarray(k, np.int64) for k in keys])).tolist())
+            # made here, in the main thread: learning the processor's settings touches the backbone
+            counts = frozenset(len(k) for k in keys)
+            if counts not in preparers:
+                preparers[counts] = run.backbone.frame_preparer(sorted(counts))
+            decoding.preparer = preparers[counts]
+        return decoding
+
+    def jobs():
+        for _, group in by_video(todo):
+            decoding = plan_video(group)
+            chunks = split_runs(decoding.union, max(1, workers)) if decoding.union else [None]
+            for i, chunk in enumerate(chunks):
+                job = None if chunk is None else DecodeJob(decoding.plan.video, run.cfg.decode_backend, (chunk,))
+                yield decoding, job, i == len(chunks) - 1
+
+    def decoded(pool):
+        for (decoding, job, last), result in pool.map(jobs(), job=lambda item: item[1]):
+            decoding.parts.append((job, result))
+            if last:
+                yield decoding, assemble(decoding)
+
+    with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers),
+                    threads_per_worker=threads) as pool, ThreadPoolExecutor(1) as prep:
+        videos, pending = decoded(pool), None
+        while True:
+            t = time.perf_counter()
+            try:
+                decoding, frames = next(videos)
+            except StopIteration:
+                break
+            stats["wait"] += time.perf_counter() - t  # planning + waiting for the workers
+            if isinstance(frames, dict):
+                stats["decode"] += frames["decode"]
+                decoding.decode_seconds = frames["decode"]
+            ready = prep.submit(prepare, run, decoding, frames)
+            if pending is not None:
+                finish(run, *pending, advance)
+            pending = (decoding, ready)
+        if pending is not None:
+            finish(run, *pending, advance)
+
+
+def assemble(decoding: Decoding):
+    """The frames of each selection from the decoded runs (or the first WorkError)."""
+    if decoding.union is None:
+        return None
+    for _, result in decoding.parts:
+        if isinstance(result, WorkError):
+            return result
+    union = np.concatenate([result["frames"][job.selections[0]] for job, result in decoding.parts])
+    index = np.asarray(decoding.union, np.int64)
+    frames = {sel: union[np.searchsorted(index, np.asarray(sel, np.int64))] for sel in decoding.selections}
+    return {"frames": frames, "decode": sum(result["decode"] for _, result in decoding.parts)}
+
+
+def prepare(run, decoding: Decoding, decoded):
+    """Runs in the preprocessing thread: the backbone-ready object for each selection (its stand-in for frames
+    preprocessed here, or the frames themselves); a WorkError when anything fails."""
+    if not isinstance(decoded, dict):
+        return decoded
+    try:
+        t = time.perf_counter()
+        frames = dict(decoded["frames"])
+        if decoding.preparer is not None:
+            frames = {sel: run.backbone.prepared_frames(decoding.preparer(f)) for sel, f in frames.items()}
+        run.pipeline_stats["prepare"] += time.perf_counter() - t
+        return frames
+    except Exception as e:
+        return WorkError(run.describe(e), type(e).__name__)
+
+
+def finish(run, decoding: Decoding, ready, advance) -> None:
+    plan = decoding.plan
+    for item in plan.failed:
+        run.write_error(item, item.error)
+    if plan.selected:
+        frames = ready.result()
+        if isinstance(frames, WorkError):
+            for item in plan.selected:
+                run.write_error(item, frames.message)
+        else:
+            answer_batches(run, plan.selected, frames, decoding.decode_seconds)
+    advance(len(plan.group))
+
+
+def answer_batches(run, work: list[Planned], frames: dict, decode_seconds: float) -> None:
+    """Batches of up to batch_size questions of one video, those sharing frames adjacent; each selection's frames
+    are one array object (the backbone may preprocess it once for all its questions)."""
+    groups: dict[tuple, list[Planned]] = {}
+    for item in work:
+        groups.setdefault(frame_key(item), []).append(item)
+    ordered = [item for items in groups.values() for item in items]
+    size = max(1, run.cfg.batch_size)
+    for start in range(0, len(ordered), size):
+        batch = ordered[start:start + size]
+        requests = [(frames[frame_key(item)], item.selection.timestamps, run.prompts[item.sample.id])
+                    for item in batch]
+        t = time.perf_counter()
+        try:
+            texts: list = generate_batch(run, requests)
+        except Exception:  # one bad question must not fail its batch-mates: answer them one by one
+            texts = []
+            for request in requests:
+                try:
+                    texts.append(run.backbone.generate(*request))
+                except Exception as e:
+                    texts.append(e)
+        seconds = time.perf_counter() - t
+        run.pipeline_stats["generate"] += seconds
+        run.pipeline_stats["batches"] += 1
+        tokens = run.backbone.last_visual_tokens
+        tokens = tokens if tokens is not None and len(tokens) == len(batch) else [None] * len(batch)
+        for item, text, n in zip(batch, texts, tokens):
+            timings = {**item.timings, "decode": decode_seconds, "generate": seconds, "batch": len(batch)}
+            run.write_answer(item, text, timings, n)
+
+
+def generate_batch(run, requests: list) -> list:
+    texts = list(run.backbone.generate_batch(requests))
+    if len(texts) != len(requests):
+        raise HarnessError(f"backbone {run.cfg.backbone!r} returned {len(texts)} answers for "
+                           f"{len(requests)} questions")
+    return texts
