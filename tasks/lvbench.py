@@ -22,22 +22,12 @@ import re
 
 from harness.records import Sample
 from harness.registry import TASKS
-from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video
+from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video, split_options
 
 POST_PROMPT = "\nAnswer the question with the option letter"
 QUESTION_TYPES = ("entity recognition", "event understanding", "key information retrieval", "temporal grounding",
                   "reasoning", "summarization")
 _OPTION_LINE = re.compile(r"^\(([A-Z])\) ?(.*)$")
-
-
-def split_question(question: str) -> tuple[str, list[str]]:
-    """(stem, option texts) of "stem\\n(A) a\\n(B) b..."."""
-    lines = question.rstrip("\n").split("\n")
-    options: list[str] = []
-    while len(lines) > 1 and (m := _OPTION_LINE.match(lines[-1])):
-        options.insert(0, m.group(2))
-        lines.pop()
-    return "\n".join(lines), options
 
 
 def parse_clock(text: str) -> float:
@@ -88,7 +78,7 @@ class LVBench(BenchmarkTask):
         return [self._sample(row) for row in question_rows(record)]
 
     def _sample(self, row: dict) -> Sample:
-        stem, inline = split_question(str(row["question"]))
+        stem, inline = split_options(str(row["question"]), _OPTION_LINE, keep_stem=True)
         listed = [str(o) for o in row.get("options") or []]
         options = listed or inline
         uid = str(row["uid"]) if row.get("uid") is not None else None

@@ -25,22 +25,12 @@ import re
 from harness.errors import HarnessError
 from harness.records import Sample
 from harness.registry import TASKS
-from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video
+from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video, split_options
 
 POST_PROMPT = "\nOnly give the best option.\nBest option: ("
 POST_PROMPT_PLM = "\nOnly give the best option."
 SPLITS = {"dev": ("sy1998/MLVU_dev", "mlvu_dev", "mlvu"), "test": ("sy1998/MLVU_Test", "mlvu_test", "mlvu_test")}
 _OPTION_LINE = re.compile(r"^\(([A-Z])\) (.*)$")
-
-
-def split_question(question: str) -> tuple[str, list[str]]:
-    """(stem, option texts) of a question with its options appended as "\\n(A) ...\\n(B) ..." lines."""
-    lines = question.rstrip("\n").split("\n")
-    options: list[str] = []
-    while lines and (m := _OPTION_LINE.match(lines[-1])):
-        options.insert(0, m.group(2))
-        lines.pop()
-    return "\n".join(lines), options
 
 
 def answer_index(answer, candidates: list[str]) -> int | None:
@@ -78,7 +68,7 @@ class MLVU(BenchmarkTask):
 
     def to_samples(self, record: dict) -> list[Sample]:
         question = str(record["question"])
-        stem, inline = split_question(question)
+        stem, inline = split_options(question, _OPTION_LINE)
         candidates = [str(c) for c in record["candidates"]] if record.get("candidates") is not None else inline
         video = str(record["video_name"])
         qid = record.get("question_id")

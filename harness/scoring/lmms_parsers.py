@@ -2,8 +2,8 @@
 
 These are not the harness's parser (that is `harness.scoring.answers.extract_strict`). Each function returns exactly what
 lmms-eval stores as the prediction, except where noted. Sources: lmms-eval 0.7.3 (PyPI), and for the
-``0.7.1`` variants the task code before the 0.7.2 extractor change (docs/reference/benchmarks.md sections 2.3, 3.3,
-4.3, 5.3 and the test vectors of section 6).
+``0.7.1`` variants the task code before the 0.7.2 extractor change (EvolvingLMMs-Lab/lmms-eval: `lmms_eval/tasks/
+{longvideobench,mlvu,videomme,lvbench}/utils.py` and `lmms_eval/tasks/_task_utils/`).
 
 * `extract_mcq_answer` (0.7.2 and later; MLVU, Video-MME, LVBench with choices A-D): a ranked matcher. Every
   choice letter found in one of these forms becomes a candidate, with a rank and a position:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.util.fileio import atomic_write
+from harness.util.fileio import atomic_write, json_objects
 from harness.util.hashing import short_hash
 
 PREDICTIONS = "predictions.jsonl"
@@ -42,18 +42,12 @@ def run_dir_name(identity: dict) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """Every row of a JSON Lines file ([] when it does not exist); a bad line is a HarnessError naming it."""
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
     with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise HarnessError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-    return rows
+        return [row for _, row in json_objects(f, str(path))]
 
 
 def complete_rows(path: Path) -> list[dict]:

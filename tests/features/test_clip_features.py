@@ -30,11 +30,6 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory):
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
-
-
-@pytest.fixture(scope="session")
 def encoder(tiny_clip):
     return ClipEncoder(str(tiny_clip))
 

@@ -31,7 +31,7 @@ from harness.video.grid import make_grid
 from harness.registry import BACKBONES, SAMPLERS, TASKS
 from harness.run.runner import Run
 from harness.store.selections import load_selections
-from harness.miniworld.tiny import build_tiny_blip, build_tiny_clip, build_tiny_open_clip
+from harness.miniworld.tiny import build_tiny_blip, build_tiny_open_clip
 from harness.video.reader import VideoReader, open_video
 
 NEEDLE = {"videos": 2, "min_duration": 40.0, "max_duration": 50.0}  # 4 questions per video, 40-50 s at 4 fps
@@ -47,21 +47,6 @@ class FrameCountProbe(ColourProbe):
 
 
 # -- fixtures ---------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory):
-    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0, image_size=32)
-
-
-@pytest.fixture(scope="session")
-def tiny_blip(tmp_path_factory):
-    return build_tiny_blip(tmp_path_factory.mktemp("tiny-blip"), seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_open_clip(tmp_path_factory):
-    return build_tiny_open_clip(tmp_path_factory.mktemp("tiny-open-clip"), seed=0)
-
-
 @pytest.fixture(scope="session")
 def needle_root(tmp_path_factory):
     """The needle videos, generated once per session; tests that damage or touch videos make their own."""

@@ -1,5 +1,5 @@
-"""AKS: golden vectors from docs/reference/samplers.md §A.5 (official mode) and hand computation (fixed mode), and
-agreement with an independent, literal, recursive transcription of the §A.4 pseudocode on random vectors."""
+"""AKS: golden vectors from the official `frame_select.py` (ncTimTang/AKS, run by hand; official mode) and hand computation (fixed mode), and
+agreement with an independent, literal, recursive transcription of the judge-and-split pseudocode on random vectors."""
 import heapq
 import warnings
 
@@ -13,7 +13,7 @@ from harness.registry import SAMPLERS
 from samplers.aks import AKS, PRESETS, aks_leaves, aks_select  # also registers "aks"
 from samplers.base import select
 
-# §A.5 golden vectors (V1, V2, V4, V5 share these scores)
+# golden vectors of the official frame_select.py (V1, V2, V4, V5 share these scores)
 ZIGZAG = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6, 0.5, 0.0, 0.05, 0.95, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65, 0.45,
           0.55]
 V10 = [0.888, 0.975, 0.602, 0.659, 0.089, 0.849, 0.059, 0.799, 0.193, 0.006, 0.065, 0.589, 0.884, 0.099, 0.244,
@@ -24,7 +24,7 @@ V11 = [0.0, 0.002, 0.004, 0.001, 0.003, 0.0, 0.002, 0.004, 1.001, 1.003, 1.0, 1.
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Independent reference: the §A.4 pseudocode transcribed literally (recursive, Python lists, heapq, real NaNs).
+# Independent reference: AKS's judge-and-split pseudocode transcribed literally (recursive, Python lists, heapq, real NaNs).
 
 def reference_aks(scores, m, t1, depth, t2=-100.0):
     ids = list(range(len(scores)))
@@ -88,7 +88,7 @@ def random_case(seed):
     k = BUDGETS[rs.randint(len(BUDGETS))]
     if seed % 25 == 0:
         n = int(rs.randint(4000)) + 1
-    elif seed % 5 == 1:  # n == K: every gap is rounding noise around 0, which t1 = 0.0 turns into splits (§A.4)
+    elif seed % 5 == 1:  # n == K: every gap is rounding noise around 0, which t1 = 0.0 turns into splits (as frame_select.py does)
         n = k
     elif seed % 5 == 2:
         n = int(rs.randint(1, 4 * k + 60))  # around K, including short videos (n < K)
@@ -99,7 +99,7 @@ def random_case(seed):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Official mode: §A.5 golden vectors
+# Official mode: golden vectors of the official frame_select.py
 
 @pytest.mark.parametrize("name,scores,k,t1,depth,expected", [
     ("V1", ZIGZAG, 4, 0.8, 2, [1, 5, 11, 15]),
@@ -120,7 +120,7 @@ def test_official_golden_vectors(name, scores, k, t1, depth, expected):
     assert reference_aks(scores, k, t1, depth)[0] == expected  # the reference itself reproduces the spec
 
 
-@pytest.mark.parametrize("scores,k,t1,depth,leaves", [  # (depth, first id, last id, frames) as §A.5 writes them
+@pytest.mark.parametrize("scores,k,t1,depth,leaves", [  # (depth, first id, last id, frames) as the official frame_select.py gives them
     (ZIGZAG, 4, 0.8, 2, [(2, 0, 4, 1), (2, 5, 9, 1), (2, 10, 14, 1), (2, 15, 19, 1)]),
     (ZIGZAG, 4, 0.2, 2, [(0, 0, 19, 4)]),
     ([0.5] * 10, 4, 0.8, 2, [(2, 0, 1, 1), (2, 2, 4, 1), (2, 5, 6, 1), (2, 7, 9, 1)]),
@@ -133,7 +133,7 @@ def test_official_leaves_match_spec(scores, k, t1, depth, leaves):
 
 
 def test_official_constant_scores_take_the_first_index_of_each_leaf():
-    # §A.5 row 1: n=300, M=32, L=5 -> [0, 9, 18, 27, 37, ...]: 32 leaves, one frame each, the first of each
+    # official frame_select.py, case 1: n=300, M=32, L=5 -> [0, 9, 18, 27, 37, ...]: 32 leaves, one frame each, the first of each
     chosen = aks_select(np.full(300, 0.7), 32, t1=0.8, depth=5)
     assert chosen[:5] == [0, 9, 18, 27, 37]
     assert chosen == [leaf.start for leaf in aks_leaves(np.full(300, 0.7), 32, t1=0.8, depth=5)]
@@ -141,20 +141,20 @@ def test_official_constant_scores_take_the_first_index_of_each_leaf():
 
 
 def test_official_budget_below_two_to_the_depth_is_empty():
-    # §A.5 row 4: K=16 or 8 with L=5 on non-peaked scores -> nothing
+    # official frame_select.py, case 4: K=16 or 8 with L=5 on non-peaked scores -> nothing
     scores = np.random.RandomState(0).rand(1000)
     assert aks_select(scores, 16, t1=0.8, depth=5) == []
     assert aks_select(scores, 8, t1=0.8, depth=5) == []
 
 
 def test_official_budget_not_divisible_by_leaves_loses_frames():
-    # §A.5 row 3: M=48, L=5, full split -> 32 frames (floor(48/32) = 1 per leaf)
+    # official frame_select.py, case 3: M=48, L=5, full split -> 32 frames (floor(48/32) = 1 per leaf)
     scores = np.random.RandomState(1).rand(1000)
     assert len(aks_select(scores, 48, t1=0.8, depth=5)) == 32
 
 
 def test_uneven_halves_give_the_left_half_fewer():
-    # §A.5 row 7: 43 -> 21 | 22, 11 -> 5 | 6
+    # official frame_select.py, case 7: 43 -> 21 | 22, 11 -> 5 | 6
     leaves = aks_leaves([0.5] * 43, 2, depth=1)
     assert [(leaf.start, leaf.stop) for leaf in leaves] == [(0, 21), (21, 43)]
     leaves = aks_leaves([0.5] * 11, 2, depth=1)
@@ -164,7 +164,7 @@ def test_uneven_halves_give_the_left_half_fewer():
 def test_low_t1_is_global_top_k_and_high_t1_is_equal_bins():
     scores = np.random.RandomState(2).rand(640)
     top = sorted(np.argsort(-scores, kind="stable")[:64].tolist())
-    assert aks_select(scores, 64, t1=0.2, depth=5) == top  # §A.4: random-uniform root gap ~0.45 > 0.2
+    assert aks_select(scores, 64, t1=0.2, depth=5) == top  # frame_select.py: random-uniform root gap ~0.45 > 0.2
     bins = aks_leaves(scores, 64, t1=0.8, depth=5)
     assert [(leaf.depth, leaf.stop - leaf.start, leaf.take) for leaf in bins] == [(5, 20, 2)] * 32
 
@@ -224,7 +224,7 @@ def test_official_agrees_with_reference_on_random_vectors():
         if n < k:
             assert got == list(range(n)) and leaves == []
             continue
-        # non-empty leaves tile the timeline, and their frames add up to the output (§A.5 invariants)
+        # non-empty leaves tile the timeline, and their frames add up to the output (invariants of the official selection)
         assert [(leaf.depth, leaf.start, leaf.stop, leaf.take) for leaf in leaves] == expected_leaves
         assert [leaf.start for leaf in leaves] == [0] + [leaf.stop for leaf in leaves[:-1]]
         assert leaves[-1].stop == n and len(got) == sum(leaf.take for leaf in leaves)
@@ -259,7 +259,7 @@ def test_official_agrees_with_reference_on_mixed_depths():
 
 
 def test_official_reproduces_rounding_noise_at_t1_zero():
-    # §A.4: once len(segment) <= K the gap is mean(all) - mean(all) up to rounding, and with t1 = 0 its sign decides
+    # frame_select.py: once len(segment) <= K the gap is mean(all) - mean(all) up to rounding, and with t1 = 0 its sign decides
     # the split. The official code averages the top values in descending-score order; so must we, bit for bit.
     for seed in range(200):
         rs = np.random.RandomState(1000 + seed)

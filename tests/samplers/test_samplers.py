@@ -40,7 +40,7 @@ def test_segment_centre(n, k, expected):
 
 
 def test_topk_golden_and_ties_to_earlier():
-    scores = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4]  # tspo.md §2.2: topk3 -> [1, 3, 6]
+    scores = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4]  # TSPO `inference_ts`: topk3 -> [1, 3, 6]
     assert topk_positions(scores, 3).tolist() == [1, 3, 6]
     assert topk_positions([0.5, 0.9, 0.5, 0.9, 0.5], 3).tolist() == [0, 1, 3]
     assert topk_positions([1.0] * 6, 2).tolist() == [0, 1]

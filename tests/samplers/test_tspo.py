@@ -1,5 +1,5 @@
-"""TSPO agent and sampler. Golden values come from docs/reference/tspo.md (§1.2, §1.3, §2.2) or hand computation;
-the forward is checked against an independent float64 numpy re-implementation of §1.3 (dense mask, as written)."""
+"""TSPO agent and sampler. Golden values come from the official TSPO code (Hui-design/TSPO: `MultiModal_Align` in `model/temporal_agent.py`, `inference_ts` in `llava/model/language_model/llava_qwen.py`) or hand computation;
+the forward is checked against an independent float64 numpy re-implementation of the selector's forward (dense mask, as written)."""
 import importlib.util
 import json
 import warnings
@@ -17,17 +17,17 @@ from samplers.topk import topk_positions
 from samplers.tspo import (TemporalAgent, agent_keys, bin_assignment, load_agent, positional_encoding,
                            read_selector_state, select, state_digest, uniform_proposals, window_mask)
 
-SPEC_KEYS = [  # tspo.md §1.2, without the `selector.` prefix, in the official module order
+SPEC_KEYS = [  # `MultiModal_Align` (TSPO `model/temporal_agent.py`), without the `selector.` prefix, in the official module order
     "temporal.Self_q.weight", "temporal.Self_q.bias", "temporal.Self_k.weight", "temporal.Self_k.bias",
     "temporal.Self_v.weight", "temporal.Self_v.bias", "temporal.ffn_o.weight", "temporal.ffn_o.bias",
     "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias",
 ]
-SPEC_SCORES = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4]  # tspo.md §2.2
-AKS_SCORES = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4, .5, .45, .12, .33, .77, .21]  # tspo.md §2.2
+SPEC_SCORES = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4]  # TSPO `inference_ts`
+AKS_SCORES = [.1, .9, .3, .8, .2, .7, .95, .05, .6, .4, .5, .45, .12, .33, .77, .21]  # TSPO `inference_ts`
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Independent reference of tspo.md §1.3, float64 numpy, dense T x T mask
+# Independent reference of the selector forward of TSPO `model/temporal_agent.py`, float64 numpy, dense T x T mask
 
 
 def reference_logits(state, feats, text, clip, window, tau, heads=8):

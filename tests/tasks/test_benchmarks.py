@@ -2,7 +2,7 @@
 missing videos, Video-MME subtitles, `data check`, and an end-to-end run on stand-in videos.
 
 Annotation files are read from the shared data folder (never copied into the project); tests that need them skip
-when it is absent. Expected strings and numbers are written by hand from docs/reference/benchmarks.md and tspo.md.
+when it is absent. Expected strings and numbers are written by hand from lmms-eval 0.7.3's task files and TSPO's evaluation prompts.
 """
 import json
 from collections import Counter
