@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-import torch
 
 from harness.registry import SAMPLERS
 from samplers.base import Sampler
@@ -17,6 +16,8 @@ def linspace_floor(n: int, k: int) -> np.ndarray:
 
 def linspace_round(n: int, k: int) -> np.ndarray:
     """torch.linspace(0, n-1, k).round(): qwen-vl-utils. Float32 torch on purpose, so halves land where its do."""
+    import torch
+
     return torch.linspace(0, n - 1, k).round().long().numpy()
 
 

@@ -145,7 +145,7 @@ class ClipEncoder:
                                                     return_tensors="pt")["pixel_values"]
             return self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
 
-        return _batched(check_frames(frames), batch_size, self.dim, encode)
+        return _batched(check_frames(frames, allow_empty=True), batch_size, self.dim, encode)
 
     def text_features(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
         """Texts -> (m, d) float32 projected features; longer texts are truncated to CLIP's 77 tokens."""
@@ -203,7 +203,8 @@ class OpenClipEncoder:
         from PIL import Image
 
         dtype = next(self.model.parameters()).dtype
-        return _batched(check_frames(frames), batch_size, self.dim, lambda batch: self.model.encode_image(
+        frames = check_frames(frames, allow_empty=True)
+        return _batched(frames, batch_size, self.dim, lambda batch: self.model.encode_image(
             torch.stack([self.preprocess(Image.fromarray(f)) for f in batch]).to(self.device, dtype)))
 
     def text_features(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
@@ -261,7 +262,7 @@ class BlipItmScorer:
         """(n, H, W, 3) uint8 frames -> the vision tower's token embeddings (a tensor on the model's device)."""
         import torch
 
-        frames = check_frames(frames)
+        frames = check_frames(frames, allow_empty=True)
         parts = []
         with torch.inference_mode():
             for start in range(0, len(frames), max(1, batch_size)):

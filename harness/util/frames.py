@@ -1,16 +1,18 @@
-"""The one check of decoded frames that encoders and backbones take: (n, H, W, 3) uint8 RGB, n >= 1."""
+"""The one check of decoded frames that encoders and backbones take: (n, H, W, 3) uint8 RGB."""
 from __future__ import annotations
 
 import numpy as np
 
 
-def check_frames(frames) -> np.ndarray:
-    """`frames` as an array, or a HarnessError saying what they are instead."""
+def check_frames(frames, allow_empty: bool = False) -> np.ndarray:
+    """`frames` as an array, or a HarnessError saying what they are instead. Encoders take n = 0 (no features);
+    a backbone needs at least one frame."""
     from harness.errors import HarnessError
 
     frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise HarnessError(f"frames must be (n, H, W, 3) uint8 with n >= 1, got {frames.shape} {frames.dtype}")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or (len(frames) == 0 and not allow_empty):
+        least = "" if allow_empty else " with n >= 1"
+        raise HarnessError(f"frames must be (n, H, W, 3) uint8{least}, got {frames.shape} {frames.dtype}")
     return frames
 
 

@@ -30,8 +30,8 @@ def check_data(task, backend: str = "decord", tolerance_s: float = 2.0, toleranc
                progress: bool = False) -> list[dict]:
     """Rows {video, questions, exists, readable, error, frames, fps, width, height, decoder_duration,
     annotation_duration, duration_diff, status} for every distinct video of `task` (missing videos included)."""
-    samples = task.load_samples() if hasattr(task, "load_samples") else task.samples()
-    root = getattr(task, "video_root", None)
+    samples = task.load_samples()
+    root = task.video_root
     by_video: dict[str, list] = {}
     for s in samples:
         by_video.setdefault(s.video, []).append(s)
@@ -87,7 +87,7 @@ def summarise_check(rows: list[dict], task=None) -> dict:
            "by_status": {s: {"videos": videos.get(s, 0), "questions": questions.get(s, 0)} for s in STATUSES}}
     if task is not None:
         out["task"] = task.name
-        out["video_root"] = str(getattr(task, "video_root", ""))
+        out["video_root"] = str(task.video_root or "")
     return out
 
 
