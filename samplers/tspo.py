@@ -518,3 +518,8 @@ class TSPO(Sampler):
 
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(select(self.logits(inputs), k, self.method), dtype=np.int64)
+
+    def frame_scores(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
+        """The agent's logits: what TSPO ranks candidates by (not the raw CLIP scores)."""
+        logits = self.logits(inputs).float().cpu().numpy()
+        return np.asarray(logits, np.float64).reshape(-1), f"{self.name} logit ({self.encoder})"

@@ -47,7 +47,7 @@ def _import_problem(backend: str) -> str | None:
     try:
         importlib.import_module(_BACKENDS[backend][0])
     except Exception as e:  # a broken install (missing shared library) counts as not installed
-        return _one_line(e)
+        return _library_error(e)
     return None
 
 
@@ -66,7 +66,7 @@ def check_backend(name: str) -> str:
     return name
 
 
-def _one_line(e: BaseException) -> str:
+def _library_error(e: BaseException) -> str:
     """The first informative line of a library's error, without log prefixes or stack traces."""
     if isinstance(getattr(e, "strerror", None), str):  # PyAV/OS errors: the reason without errno and path
         return e.strerror
@@ -94,7 +94,7 @@ class VideoReader(ABC):
         except HarnessError:
             raise
         except Exception as e:
-            raise VideoError(f"cannot decode {self.meta.path} with {self.backend}: {_one_line(e)}") from e
+            raise VideoError(f"cannot decode {self.meta.path} with {self.backend}: {_library_error(e)}") from e
         if frames.shape != (idx.size, self.meta.height, self.meta.width, 3) or frames.dtype != np.uint8:
             raise VideoError(f"{self.backend} returned frames of shape {frames.shape} {frames.dtype} for "
                              f"{self.meta.path}, expected ({idx.size}, {self.meta.height}, {self.meta.width}, 3)")
@@ -300,7 +300,7 @@ def open_video(path, backend: str = "decord") -> VideoReader:
     except HarnessError:
         raise
     except Exception as e:
-        raise VideoError(f"cannot open video {p} with {backend}: {_one_line(e)} "
+        raise VideoError(f"cannot open video {p} with {backend}: {_library_error(e)} "
                          f"(not a video, corrupt or truncated?)") from e
 
 
