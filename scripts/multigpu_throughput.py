@@ -1,7 +1,7 @@
 """Issue 9's measurement: the same `harness run` job on 1 GPU and, through torchrun, on N GPUs of one host; then
 one replica spanning 2 GPUs (`--gpus-per-replica 2`, layer by layer) checked against the 1-GPU answers.
 
-The job: the bench's generated video set (harness.bench.loops.video_set: 720p, 30 fps, GOP 250) as a Video-MME-style
+The job: the bench's generated video set (harness.bench.videos.video_set: 720p, 30 fps, GOP 250) as a Video-MME-style
 task, 3 questions per video on 64 uniform frames, Qwen2.5-VL-7B architecture with random weights in bf16, the fast
 runner (decode workers, questions sharing frames batched, each video's prefix shared). Every launch gets the same
 decode workers per rank and the same OMP_NUM_THREADS (torchrun would otherwise set 1 for N > 1). Throughput =
@@ -23,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness.bench.loops import BenchConfig, video_set, write_annotations  # noqa: E402
+from harness.bench.config import BenchConfig
+from harness.bench.videos import video_set, write_annotations
 
 
 def launch(n: int, folder: Path, annotations: Path, out: Path, workers: int, threads: int, decode: str,

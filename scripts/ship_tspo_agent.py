@@ -1,8 +1,11 @@
-"""Ship a trained TSPO agent as `tspo:agent=mini-tspo`: copy RUN/selector.safetensors to
-harness/miniworld/weights/mini-tspo/ and write training.json beside it (the run's config, the command, wall time,
-the reward per tenth of training, and the weights' digest, which the sampler records as agent_sha256).
+"""Ship a trained TSPO agent: copy RUN/selector.safetensors to a folder and write training.json beside it (the run's
+config, the command, wall time, the reward per tenth of training, and the weights' digest, which the sampler records
+as agent_sha256).
 
-    python scripts/ship_tspo_agent.py RUN --command "harness train tspo ..." [--note TEXT]
+    python scripts/ship_tspo_agent.py RUN --command "harness train tspo ..." [--note TEXT] [--out FOLDER]
+
+Without --out it writes nothing and prints where the shipped agent `tspo:agent=mini-tspo` lives; pass that folder
+as --out to replace the shipped agent (the package's files change: commit them knowingly).
 """
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.shipped import SHIPPED_AGENTS
-from harness.train.tspo import CONFIG, EVENTS, SELECTOR_FILE, read_log
-from samplers.tspo import read_selector_state, state_digest
+from harness.train.rundir import CONFIG, EVENTS, SELECTOR_FILE, read_log
+from samplers.tspo.weights import read_selector_state, state_digest
 
 
 def reward_curve(rows: list[dict], parts: int = 10) -> list[dict]:
@@ -32,12 +35,19 @@ def reward_curve(rows: list[dict], parts: int = 10) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run")
+    ap.add_argument("run", help="the training run directory (harness train tspo --out)")
     ap.add_argument("--command", required=True, help="the command that made the run, as typed")
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", default="", help="a remark kept in training.json")
+    ap.add_argument("--out", help="folder to write selector.safetensors and training.json to (default: write "
+                                  "nothing, print where the shipped agent lives)")
     args = ap.parse_args()
     run = Path(args.run)
-    target, _ = SHIPPED_AGENTS["mini-tspo"]
+    shipped = SHIPPED_AGENTS["mini-tspo"][0]
+    if args.out is None:
+        print(f"nothing written; the shipped agent mini-tspo is {shipped} (pass --out {shipped.parent} to "
+              f"replace it)")
+        return
+    target = Path(args.out) / shipped.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run / SELECTOR_FILE, target)
     rows = read_log(run)

@@ -1,3 +1,7 @@
-"""LLaVA-Video-7B-Qwen2 through transformers' LLaVA-OneVision classes (registered as `llava-video`), and the
-converter from the original checkpoint layout."""
-from backbones.llava_video import adapter  # noqa: F401  (registration side effect)
+"""LLaVA-Video-7B-Qwen2 through transformers' LLaVA-OneVision classes (registered as `llava-video`; importing the
+package registers it): `adapter` (the backbone), `vision` (preprocessing, pooling, newlines, visual token counts),
+`prompt` (time instruction, templates, token ids), `build` (random-weight presets, byte tokenizer, folder checks),
+`convert` (the original checkpoint layout to transformers'), `flops` and `probe` (what `harness bench` times)."""
+from backbones.llava_video.adapter import LlavaVideo
+
+__all__ = ["LlavaVideo"]

@@ -1,4 +1,4 @@
-"""Checkpoint converters behind `harness convert`.
+"""The checkpoint converter behind `harness convert llava-video SRC DST` (`LlavaVideo.convert_checkpoint`).
 
 `convert_llava_video(src, dst)`: a LLaVA-Video (LLaVA-NeXT, Qwen2 + SigLIP) checkpoint in the original layout
 -> a transformers `LlavaOnevisionForConditionalGeneration` folder that the `llava-video` backbone loads.
@@ -20,7 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from backbones.llava_video import vision
 from harness.errors import HarnessError
+from harness.util.checkpoints import shard_files
 
 # Original name prefix -> transformers name prefix (the original `LlavaQwenForCausalLM` is a Qwen2ForCausalLM whose
 # `model` also holds the vision tower, the projector `mm_projector` = Sequential(Linear, GELU, Linear) and the
@@ -48,7 +50,7 @@ KNOWN_TOWERS = {
                                              num_attention_heads=16, patch_size=14, image_size=384,
                                              hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6),
 }
-SIGLIP_MEAN = SIGLIP_STD = [0.5, 0.5, 0.5]  # the original SigLipImageProcessor's normalisation
+SIGLIP_MEAN, SIGLIP_STD = list(vision.SIGLIP_MEAN), list(vision.SIGLIP_STD)  # as lists for the JSON files
 VIDEO_SETTINGS = ("mm_spatial_pool_mode", "mm_spatial_pool_stride", "image_aspect_ratio", "image_grid_pinpoints",
                   "tokenizer_model_max_length", "mm_vision_select_layer", "mm_vision_select_feature",
                   "mm_projector_type", "mm_vision_tower")
@@ -82,17 +84,10 @@ def _read_json(path: Path) -> dict:
 
 
 def weight_shards(src: Path) -> list[Path]:
-    """The checkpoint's safetensors files: those its index names, else the single model.safetensors (or every
-    *.safetensors file when there is no index)."""
-    index = src / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        if not names:
-            raise HarnessError(f"{index} maps no tensors")
-        missing = [n for n in names if not (src / n).is_file()]
-        if missing:
-            raise HarnessError(f"{src} lacks shards named in its index: {', '.join(missing)}")
-        return [src / n for n in names]
+    """The checkpoint's safetensors files: those its index names, else every *.safetensors file of the folder."""
+    named = shard_files(src, index_names=("model.safetensors.index.json",))
+    if named is not None:
+        return named
     files = sorted(src.glob("*.safetensors"))
     if not files:
         raise HarnessError(f"{src} has no safetensors weights (*.bin checkpoints are not supported)")

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.util.frames import check_frames, one_line
+from harness.util.frames import check_frames
+from harness.util.text import one_line
 from harness.util.options import check_choices, torch_device
 from harness.util.hashing import digest
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from harness.errors import VideoError
 from harness.util.fileio import atomic_write
-from harness.util.frames import one_line
+from harness.util.text import one_line
 from harness.util.hashing import digest
 
 FEATURES_VERSION = "2"  # bump when the way features are computed changes (2: raw projections, 1 was unit vectors)

@@ -1,9 +1,10 @@
 """mini-clip: a tiny CLIP trained here, contrastively, on the needle task's train split.
 
 The model is a plain transformers `CLIPModel` + `CLIPProcessor` (with OpenAI CLIP's own tokenizer, built offline),
-so the harness loads it exactly like `openai/clip-vit-large-patch14`, through `harness.features.store.ClipEncoder`. It
-knows one thing: which frames show a needle object that fits a text ("a red triangle", "What colour is the
-triangle that appears in the video?"), on H.264-decoded frames, so that a query-aware sampler finds the evidence.
+so the harness loads it exactly like `openai/clip-vit-large-patch14`, through
+`harness.features.encoders.ClipEncoder`. It knows one thing: which frames show a needle object that fits a text ("a
+red triangle", "What colour is the triangle that appears in the video?"), on H.264-decoded frames, so that a
+query-aware sampler finds the evidence.
 
 Training data: short clips around every train-split event (needle frames are the positives, the seconds around
 them hard negatives on the same background) and around random haystack times, drawn with `render_frame` and
@@ -28,12 +29,12 @@ import numpy as np
 
 from harness.shipped import SHIPPED
 from harness.video.synth import h264_round_trip
-from tasks.needle import task as needle
+from tasks.needle import COLOURS, SHAPES, NeedleTask, frame_objects, make_specs, render_frame, write_spec_video
 
 FOLDER = SHIPPED["mini-clip"]
-OBJECTS = [(s, c) for s in needle.SHAPES for c in needle.COLOURS]  # (shape, colour), the needle vocabulary
+OBJECTS = [(s, c) for s in SHAPES for c in COLOURS]  # (shape, colour), the needle vocabulary
 # The task's own encoder settings (write_spec_video's defaults), so training frames carry the same artefacts.
-_WRITE = inspect.signature(needle.write_spec_video).parameters
+_WRITE = inspect.signature(write_spec_video).parameters
 TASK_CRF, TASK_GOP = _WRITE["crf"].default, _WRITE["gop"].default
 
 MODEL = dict(image_size=64, patch=8, vision_hidden=64, vision_layers=4, text_hidden=32, text_layers=2,
@@ -44,7 +45,7 @@ MODEL = dict(image_size=64, patch=8, vision_hidden=64, vision_layers=4, text_hid
 
 def caption_texts() -> list[str]:
     out = [f"{a} {c} {s}" for s, c in OBJECTS for a in ("a", "the")]
-    return out + [f"a {c} object" for c in needle.COLOURS] + [f"a {s}" for s in needle.SHAPES]
+    return out + [f"a {c} object" for c in COLOURS] + [f"a {s}" for s in SHAPES]
 
 
 def training_texts(specs) -> list[str]:
@@ -57,8 +58,8 @@ def text_objects(text: str) -> np.ndarray:
     """(len(OBJECTS),) bool: the needle objects a text fits (every colour and shape it names). A text naming
     none ("Which of these objects appears in the video?") fits any needle object, and nothing else."""
     words = set(re.findall(r"[a-z]+", text.lower()))
-    return np.array([all(w not in needle.COLOURS or w == c for w in words) and
-                     all(w not in needle.SHAPES or w == s for w in words) for s, c in OBJECTS])
+    return np.array([all(w not in COLOURS or w == c for w in words) and
+                     all(w not in SHAPES or w == s for w in words) for s, c in OBJECTS])
 
 
 # ---------------------------------------------------------------------------------------------------- frames
@@ -81,11 +82,11 @@ def training_frames(specs, seed: int = 0, margin: float = 2.0, haystack_clips: i
             first, stop = math.ceil(max(a, 0) * spec.fps), math.floor(min(b, spec.duration) * spec.fps)
             times = np.arange(first, stop) / spec.fps
             crf = int(rng.integers(crf_range[0], crf_range[1] + 1))
-            frames.append(h264_round_trip([needle.render_frame(spec, t) for t in times], spec.fps, crf=crf,
+            frames.append(h264_round_trip([render_frame(spec, t) for t in times], spec.fps, crf=crf,
                                           gop=TASK_GOP))
             for t in times:
                 row = np.zeros(len(OBJECTS), bool)
-                row[[index[e.obj] for e in needle.frame_objects(spec, t)]] = True
+                row[[index[e.obj] for e in frame_objects(spec, t)]] = True
                 labels.append(row)
     return np.concatenate(frames), np.stack(labels)
 
@@ -148,7 +149,7 @@ def _train(out: Path, seed, steps, batch_size, videos, lr, weight_decay, warmup,
 
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    specs = needle.make_specs("train", videos, seed)
+    specs = make_specs("train", videos, seed)
     texts = training_texts(specs)
     frames, labels = training_frames(specs, seed)
     t_data = time.time() - t0
@@ -227,7 +228,7 @@ def evaluate_mini_clip(folder=FOLDER, task=None, backend: str = "decord") -> dic
     from harness.video.grid import make_grid
     from harness.video.reader import open_video
 
-    task = task or needle.NeedleTask(split="test")
+    task = task or NeedleTask(split="test")
     encoder = ClipEncoder(str(folder))
     by_video = {}
     for s in task.samples():
@@ -269,7 +270,7 @@ def main(argv=None) -> None:
         rec = train_mini_clip(args.pop("out"), **{k: v for k, v in args.items() if v is not None})
         print(json.dumps({k: v for k, v in rec.items() if k != "losses"}, indent=1))
     else:
-        task = needle.NeedleTask(split="test", videos=args["videos"])
+        task = NeedleTask(split="test", videos=args["videos"])
         print(json.dumps(evaluate_mini_clip(args["folder"], task), indent=1))
 
 

@@ -1,8 +1,8 @@
 """Small, randomly initialised CLIP models in Hugging Face format, built offline.
 
-Tests (and the later trained "mini-clip") need a real `CLIPModel` + `CLIPProcessor` folder without downloading
-anything. The weights are random; the tokenizer is the genuine CLIP BPE, rebuilt from the vocabulary file that
-ships inside the `open_clip` package, so text ids match OpenAI CLIP exactly.
+Tests (and the trained mini-clip, `harness.miniworld.clip`) need a real `CLIPModel` + `CLIPProcessor` folder without
+downloading anything. The weights are random; the tokenizer is the genuine CLIP BPE, rebuilt from the vocabulary
+file that ships inside the `open_clip` package, so text ids match OpenAI CLIP exactly.
 
 Also here: a tiny `BlipForImageTextRetrieval` + `BlipProcessor` folder (`build_tiny_blip`, BLIP image-text matching
 as `harness.features.encoders.BlipItmScorer` loads it) and a tiny open_clip architecture with a weights file

@@ -11,7 +11,6 @@ Everything is recomputed from `predictions.jsonl`; errors and parse failures cou
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,33 +18,19 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.util.fileio import atomic_write
 from harness.records import NOT_ANSWERED
-from harness.report.table import sampler_label
-from harness.scoring.summary import summarise
+from harness.report import formats
+from harness.report.formats import missing
+from harness.report.reader import RunRows, load_run
 from harness.report.stats import MCNEMAR_METHODS, bootstrap_accuracy, mcnemar, paired_bootstrap
-from harness.store.runs import load_config, run_rows
+from harness.scoring.summary import summarise
+from harness.util.fileio import atomic_write
 
 FORMATS = ("md", "csv", "latex", "json")
 LEADERBOARD_SUFFIXES = {".md": "md", ".csv": "csv", ".tex": "latex", ".json": "json"}
 GROUP = ["task", "backbone", "frames"]
 # where a row may record the visual tokens the backbone consumed for it (no backbone records them yet)
 TOKEN_KEYS = ("visual_tokens",)
-
-
-@dataclass
-class RunRows:
-    dir: Path
-    task: str
-    backbone: str
-    frames: int
-    sampler: str  # label: the spec as typed, else name(config)
-    sampler_name: str
-    rows: list[dict]
-
-    @property
-    def by_id(self) -> dict[str, dict]:
-        return {r["sample_id"]: r for r in self.rows}
 
 
 @dataclass
@@ -68,17 +53,6 @@ class Comparison:
                 f"(n paired); {round(100 * self.confidence)}% CI: paired percentile bootstrap over questions "
                 f"({self.n_resamples} resamples, seed {self.seed}); p: {test}. Errors and parse failures count "
                 f"as wrong; frames/tokens per question over rows with a selection.")
-
-
-def load_run(run_dir) -> RunRows:
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    rows = run_rows(run_dir)
-    if not rows:
-        raise HarnessError(f"{run_dir} has no predictions yet")
-    ident = config["identity"]
-    return RunRows(run_dir, ident["task"]["name"], ident["backbone"]["name"], int(ident["frames"]),
-                   sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows)
 
 
 def _is_baseline(run: RunRows, baseline: str) -> bool:
@@ -245,24 +219,20 @@ def compare(run_dirs, baseline: str = "uniform", by: str | None = None, n_resamp
 
 
 # -- rendering --------------------------------------------------------------------------------------------------------
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
 def _num(v, digits: int = 1, signed: bool = False) -> str:
-    if _missing(v):
+    if missing(v):
         return "-"
     return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
 
 
 def _p(v) -> str:
-    if _missing(v):
+    if missing(v):
         return "-"
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
 def _range(mean, low, high, digits: int = 1) -> str:
-    if _missing(mean):
+    if missing(mean):
         return "-"
     return f"{mean:.1f} ({low:.{digits}f}-{high:.{digits}f})"
 
@@ -274,7 +244,7 @@ def display_runs(c: Comparison) -> tuple[list[str], list[list[str]]]:
             "visual tokens/q mean (min-max)"]
     cells = []
     for r in c.table.to_dict("records"):
-        ci = "-" if _missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
+        ci = "-" if missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
         cells.append([r["task"], r["backbone"], str(r["frames"]), r["sampler"], str(r["n"]), _num(r["accuracy"]),
                       _num(r["diff"], signed=True), ci, str(r["n_paired"]), _p(r["mcnemar_p"]),
                       _num(r["parse_fail_pct"]), str(r["errors"]), _num(r["evidence_recall"]),
@@ -289,7 +259,7 @@ def display_categories(c: Comparison) -> tuple[list[str], list[list[str]]]:
             "McNemar p"]
     cells = []
     for r in c.categories.to_dict("records"):
-        ci = "-" if _missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
+        ci = "-" if missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
         cells.append([r["task"], r["backbone"], str(r["frames"]), r["sampler"], f"{r['key']}={r['value']}",
                       str(r["n"]), _num(r["accuracy"]), _num(r["diff"], signed=True), ci, _p(r["mcnemar_p"])])
     return cols, cells
@@ -298,29 +268,9 @@ def display_categories(c: Comparison) -> tuple[list[str], list[list[str]]]:
 _TEXT_COLUMNS = ("task", "backbone", "sampler", "category")
 
 
-def _markdown(cols, cells) -> list[str]:
-    esc = lambda s: str(s).replace("|", r"\|")  # noqa: E731  a '|' in a label would split the cell
-    return ["| " + " | ".join(map(esc, cols)) + " |",
-            "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in cols) + "|",
-            *("| " + " | ".join(map(esc, r)) + " |" for r in cells)]
-
-
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
-          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$", ">": r"$>$"}
-
-
-def _tex(s: str) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in str(s))
-
-
-def _latex(cols, cells) -> list[str]:
-    spec = "".join("l" if c in _TEXT_COLUMNS else "r" for c in cols)
-    return [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(map(_tex, cols)) + r" \\", r"\midrule",
-            *(" & ".join(map(_tex, r)) + r" \\" for r in cells), r"\bottomrule", r"\end{tabular}"]
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records"))  # NaN -> null, numpy scalars -> plain JSON
+def alignment(cols) -> str:
+    """One letter per column of display_runs/display_categories: "l" for text, "r" for numbers."""
+    return "".join("l" if c in _TEXT_COLUMNS else "r" for c in cols)
 
 
 def render(c: Comparison, fmt: str, part: str = "all") -> str:
@@ -331,15 +281,15 @@ def render(c: Comparison, fmt: str, part: str = "all") -> str:
     if part not in ("all", "runs", "categories"):
         raise HarnessError(f"unknown table part {part!r} (known: all, runs, categories)")
     if fmt == "csv":
-        return (c.categories if part == "categories" else c.table).to_csv(index=False)
+        return formats.csv(c.categories if part == "categories" else c.table)
     if fmt == "json":
         doc = {"baseline": c.baseline, "mcnemar": c.mcnemar,
                "bootstrap": {"n_resamples": c.n_resamples, "seed": c.seed, "confidence": c.confidence},
                "method": c.method(), "notes": c.notes}
         if part in ("all", "runs"):
-            doc["runs"] = _records(c.table)
+            doc["runs"] = formats.records(c.table)
         if part in ("all", "categories"):
-            doc["categories"] = _records(c.categories)
+            doc["categories"] = formats.records(c.categories)
         return json.dumps(doc, indent=2) + "\n"
     parts = []
     if part in ("all", "runs"):
@@ -348,7 +298,7 @@ def render(c: Comparison, fmt: str, part: str = "all") -> str:
         parts.append(display_categories(c))
     lines = []
     for cols, cells in parts:
-        lines += (_markdown if fmt == "md" else _latex)(cols, cells) + [""]
+        lines += (formats.markdown if fmt == "md" else formats.latex)(cols, cells, alignment(cols)) + [""]
     if fmt == "md":
         lines += [c.method()] + [f"* {n}" for n in c.notes]
     else:

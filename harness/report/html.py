@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.report.compare import Comparison, display_categories, display_runs
 from harness.errors import HarnessError
+from harness.report.compare import Comparison, alignment, display_categories, display_runs
+from harness.report.reader import RunRows, load_run
 from harness.util.fileio import atomic_write
 
 MAX_THUMBS = 16  # per run and question: enough to see a selection, small enough for a sweep of 64-frame runs
@@ -32,10 +33,10 @@ summary{cursor:pointer}
 
 
 def _table(cols: list[str], cells: list[list[str]]) -> str:
-    text = {"task", "backbone", "sampler", "category"}
-    head = "".join(f'<th class="{"text" if c in text else ""}">{html.escape(c)}</th>' for c in cols)
-    rows = "".join("<tr>" + "".join(f'<td class="{"text" if c in text else ""}">{html.escape(str(v))}</td>'
-                                    for c, v in zip(cols, r)) + "</tr>" for r in cells)
+    css = ["text" if a == "l" else "" for a in alignment(cols)]
+    head = "".join(f'<th class="{k}">{html.escape(c)}</th>' for k, c in zip(css, cols))
+    rows = "".join("<tr>" + "".join(f'<td class="{k}">{html.escape(str(v))}</td>' for k, v in zip(css, r)) + "</tr>"
+                   for r in cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
@@ -54,7 +55,7 @@ def thumbnail(frame: np.ndarray, height: int = 72) -> str:
     return _data_uri(buf.getvalue(), "image/jpeg")
 
 
-def question_browser(runs: list, samples: dict, limit: int, decode_backend: str) -> str:
+def question_browser(runs: list[RunRows], samples: dict, limit: int, decode_backend: str) -> str:
     """<details> per question (the first `limit` of the baseline's rows): text, options, gold letter, then per run
     its answer, whether it was right, the selected times and thumbnails of the frames."""
     from harness.report.plots import selection_frames
@@ -95,17 +96,15 @@ def question_browser(runs: list, samples: dict, limit: int, decode_backend: str)
     return "".join(parts)
 
 
-def write_report(comparison: Comparison, run_dirs, out_file, plots=(), questions: int = 20,
-                 decode_backend: str = "decord", title: str = "longvideo-harness comparison") -> Path:
+def write_html(comparison: Comparison, run_dirs, out_file, plots=(), questions: int = 20,
+               decode_backend: str = "decord", title: str = "longvideo-harness comparison") -> Path:
     """Write the report; `plots` are PNG files to embed; `questions` caps the per-question browser."""
-    from harness.report.compare import load_run
-
     runs = [load_run(d) for d in dict.fromkeys(Path(d).resolve() for d in run_dirs)]
     if not runs:
         raise HarnessError("no run directories for the report")
     baseline = [r for r in runs if r.sampler_name == comparison.baseline or r.sampler == comparison.baseline]
     runs = baseline[:1] + [r for r in runs if r not in baseline[:1]]  # the browser follows the baseline's rows
-    samples = _samples(runs[0].dir)
+    samples = _samples(runs[0])
     sections = [f"<h1>{html.escape(title)}</h1>", f"<p class='note'>{html.escape(comparison.method())}</p>",
                 *(f"<p class='note'>{html.escape(n)}</p>" for n in comparison.notes),
                 "<h2>Runs</h2>", _table(*display_runs(comparison))]
@@ -123,20 +122,18 @@ def write_report(comparison: Comparison, run_dirs, out_file, plots=(), questions
     return Path(out_file)
 
 
-def _samples(run_dir: Path) -> dict:
+def _samples(run: RunRows) -> dict:
     """The run's task samples by id (question text and options are not in the rows), or {} if the task cannot be
     rebuilt here (e.g. annotations moved): the browser then shows ids only."""
     from dataclasses import fields
 
     from harness.config import RunConfig
     from harness.registry import TASKS
-    from harness.store.runs import load_config
 
-    run = load_config(run_dir)["run"]
-    cfg = RunConfig(**{f.name: run[f.name] for f in fields(RunConfig) if f.name in run})
+    options = run.config["run"]
+    cfg = RunConfig(**{f.name: options[f.name] for f in fields(RunConfig) if f.name in options})
     try:
-        task = TASKS.create(cfg.task, **cfg.task_args)
-        samples = task.load_samples() if hasattr(task, "load_samples") else task.samples()
+        samples = TASKS.create(cfg.task, **cfg.task_args).load_samples()
     except HarnessError:
         return {}
     return {s.id: s for s in samples}

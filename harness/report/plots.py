@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness.errors import HarnessError  # noqa: E402
+from harness.report.reader import load_run  # noqa: E402
 
 FORMATS = ("png", "svg")
 
@@ -236,21 +237,11 @@ class ScoreCurve:
     score_label: str
 
 
-def _row(run_dir: Path, sample_id: str) -> dict:
-    from harness.store.runs import PREDICTIONS, read_jsonl
-
-    for r in read_jsonl(run_dir / PREDICTIONS):
-        if r["sample_id"] == sample_id:
-            return r
-    raise HarnessError(f"{run_dir}: no sample {sample_id!r} in its predictions")
-
-
 def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | None = None) -> ScoreCurve:
-    """One question's curve: the run's candidate grid, the scores its sampler ranked (a sampler's `logits(inputs)`
-    where it has one, as TSPO's agent; else its `scores` input, or the cosine similarity of its CLIP image and
-    text features), the
-    selected times and the ground-truth intervals. `encoder` plots that encoder's similarity instead (needed for
-    samplers without scores, e.g. uniform). Reads the feature store (`cache_dir`, default the run's); whatever it
+    """One question's curve: the run's candidate grid, the scores its sampler ranked (its `frame_scores`: by default
+    its `scores` input, TSPO's agent logits; for a sampler that declares none, the cosine similarity of its CLIP
+    image and text features), the selected times and the ground-truth intervals. `encoder` plots that encoder's
+    similarity instead (needed for samplers without scores, e.g. uniform). Reads the feature store (`cache_dir`, default the run's); whatever it
     lacks is computed, which decodes the video once."""
     from dataclasses import fields
 
@@ -258,11 +249,10 @@ def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | Non
     from harness.features.store import cosine_scores
     from harness.features.inputs import query_text
     from harness.run.selector import Selector
-    from harness.store.runs import load_config
 
-    run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    row = _row(run_dir, sample_id)
+    run = load_run(run_dir)
+    run_dir, config = run.dir, run.config
+    row = run.row(sample_id)
     if "run" not in config:
         raise HarnessError(f"{run_dir}: config.json records no run options, so its sampler cannot be rebuilt")
     spec = config.get("sampler_spec")
@@ -296,14 +286,10 @@ def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | Non
             label = f"similarity ({encoder})"
         else:
             inputs = selector.inputs.inputs(sampler, selector.task, sample, grid, reader)
-            if hasattr(sampler, "logits"):  # TSPO ranks by its agent's logits, not by the raw CLIP scores
-                scores = np.asarray(sampler.logits(inputs).float().cpu().numpy()).reshape(-1)
-                label = f"{sampler.name} logit ({getattr(sampler, 'encoder', '?')})"
-            elif "scores" in inputs:
-                scores, label = inputs["scores"], f"{sampler.name} score ({getattr(sampler, 'encoder', '?')})"
-            else:
-                scores = cosine_scores(inputs["image_features"], inputs["text_feature"])
-                label = f"cosine similarity ({getattr(sampler, 'encoder', '?')})"
+            ranked = sampler.frame_scores(inputs)
+            scores, label = ranked if ranked is not None else (
+                cosine_scores(inputs["image_features"], inputs["text_feature"]),
+                f"cosine similarity ({sampler.encoder})")
     sel = row.get("selection")
     selected = np.asarray(sel["timestamps"] if sel else [], dtype=np.float64)
     times = np.asarray(grid.timestamps, dtype=np.float64)
@@ -318,14 +304,13 @@ def score_curve_data(run_dir, sample_id: str, cache_dir=None, encoder: str | Non
 
 def selection_frames(run_dir, sample_id: str, decode_backend: str = "decord") -> tuple[np.ndarray, np.ndarray]:
     """The decoded frames (n, H, W, 3) uint8 and timestamps (s) of one question's selection in a run."""
-    from harness.video.reader import decode_selection
-    from harness.video.reader import open_video
+    from harness.video.reader import decode_selection, open_video
 
-    run_dir = Path(run_dir)
-    row = _row(run_dir, sample_id)
+    run = load_run(run_dir)
+    row = run.row(sample_id)
     sel = row.get("selection")
     if not sel or not sel["frame_indices"]:
-        raise HarnessError(f"{run_dir}: sample {sample_id!r} has no selected frames "
+        raise HarnessError(f"{run.dir}: sample {sample_id!r} has no selected frames "
                            f"({(row.get('prediction') or {}).get('error') or 'empty selection'})")
     with open_video(row["video"], decode_backend) as reader:
         frames = decode_selection(reader, sel["frame_indices"])

@@ -12,7 +12,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.report.plots import FORMATS, plt, save_figure
 from harness.store.runs import read_jsonl
-from harness.train.tspo import TRAIN_LOG, WATCH
+from harness.train.rundir import TRAIN_LOG, WATCH
 
 
 def _smooth(values, window: int) -> np.ndarray:

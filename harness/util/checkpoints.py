@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.util.text import few
+
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-
-
-def _few(items, limit: int = 6) -> str:
-    items = list(items)
-    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
 
 
 def shard_files(folder, index_names=INDEX_NAMES, wanted=None) -> list[Path] | None:
@@ -35,6 +31,6 @@ def shard_files(folder, index_names=INDEX_NAMES, wanted=None) -> list[Path] | No
         chosen = {v for k, v in pairs if wanted is not None and wanted(k)} or {v for _, v in pairs}
         missing = sorted(n for n in chosen if not (folder / n).is_file())
         if missing:
-            raise HarnessError(f"shard index {index} names missing files: {_few(missing)}")
+            raise HarnessError(f"{folder} lacks shards named in its index {index.name}: {few(missing)}")
         return [folder / n for n in sorted(chosen)]
     return None

@@ -14,8 +14,3 @@ def check_frames(frames, allow_empty: bool = False) -> np.ndarray:
         least = "" if allow_empty else " with n >= 1"
         raise HarnessError(f"frames must be (n, H, W, 3) uint8{least}, got {frames.shape} {frames.dtype}")
     return frames
-
-
-def one_line(text) -> str:
-    """A message on one line (whitespace runs, newlines included, become one space)."""
-    return " ".join(str(text).split())

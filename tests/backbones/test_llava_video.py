@@ -15,10 +15,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import backbones.llava_video.adapter  # noqa: F401  (registers the entry, until backbones/__init__ imports it)
-from backbones.llava_video.adapter import (LlavaVideo, add_newlines, pool_2d, preprocess, render_prompt, time_instruction,
-                                   user_text, visual_token_count)
+from backbones.llava_video.adapter import LlavaVideo
 from backbones.llava_video.convert import convert_llava_video, map_key
+from backbones.llava_video.prompt import render_prompt, time_instruction, user_text
+from backbones.llava_video.vision import add_newlines, pool_2d, preprocess, visual_token_count
 from harness.errors import HarnessError
 from harness.registry import BACKBONES
 
@@ -453,7 +453,7 @@ def test_real_size_config_builds_without_weights():
     """The 7B preset: Qwen2-7B + SigLIP-so400m-384 minus one layer, ~8.0 B parameters (built on the meta device)."""
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    from backbones.llava_video.adapter import byte_tokenizer, preset_config
+    from backbones.llava_video.build import byte_tokenizer, preset_config
 
     cfg = preset_config("llava-video-7b", byte_tokenizer())
     with torch.device("meta"):

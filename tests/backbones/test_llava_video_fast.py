@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-import backbones.llava_video.adapter  # noqa: F401  (registers the entry)
-from backbones.llava_video.adapter import FramePrep, preprocess
+from backbones.llava_video.vision import FramePrep, preprocess
 from harness.registry import BACKBONES
 
 
@@ -129,8 +128,8 @@ def test_prepared_frames_with_other_settings_are_refused(tiny):
 
 
 def test_llava_prefill_flops_of_the_7b_architecture():
-    from backbones.llava_video.adapter import byte_tokenizer, preset_config
-    from harness.bench.loops import llava_prefill_flops
+    from backbones.llava_video.build import byte_tokenizer, preset_config
+    from backbones.llava_video.flops import llava_prefill_flops
 
     cfg = preset_config("llava-video-7b", byte_tokenizer())
     n = 13440 + 400
@@ -146,7 +145,8 @@ def test_llava_prefill_flops_of_the_7b_architecture():
 
 
 def test_bench_runs_llava_video(tmp_path):
-    from harness.bench.loops import BenchConfig, run_bench
+    from harness.bench.config import BenchConfig
+    from harness.bench.run_bench import run_bench
 
     cfg = BenchConfig(videos=2, minutes=0.05, height=96, width=128, fps=10, gop=10, questions=3, frames=4,
                       backbone="llava-video", backbone_args={"random_init": True, "config": "tiny",
@@ -158,10 +158,10 @@ def test_bench_runs_llava_video(tmp_path):
     assert report["harness"]["n_errors"] == 0 and report["harness"]["pipeline"]["prepare"] > 0
     pre, ref = report["prefill"]["harness"], report["prefill"]["reference"]
     assert len(pre["shared_prefix_tokens"]) == 1  # the three questions' common prefix through the model once
-    from backbones.llava_video.adapter import preset_config, byte_tokenizer
-    from harness.bench.loops import _language_flops
+    from backbones.llava_video.build import preset_config, byte_tokenizer
+    from harness.util.flops import language_flops
 
-    unshared = _language_flops(preset_config("tiny", byte_tokenizer()).text_config, pre["tokens"])
+    unshared = language_flops(preset_config("tiny", byte_tokenizer()).text_config, pre["tokens"])
     assert ref["flops"]["language"] < pre["flops"]["language"] < unshared
     pre = report["prefill"]["harness"]
     assert pre["batch"] == 3 and pre["vision_videos"] == 1 and pre["flops"]["vision"] > 0

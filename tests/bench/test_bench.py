@@ -3,7 +3,10 @@ import json
 
 import pytest
 
-from harness.bench.loops import BenchConfig, prefill_flops, run_bench, video_set, write_annotations
+from backbones.qwen2_5_vl.flops import prefill_flops
+from harness.bench.config import BenchConfig
+from harness.bench.run_bench import run_bench
+from harness.bench.videos import video_set, write_annotations
 from harness.cli.app import main
 
 
@@ -63,11 +66,11 @@ def test_prefill_flops_of_the_7b_architecture():
     assert 40e12 < flops["vision"] < 50e12
     assert prefill_flops(config, [n] * 3, [(patches, 1104)])["language"] == pytest.approx(3 * flops["language"])
     # tokens continuing a cached prefix: their share of the whole sequence's attention, projections for them only
-    from harness.bench.loops import _language_flops
+    from harness.util.flops import language_flops
 
     text = config.text_config
-    whole, prefix = _language_flops(text, [n]), _language_flops(text, [n - 100])
-    assert prefix + _language_flops(text, [100], [n - 100]) == pytest.approx(whole + 2 * 3584 * 152064, rel=1e-9)
+    whole, prefix = language_flops(text, [n]), language_flops(text, [n - 100])
+    assert prefix + language_flops(text, [100], [n - 100]) == pytest.approx(whole + 2 * 3584 * 152064, rel=1e-9)
 
 
 def test_bench_command_line(tmp_path, capsys):

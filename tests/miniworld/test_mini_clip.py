@@ -11,7 +11,7 @@ import pytest
 from harness.features.encoders import ClipEncoder
 from harness.miniworld.clip import FOLDER, evaluate_mini_clip, text_objects, train_mini_clip
 from harness.miniworld.tiny import clip_tokenizer
-from tasks.needle.task import NeedleTask
+from tasks.needle import NeedleTask
 
 needs_weights = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
                                    reason="mini-clip is not trained: python -m harness.miniworld.clip train")

@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from harness.report.compare import compare, load_run, render, write_leaderboard
+from harness.report.compare import compare, render, write_leaderboard
+from harness.report.reader import load_run
 from harness.errors import HarnessError
 from harness.report.stats import mcnemar_counts, paired_bootstrap
 

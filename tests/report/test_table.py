@@ -88,3 +88,31 @@ def test_table_markdown_and_latex(two_runs, capsys):
 def test_table_unknown_category_is_a_clear_error(two_runs, capsys):
     assert main(["table", *two_runs, "--by", "colour"]) == 2
     assert "no category 'colour'" in capsys.readouterr().err
+
+
+def test_run_summary_reads_whole_at_100_columns(tmp_path):
+    """What `harness run` prints: four samplers with long specs and three question types fit in 100 columns, and
+    no label or category is cut."""
+    from harness.report.table import run_summary
+
+    specs = ["tspo:agent=mini-tspo,encoder=mini-clip", "aks:encoder=mini-clip,depth=3",
+             "topk:encoder=mini-clip,query=question", "uniform:variant=segment-centre"]
+    kinds = ["appearance", "count", "order"]
+    run_dirs = []
+    for j, spec in enumerate(specs):
+        name = spec.split(":")[0]
+        identity = {"task": {"name": "needle", "config": {}}, "backbone": {"name": "mini-qwen2.5-vl", "config": {}},
+                    "sampler": {"name": name, "config": {"spec": spec}, "config_hash": name}, "frames": 8}
+        with RunStore(tmp_path, identity, {"sampler_spec": spec}) as store:
+            for i in range(9):
+                r = row(f"s{i}", (i + j) % 3 != 0)
+                r["categories"] = {"question_type": kinds[i % 3]}
+                store.append(r)
+        run_dirs.append(store.dir)
+    text = run_summary(run_dirs)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= 100
+    assert all(any(spec in line for line in lines) for spec in specs)
+    assert all(any(f"question_type={k}" in line for line in lines) for k in kinds)
+    [header] = [line for line in lines if line.startswith("┃ category ")]
+    assert all(name in header.split() for name in ("aks", "topk", "tspo", "uniform"))  # short names head columns

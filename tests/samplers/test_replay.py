@@ -15,8 +15,8 @@ from harness.errors import HarnessError
 from harness.video.grid import make_grid
 from harness.records import Sample, Selection
 from harness.registry import SAMPLERS
-from harness.store.selections import (load_selections, mlvu_key, mlvu_stem, replay_indices, run_to_harness,
-                                run_to_tspo, write_harness)
+from harness.store.selection_export import run_to_harness, run_to_tspo, write_harness
+from harness.store.selections import load_selections, mlvu_key, mlvu_stem, replay_indices
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tspo-release"
 IDX = DATA / "jsons_idx"

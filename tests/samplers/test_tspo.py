@@ -14,8 +14,9 @@ from harness.records import CandidateGrid
 from harness.registry import SAMPLERS
 from samplers.base import select as run_sampler
 from samplers.topk import topk_positions
-from samplers.tspo import (TemporalAgent, agent_keys, bin_assignment, load_agent, positional_encoding,
-                           read_selector_state, select, state_digest, uniform_proposals, window_mask)
+from samplers.tspo.agent import TemporalAgent, agent_keys, positional_encoding, window_mask
+from samplers.tspo.rules import bin_assignment, select, uniform_proposals
+from samplers.tspo.weights import load_agent, read_selector_state, state_digest
 
 SPEC_KEYS = [  # `MultiModal_Align` (TSPO `model/temporal_agent.py`), without the `selector.` prefix, in the official module order
     "temporal.Self_q.weight", "temporal.Self_q.bias", "temporal.Self_k.weight", "temporal.Self_k.bias",

@@ -8,7 +8,7 @@ import pytest
 
 from harness.registry import TASKS
 from harness.video.reader import open_video
-from tasks.needle.task import (COLOURS, EDGE, EVENT_GAP, EVENT_SECONDS, FPS, SHAPES, SIZE, NeedleTask, VideoSpec,
+from tasks.needle import (COLOURS, EDGE, EVENT_GAP, EVENT_SECONDS, FPS, SHAPES, SIZE, NeedleTask, VideoSpec,
                           frame_objects, make_samples, make_specs, render_frame, saturation, shape_mask)
 
 SHORT = {"min_duration": 60.0, "max_duration": 75.0}
@@ -178,3 +178,10 @@ def test_written_videos_decode_with_the_needle_visible(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "needle").glob("*.mp4")} == mtimes
     prompt = task.prompt(samples[0])
     assert prompt.startswith(samples[0].question) and "\nA. " in prompt and "\nD. " in prompt
+
+
+def test_the_data_root_is_a_location_not_an_identity(tmp_path):
+    a, b = (NeedleTask(videos=2, root=str(tmp_path / name), **SHORT) for name in ("a", "b"))
+    assert a.config()["root"] == str(tmp_path / "a") and b.config()["root"] == str(tmp_path / "b")  # still recorded
+    assert a.identity() == b.identity() and "root" not in a.identity()
+    assert NeedleTask(videos=3, root=str(tmp_path / "a"), **SHORT).identity() != a.identity()

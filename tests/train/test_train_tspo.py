@@ -20,12 +20,15 @@ import torch
 from backbones.base import Backbone
 from harness.errors import HarnessError
 from harness.registry import SAMPLERS, TASKS
-from harness.train.data import (JsonlSource, TaskSource, make_source, mask_intervals, parse_question,
-                                read_tspo_jsonl, tspo_train_grid, FeatureEnv)
-from harness.train.tspo import (TSPOTrainConfig, Trainer, group_advantages, gumbel_noise, gumbel_topk, lr_factor,
-                                official_logprob, plackett_luce_logprob, policy_loss, read_log, tau_at,
-                                temporal_reward, train_tspo, coverage_reward)
-from samplers.tspo import load_agent, read_selector_state
+from harness.train.config import TSPOTrainConfig
+from harness.train.data import TaskSource, make_source
+from harness.train.episode import FeatureEnv, mask_intervals
+from harness.train.objective import (coverage_reward, group_advantages, gumbel_noise, gumbel_topk, lr_factor,
+                                     official_logprob, plackett_luce_logprob, policy_loss, tau_at, temporal_reward)
+from harness.train.rundir import read_log
+from harness.train.tspo import Trainer, train_tspo
+from harness.train.tspo10k import JsonlSource, parse_question, read_tspo_jsonl, tspo_train_grid
+from samplers.tspo.weights import load_agent, read_selector_state
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE_COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 60, 230),
@@ -235,7 +238,7 @@ def test_gradients_reach_only_the_selector(world):
     assert all(p.grad is None and not p.requires_grad for p in backbone.head.parameters())
     grads = {name: p.grad for name, p in trainer.agent.named_parameters()}
     assert set(grads) == set(dict(trainer.agent.named_parameters()))
-    for name, g in grads.items():  # ffn_o is never used by the forward (tspo.md §1.2): zero gradient
+    for name, g in grads.items():  # ffn_o is never used by the forward (official temporal_agent.py): zero gradient
         assert (g.abs().sum() == 0) == name.startswith("temporal.ffn_o"), name
     # rollouts are answered in one batched call per question, distinct frame sets only
     assert len(backbone.calls) == 2

@@ -1,4 +1,4 @@
-"""TSPO: the temporal agent of the official TSPO code (Hui-design/TSPO `model/temporal_agent.py`, `MultiModal_Align`; arXiv 2508.04369) and its frame sampler.
+"""TSPO: the temporal agent of the official TSPO code (docs/reference/tspo.md §1.2-1.3) and its frame sampler.
 
 The agent turns per-candidate CLIP features into one logit per candidate:
 
@@ -7,7 +7,7 @@ The agent turns per-candidate CLIP features into one logit per candidate:
     E   = MLP(Ctx) + F                            (the residual adds F, not X)
     logit_t = (<E_t, q> / (|E_t| |q| + 1e-6) + clip_score_t) / tau
 
-and a selection rule (`topk`, `bin-max`, `aks`) turns logits into candidate positions (`inference_ts`).
+and a selection rule (`topk`, `bin-max`, `aks`) turns logits into candidate positions (§2.2).
 
 Inputs the runner supplies to the sampler (`needs`), for the n grid candidates under the sampler's `encoder`:
 
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.util.options import torch_device
+from harness.options import torch_device
 from harness.registry import SAMPLERS
 from samplers.base import Sampler
 
@@ -48,9 +48,9 @@ AKS_T1, AKS_DEPTH = 0.2, 3
 MASKED_SCORE = -1e6  # what the official code writes into masked attention scores (not -inf)
 COSINE_EPS = 1e-6  # added to the norm product, as the official `pair_cosine` does
 # Where the selector's keys live: `selector.` in the TSPO-0.4B CLIP folder, `multiModal_align.` in the LLaVA
-# training model (TSPO's `scripts/merge_weights.py`).
+# training model (tspo.md §1.2).
 CHECKPOINT_PREFIXES = ("selector.", "multiModal_align.")
-# The official evaluation settings per benchmark (TSPO `mp_tools/vlmeval/vlm/gen_id_tspo.py` and `evaluation/*.sh`); every one uses K = 64 frames (--frames 64).
+# The official evaluation settings per benchmark (tspo.md §2.3); every one uses K = 64 frames (--frames 64).
 PRESETS = {
     "longvideobench": {"method": "topk", "window": 12, "tau": DEFAULT_TAU, "frames": 64},
     "mlvu": {"method": "topk", "window": 12, "tau": DEFAULT_TAU, "frames": 64},
@@ -164,7 +164,7 @@ class TemporalAgent(nn.Module):
     @classmethod
     def initialised(cls, dim: int = DEFAULT_DIM, std: float = 0.02, generator: torch.Generator | None = None,
                     num_heads: int = NUM_HEADS) -> "TemporalAgent":
-        """The official training start (inferred from `MultiModal_Align`): weights ~ N(0, std), biases 0."""
+        """The official training start (tspo.md §1.2, inferred): weights ~ N(0, std), biases 0."""
         agent = cls(dim, num_heads)
         with torch.no_grad():
             for name, p in agent.named_parameters():
@@ -292,7 +292,7 @@ def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    # Follow the shard index where there is one (not a guessed last-shard name).
+    # Follow the shard index where there is one (not a guessed last-shard name, tspo.md §8.13).
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = folder / index_name
         if index.is_file():
@@ -352,7 +352,7 @@ def _torch_dtype(name) -> torch.dtype:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Selection rules (TSPO `inference_ts`)
+# Selection rules (tspo.md §2.2)
 
 
 def uniform_proposals(last: int, count: int) -> list[int]:
@@ -456,7 +456,7 @@ class TSPO(Sampler):
         torch_dtype = _torch_dtype(dtype)
         self.device = torch_device(device, "'tspo'")
 
-        from harness.shipped import SHIPPED_AGENTS
+        from harness.miniworld import SHIPPED_AGENTS
 
         self.agent_source = str(agent)
         self._zero_agents: dict[int, TemporalAgent] = {}  # the zero agent takes its dim from the features
@@ -511,15 +511,10 @@ class TSPO(Sampler):
             if np.allclose(norms, 1.0, atol=1e-3):
                 self._warned_unit_norm = True
                 warnings.warn("tspo: the image features are unit vectors, but the official agent sees raw CLIP "
-                              "features (TSPOModel in `model/temporal_agent.py`); a trained agent's logits will differ", stacklevel=2)
+                              "features (tspo.md §1.1); a trained agent's logits will differ", stacklevel=2)
         with torch.inference_mode():
             return agent(torch.from_numpy(feats), torch.from_numpy(text), torch.from_numpy(scores),
                          window_size=self.window, tau=self.tau)
 
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(select(self.logits(inputs), k, self.method), dtype=np.int64)
-
-    def frame_scores(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
-        """The agent's logits: what TSPO ranks candidates by (not the raw CLIP scores)."""
-        logits = self.logits(inputs).float().cpu().numpy()
-        return np.asarray(logits, np.float64).reshape(-1), f"{self.name} logit ({self.encoder})"

@@ -1,0 +1,368 @@
+"""`harness compare`: samplers against a baseline at the same task, backbone and frame budget K.
+
+Runs are grouped by (task, backbone, K). In each group the baseline run (default: the `uniform` sampler) is the
+reference: every other run is paired with it question by question (by sample id; only questions in both runs
+count, and `n_paired` says how many), and gets the accuracy difference, a paired bootstrap confidence interval
+of that difference and a McNemar p-value (harness/stats.py). Each row also shows what the backbone actually got
+per question (frames, and visual tokens where rows record them), so unequal budgets are visible.
+
+Everything is recomputed from `predictions.jsonl`; errors and parse failures count as wrong, as in `harness table`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.fileio import atomic_write
+from harness.records import NOT_ANSWERED
+from harness.report import sampler_label
+from harness.scoring import summarise
+from harness.stats import MCNEMAR_METHODS, bootstrap_accuracy, mcnemar, paired_bootstrap
+from harness.store import load_config, run_rows
+
+FORMATS = ("md", "csv", "latex", "json")
+LEADERBOARD_SUFFIXES = {".md": "md", ".csv": "csv", ".tex": "latex", ".json": "json"}
+GROUP = ["task", "backbone", "frames"]
+# where a row may record the visual tokens the backbone consumed for it (no backbone records them yet)
+TOKEN_KEYS = ("visual_tokens",)
+
+
+@dataclass
+class RunRows:
+    dir: Path
+    task: str
+    backbone: str
+    frames: int
+    sampler: str  # label: the spec as typed, else name(config)
+    sampler_name: str
+    rows: list[dict]
+
+    @property
+    def by_id(self) -> dict[str, dict]:
+        return {r["sample_id"]: r for r in self.rows}
+
+
+@dataclass
+class Comparison:
+    """`table`: one row per run; `categories`: one row per (run, category key, value), empty without `by`."""
+
+    table: pd.DataFrame
+    categories: pd.DataFrame
+    baseline: str
+    n_resamples: int
+    seed: int
+    confidence: float
+    mcnemar: str
+    notes: list[str] = field(default_factory=list)
+
+    def method(self) -> str:
+        test = ("exact McNemar test (two-sided binomial on the discordant pairs)" if self.mcnemar == "exact" else
+                "McNemar chi-square test with continuity correction")
+        return (f"diff: accuracy minus the {self.baseline} run's, in points, on the questions both answered "
+                f"(n paired); {round(100 * self.confidence)}% CI: paired percentile bootstrap over questions "
+                f"({self.n_resamples} resamples, seed {self.seed}); p: {test}. Errors and parse failures count "
+                f"as wrong; frames/tokens per question over rows with a selection.")
+
+
+def load_run(run_dir) -> RunRows:
+    run_dir = Path(run_dir)
+    config = load_config(run_dir)
+    rows = run_rows(run_dir)
+    if not rows:
+        raise HarnessError(f"{run_dir} has no predictions yet")
+    ident = config["identity"]
+    return RunRows(run_dir, ident["task"]["name"], ident["backbone"]["name"], int(ident["frames"]),
+                   sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows)
+
+
+def _is_baseline(run: RunRows, baseline: str) -> bool:
+    return baseline in (run.sampler, run.sampler_name)
+
+
+def _frames_used(row: dict) -> int | None:
+    sel = row.get("selection")
+    return None if sel is None else len(sel["frame_indices"])
+
+
+def _tokens_used(row: dict) -> float | None:
+    for where in (row, row.get("prediction") or {}):
+        for key in TOKEN_KEYS:
+            if where.get(key) is not None:
+                return float(where[key])
+    return None
+
+
+def _spread(values) -> tuple[float | None, float | None, float | None]:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None, None, None
+    return float(np.mean(known)), float(min(known)), float(max(known))
+
+
+def _correct(rows) -> np.ndarray:
+    return np.array([bool(r["prediction"]["correct"]) for r in rows], dtype=bool)
+
+
+def _answered(rows) -> bool:
+    """False for a selection-only run (--backbone none): it has no accuracy to compare."""
+    return not any(r["prediction"]["parse_status"] == NOT_ANSWERED for r in rows)
+
+
+def _paired_stats(base: list[dict], other: list[dict], opts: dict) -> dict:
+    """diff, CI and McNemar p (percentage points) of `other` vs `base`, rows already aligned."""
+    if not base or not _answered(base) or not _answered(other):
+        return {"n_paired": len(base), "diff": None, "ci_low": None, "ci_high": None, "mcnemar_p": None,
+                "b": None, "c": None}
+    a, b = _correct(base), _correct(other)
+    ci = paired_bootstrap(a, b, opts["n_resamples"], opts["seed"], opts["confidence"])
+    test = mcnemar(a, b, opts["mcnemar"])
+    return {"n_paired": int(a.size), "diff": 100 * ci.estimate, "ci_low": 100 * ci.low, "ci_high": 100 * ci.high,
+            "mcnemar_p": test.p_value, "b": test.b, "c": test.c}
+
+
+def _align(base: RunRows, run: RunRows) -> tuple[list[dict], list[dict]]:
+    """The rows of both runs for the questions they share, in the baseline's order."""
+    other = run.by_id
+    shared = [r for r in base.rows if r["sample_id"] in other]
+    return shared, [other[r["sample_id"]] for r in shared]
+
+
+def _in_category(row: dict, key: str, value: str) -> bool:
+    v = row.get("categories", {}).get(key)
+    return value in ([str(x) for x in v] if isinstance(v, list) else [str(v)])  # multi-label: every label
+
+
+def _run_record(run: RunRows, base: RunRows, opts: dict) -> dict:
+    m = summarise(run.rows)["overall"]
+    rec = {"task": run.task, "backbone": run.backbone, "frames": run.frames, "sampler": run.sampler,
+           "baseline": base.sampler, "n": m["n"], "accuracy": m["accuracy"], "acc_ci_low": None, "acc_ci_high": None}
+    if _answered(run.rows):
+        acc = bootstrap_accuracy(_correct(run.rows), opts["n_resamples"], opts["seed"], opts["confidence"])
+        rec.update(acc_ci_low=100 * acc.low, acc_ci_high=100 * acc.high)
+    if run is base:
+        rec.update({"n_paired": m["n"], "diff": None, "ci_low": None, "ci_high": None, "mcnemar_p": None,
+                    "b": None, "c": None})
+    else:
+        rec.update(_paired_stats(*_align(base, run), opts))
+    frames = _spread(_frames_used(r) for r in run.rows)
+    tokens = _spread(_tokens_used(r) for r in run.rows)
+    rec.update({"parse_fail_pct": 100.0 * m["parse_failed"] / m["n"], "errors": m["errors"],
+                "evidence_recall": m["evidence_recall"],
+                "frames_mean": frames[0], "frames_min": frames[1], "frames_max": frames[2],
+                "tokens_mean": tokens[0], "tokens_min": tokens[1], "tokens_max": tokens[2],
+                "run": run.dir.name})
+    return rec
+
+
+def _category_records(run: RunRows, base: RunRows, keys: list[str], opts: dict) -> list[dict]:
+    out = []
+    m = summarise(run.rows, keys)["by"]
+    shared_base, shared_run = _align(base, run)
+    for key in keys:
+        for value, g in m.get(key, {}).items():
+            rec = {"task": run.task, "backbone": run.backbone, "frames": run.frames, "sampler": run.sampler,
+                   "key": key, "value": value, "n": g["n"], "accuracy": g["accuracy"]}
+            if run is base:
+                rec.update({"n_paired": g["n"], "diff": None, "ci_low": None, "ci_high": None, "mcnemar_p": None})
+            else:
+                keep = [i for i, r in enumerate(shared_run) if _in_category(r, key, value)]
+                stats = _paired_stats([shared_base[i] for i in keep], [shared_run[i] for i in keep], opts)
+                rec.update({k: stats[k] for k in ("n_paired", "diff", "ci_low", "ci_high", "mcnemar_p")})
+            out.append(rec)
+    return out
+
+
+def _category_keys(runs: list[RunRows], by: str | None) -> list[str]:
+    have = sorted({k for run in runs for r in run.rows for k in r.get("categories", {})})
+    if by is None:
+        return []
+    if by == "category":
+        return have
+    if by not in have:
+        raise HarnessError(f"no category {by!r} in the runs' rows (have: {', '.join(have) or 'none'})")
+    return [by]
+
+
+def compare(run_dirs, baseline: str = "uniform", by: str | None = None, n_resamples: int = 10000,
+            seed: int = 0, confidence: float = 0.95, mcnemar_method: str = "exact") -> Comparison:
+    """Compare runs with the baseline run of their (task, backbone, K) group.
+
+    `baseline` names the reference run by sampler name (`uniform`) or by its label (the spec as typed, e.g.
+    `uniform:variant=linspace-round`); every group needs exactly one. `by`: a category key, or "category" for
+    all keys, adds the per-category breakdown. Every comparison uses the same seed (common random numbers).
+    """
+    if mcnemar_method not in MCNEMAR_METHODS:
+        raise HarnessError(f"unknown McNemar method {mcnemar_method!r} (known: {', '.join(MCNEMAR_METHODS)})")
+    if not run_dirs:
+        raise HarnessError("no run directories to compare")
+    opts = {"n_resamples": int(n_resamples), "seed": int(seed), "confidence": float(confidence),
+            "mcnemar": mcnemar_method}
+    seen, runs = set(), []
+    for d in run_dirs:  # the same directory named twice counts once
+        key = Path(d).resolve()
+        if key not in seen:
+            seen.add(key)
+            runs.append(load_run(d))
+    groups: dict[tuple, list[RunRows]] = {}
+    for run in runs:
+        groups.setdefault((run.task, run.backbone, run.frames), []).append(run)
+    keys = _category_keys(runs, by)
+    records, categories, notes = [], [], []
+    for (task, backbone, frames), members in sorted(groups.items()):
+        # the spec as typed first ("uniform" is the plain uniform run even beside uniform:variant=...), then name
+        bases = [r for r in members if r.sampler == baseline] or [r for r in members if _is_baseline(r, baseline)]
+        where = f"task {task}, backbone {backbone}, K={frames}"
+        if not bases:
+            raise HarnessError(f"no baseline run {baseline!r} for {where} (runs there: "
+                               f"{', '.join(sorted(r.sampler for r in members))}); pass it or choose --baseline")
+        if len(bases) > 1:
+            raise HarnessError(f"{len(bases)} runs match baseline {baseline!r} for {where} "
+                               f"({', '.join(r.sampler + ' in ' + r.dir.name for r in bases)}); name one by its label")
+        base = bases[0]
+        ordered = [base] + sorted((r for r in members if r is not base), key=lambda r: (r.sampler, r.dir.name))
+        for run in ordered:
+            rec = _run_record(run, base, opts)
+            if run is not base and rec["n_paired"] < min(rec["n"], len(base.rows)):
+                notes.append(f"{run.sampler} ({where}): {rec['n_paired']} questions shared with the baseline "
+                             f"({rec['n']} in the run, {len(base.rows)} in the baseline); diff, CI and p use those")
+            records.append(rec)
+            categories += _category_records(run, base, keys, opts)
+    table = pd.DataFrame.from_records(records)
+    table[["n_paired", "b", "c"]] = table[["n_paired", "b", "c"]].astype("Int64")  # counts stay integers beside NA
+    if table["tokens_mean"].isna().all():
+        notes.append("visual tokens per question: '-' because no run's rows record them "
+                     f"(a backbone would record {' or '.join(TOKEN_KEYS)} in each row's prediction)")
+    cat_cols = ["task", "backbone", "frames", "sampler", "key", "value", "n", "accuracy", "n_paired", "diff",
+                "ci_low", "ci_high", "mcnemar_p"]
+    return Comparison(table, pd.DataFrame.from_records(categories, columns=cat_cols), baseline, opts["n_resamples"],
+                      opts["seed"], opts["confidence"], mcnemar_method, notes)
+
+
+# -- rendering --------------------------------------------------------------------------------------------------------
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _num(v, digits: int = 1, signed: bool = False) -> str:
+    if _missing(v):
+        return "-"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _p(v) -> str:
+    if _missing(v):
+        return "-"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _range(mean, low, high, digits: int = 1) -> str:
+    if _missing(mean):
+        return "-"
+    return f"{mean:.1f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def display_runs(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    pct = round(100 * c.confidence)
+    cols = ["task", "backbone", "K", "sampler", "n", "accuracy", f"diff vs {c.baseline}", f"{pct}% CI",
+            "n paired", "McNemar p", "parse-fail %", "errors", "evidence recall", "frames/q mean (min-max)",
+            "visual tokens/q mean (min-max)"]
+    cells = []
+    for r in c.table.to_dict("records"):
+        ci = "-" if _missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
+        cells.append([r["task"], r["backbone"], str(r["frames"]), r["sampler"], str(r["n"]), _num(r["accuracy"]),
+                      _num(r["diff"], signed=True), ci, str(r["n_paired"]), _p(r["mcnemar_p"]),
+                      _num(r["parse_fail_pct"]), str(r["errors"]), _num(r["evidence_recall"]),
+                      _range(r["frames_mean"], r["frames_min"], r["frames_max"], 0),
+                      _range(r["tokens_mean"], r["tokens_min"], r["tokens_max"], 0)])
+    return cols, cells
+
+
+def display_categories(c: Comparison) -> tuple[list[str], list[list[str]]]:
+    pct = round(100 * c.confidence)
+    cols = ["task", "backbone", "K", "sampler", "category", "n", "accuracy", f"diff vs {c.baseline}", f"{pct}% CI",
+            "McNemar p"]
+    cells = []
+    for r in c.categories.to_dict("records"):
+        ci = "-" if _missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
+        cells.append([r["task"], r["backbone"], str(r["frames"]), r["sampler"], f"{r['key']}={r['value']}",
+                      str(r["n"]), _num(r["accuracy"]), _num(r["diff"], signed=True), ci, _p(r["mcnemar_p"])])
+    return cols, cells
+
+
+_TEXT_COLUMNS = ("task", "backbone", "sampler", "category")
+
+
+def _markdown(cols, cells) -> list[str]:
+    esc = lambda s: str(s).replace("|", r"\|")  # noqa: E731  a '|' in a label would split the cell
+    return ["| " + " | ".join(map(esc, cols)) + " |",
+            "|" + "|".join("---" if c in _TEXT_COLUMNS else "---:" for c in cols) + "|",
+            *("| " + " | ".join(map(esc, r)) + " |" for r in cells)]
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"$<$", ">": r"$>$"}
+
+
+def _tex(s: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in str(s))
+
+
+def _latex(cols, cells) -> list[str]:
+    spec = "".join("l" if c in _TEXT_COLUMNS else "r" for c in cols)
+    return [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(map(_tex, cols)) + r" \\", r"\midrule",
+            *(" & ".join(map(_tex, r)) + r" \\" for r in cells), r"\bottomrule", r"\end{tabular}"]
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records"))  # NaN -> null, numpy scalars -> plain JSON
+
+
+def render(c: Comparison, fmt: str, part: str = "all") -> str:
+    """md/latex: the run table, then (with categories) the per-category table, then the method and notes;
+    csv: one table (`part` "runs" or "categories"; "all" means runs); json: everything in one document."""
+    if fmt not in FORMATS:
+        raise HarnessError(f"unknown comparison format {fmt!r} (known: {', '.join(FORMATS)})")
+    if part not in ("all", "runs", "categories"):
+        raise HarnessError(f"unknown table part {part!r} (known: all, runs, categories)")
+    if fmt == "csv":
+        return (c.categories if part == "categories" else c.table).to_csv(index=False)
+    if fmt == "json":
+        doc = {"baseline": c.baseline, "mcnemar": c.mcnemar,
+               "bootstrap": {"n_resamples": c.n_resamples, "seed": c.seed, "confidence": c.confidence},
+               "method": c.method(), "notes": c.notes}
+        if part in ("all", "runs"):
+            doc["runs"] = _records(c.table)
+        if part in ("all", "categories"):
+            doc["categories"] = _records(c.categories)
+        return json.dumps(doc, indent=2) + "\n"
+    parts = []
+    if part in ("all", "runs"):
+        parts.append(display_runs(c))
+    if part in ("all", "categories") and len(c.categories):
+        parts.append(display_categories(c))
+    lines = []
+    for cols, cells in parts:
+        lines += (_markdown if fmt == "md" else _latex)(cols, cells) + [""]
+    if fmt == "md":
+        lines += [c.method()] + [f"* {n}" for n in c.notes]
+    else:
+        lines += ["% " + c.method()] + [f"% {n}" for n in c.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_leaderboard(c: Comparison, path) -> Path:
+    """Write the comparison to `path` (e.g. results/leaderboard.md), the format chosen by the suffix: .md, .csv
+    (the run table), .tex (booktabs) or .json. Atomic: a reader never sees half a file."""
+    path = Path(path)
+    fmt = LEADERBOARD_SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        raise HarnessError(f"leaderboard {path}: unknown suffix {path.suffix!r} "
+                           f"(known: {', '.join(LEADERBOARD_SUFFIXES)})")
+    atomic_write(path, render(c, fmt))
+    return path

@@ -1,0 +1,83 @@
+"""Candidate grids: which native frames a sampler may choose from, as named rules.
+
+Each rule reproduces the arithmetic of a published codebase exactly, because a one-frame shift in the grid changes
+what a sampler sees. Pure functions of (frame_count, fps, rule); nothing here decodes video.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.records import CandidateGrid
+
+GRID_RULES = {
+    "1fps": "every round(fps)-th frame, Python's banker's rounding (lmms-eval, TSPO)",
+    "int-fps": "every int(fps)-th frame (AKS)",
+    "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
+    "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
+    "all": "every native frame",
+}
+
+
+def _bad(rule: str, why: str = "") -> HarnessError:
+    return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
+                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N with N >= 1)")
+
+
+def parse_grid_rule(rule: str) -> str:
+    """Validate a rule and return its canonical spelling (e.g. "FPS:0.50" -> "fps:0.5")."""
+    text = str(rule).strip().lower()
+    if text in ("1fps", "int-fps", "all"):
+        return text
+    name, sep, arg = text.partition(":")
+    if sep and name == "fps":
+        try:
+            f = float(arg)
+        except ValueError:
+            raise _bad(rule, f"{arg!r} is not a number") from None
+        if not (f > 0 and math.isfinite(f)):
+            raise _bad(rule, "F must be positive")
+        return f"fps:{int(f) if f.is_integer() else f!r}"
+    if sep and name == "count":
+        try:
+            n = int(arg)
+        except ValueError:
+            raise _bad(rule, f"{arg!r} is not a whole number") from None
+        if n < 1:
+            raise _bad(rule, "N must be at least 1")
+        return f"count:{n}"
+    raise _bad(rule)
+
+
+def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
+    """The grid's native frame indices, ascending and distinct."""
+    rule = parse_grid_rule(rule)
+    if frame_count < 0:
+        raise HarnessError(f"frame count must not be negative, got {frame_count}")
+    if not (fps > 0 and math.isfinite(fps)):
+        raise HarnessError(f"fps must be positive, got {fps}")
+    if rule == "all":
+        return np.arange(frame_count)
+    if rule == "1fps":
+        return np.arange(0, frame_count, max(1, round(fps)))
+    if rule == "int-fps":
+        return np.arange(0, frame_count, max(1, int(fps)))
+    name, _, arg = rule.partition(":")
+    if name == "fps":
+        # VLMEvalKit's exact float arithmetic: step = fps / F, then int(i * step)
+        f = float(arg)
+        step = fps / f
+        idx = [int(i * step) for i in range(int(frame_count / fps * f))]
+    else:
+        idx = np.linspace(0, frame_count - 1, int(arg)).astype(int) if frame_count else []
+    idx = np.unique(np.asarray(idx, dtype=np.int64))  # sorted, repeats dropped
+    return idx[idx < frame_count]
+
+
+def make_grid(frame_count: int, fps: float, rule: str) -> CandidateGrid:
+    """The candidate grid of a video with this frame count and average fps; timestamps are index / fps."""
+    idx = grid_indices(frame_count, fps, rule)
+    return CandidateGrid(indices=idx, timestamps=idx / float(fps), fps=float(fps), frame_count=int(frame_count),
+                         rule=parse_grid_rule(rule))

@@ -1,0 +1,69 @@
+"""What every sampler is, and the one rule for grids shorter than the budget.
+
+A sampler is a pure function of arrays: (number of candidates, K, the inputs it declared in `needs`) -> ascending
+positions in the candidate grid. It never decodes video or loads a model; the runner supplies its inputs.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Mapping
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.hashing import short_hash
+from harness.records import CandidateGrid, Selection
+
+# What a sampler does when the grid has fewer than K candidates; the same for every sampler, and recorded.
+SHORT_GRID_RULES = {
+    "all": "take every candidate (fewer than K frames)",
+    "repeat": "repeat candidates in time order up to exactly K frames",
+}
+
+
+class Sampler(ABC):
+    name: str = ""
+    needs: tuple[str, ...] = ()  # inputs the runner must supply, e.g. ("scores",)
+    per_sample: tuple[str, ...] = ()  # those of `needs` that describe the sample, not one value per candidate
+
+    def config(self) -> dict:
+        """Every parameter that changes the selection (hashed into the run identity)."""
+        return {}
+
+    @property
+    def config_hash(self) -> str:
+        return short_hash({"sampler": self.name, **self.config()})
+
+    @abstractmethod
+    def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Ascending positions in a grid of n >= k candidates."""
+
+
+def short_grid_positions(n: int, k: int, rule: str) -> np.ndarray:
+    if rule == "all":
+        return np.arange(n)
+    if rule == "repeat":
+        # each candidate appears floor or ceil of k/n times, in time order
+        return (np.arange(k) * n) // k
+    raise HarnessError(f"unknown short-grid rule {rule!r} (known: {', '.join(SHORT_GRID_RULES)})")
+
+
+def select(sampler: Sampler, grid: CandidateGrid, k: int, inputs: Mapping[str, np.ndarray],
+           short_grid: str = "all") -> Selection:
+    """Run one sampler on one grid, applying the shared short-grid rule."""
+    if k < 1:
+        raise HarnessError(f"--frames must be at least 1, got {k}")
+    n = len(grid)
+    if n == 0:
+        raise HarnessError("the candidate grid is empty (video has no frames?)")
+    for need in sampler.needs:
+        if need not in inputs:
+            raise HarnessError(f"sampler {sampler.name!r} needs input {need!r}, which the runner did not supply")
+        if need not in sampler.per_sample and len(inputs[need]) != n:
+            raise HarnessError(f"sampler {sampler.name!r}: input {need!r} has {len(inputs[need])} values "
+                               f"for a grid of {n} candidates")
+    if n < k:
+        positions = short_grid_positions(n, k, short_grid)
+    else:
+        positions = np.asarray(sampler.positions(n, k, inputs), dtype=np.int64)
+    return Selection.from_positions(sampler.name, sampler.config_hash, grid, positions)

@@ -1,0 +1,360 @@
+"""What the real benchmarks share: annotations (local file or Hugging Face), videos under a root, lmms-eval scoring.
+
+A benchmark task reads its annotation records from `annotations` (a local file in the official format) or, without
+one, from the Hugging Face dataset lmms-eval uses (through `datasets`; offline this fails with a one-line error that
+names the dataset). Video paths from the records are resolved inside `video_root`: absolute paths and `..` parts in
+the data are refused, never followed. The default root is lmms-eval's own download layout under `$HF_HOME`.
+
+`samples()` checks the videos before a run starts: missing ones are reported (count and first names) as a
+`HarnessError`, or, with `skip_missing=True`, dropped and counted (`missing` and the metrics' `data` entry).
+`load_samples()` is the same list without that check (for `harness prompts` and `harness data check`).
+
+Scoring: `parse_all(sample, text)` returns every parser's letter (`strict`, `lmms-eval` = 0.7.3,
+`lmms-eval-0.7.1`); `score` keeps the one chosen by `parser` (lmms-eval's by default, for comparability). Metrics
+are 0-100 and carry their protocol: framework, version, lmms-eval task, parser and averaging.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Iterable
+
+from harness.answers import extract_strict
+from harness.errors import HarnessError
+from harness.lmms_parsers import lmms_eval_letter
+from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
+from harness.scoring import summarise
+from tasks.base import Task
+
+LMMS_EVAL_VERSION = "0.7.3"
+# parser name -> lmms-eval version of its extractor (None: the harness's own strict extractor)
+PARSERS = {"lmms-eval": "0.7.3", "lmms-eval-0.7.1": "0.7.1", "strict": None}
+MISSING_EXAMPLES = 5
+
+COMMON_HELP = {
+    "annotations": "local annotation file in the official format (default: the Hugging Face dataset)",
+    "video_root": "directory holding the videos (default: lmms-eval's layout under $HF_HOME)",
+    "skip_missing": "drop samples whose video is missing instead of stopping (the count is recorded)",
+    "parser": "answer parser that scores: lmms-eval (0.7.3), lmms-eval-0.7.1, or the harness's strict one",
+}
+COMMON_CHOICES = {"parser": tuple(PARSERS)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files and paths
+
+
+def hf_home() -> Path:
+    return Path(os.path.expanduser(os.environ.get("HF_HOME", "~/.cache/huggingface")))
+
+
+def read_records(path) -> list[dict]:
+    """Records of a local annotation file: .json (a list), .jsonl (one object a line) or .parquet."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"annotation file {path} does not exist")
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            return pq.read_table(path).to_pylist()
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records = json.loads(text)
+    except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError; pyarrow raises ArrowInvalid (ValueError)
+        raise HarnessError(f"annotation file {path} is malformed: {str(e).splitlines()[0][:200]}") from None
+    if isinstance(records, dict):  # a {"data": [...]}-style wrapper
+        lists = [v for v in records.values() if isinstance(v, list)]
+        records = lists[0] if len(lists) == 1 else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise HarnessError(f"annotation file {path} must hold a list of JSON objects")
+    return records
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def file_sha256(path) -> str | None:
+    """First 16 hex digits of a file's SHA-256 (None if it does not exist)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return _file_sha256(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def load_hf_records(dataset: str, split: str, name: str | None = None) -> list[dict]:
+    """Rows of a Hugging Face dataset split; any failure (offline, gated, missing) is a one-line HarnessError."""
+    try:
+        import datasets
+    except ImportError:
+        raise HarnessError(f"loading {dataset} needs the `datasets` package (pip install datasets), "
+                           f"or pass annotations=FILE") from None
+    try:
+        ds = datasets.load_dataset(dataset, name, split=split)
+    except Exception as e:
+        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise HarnessError(f"cannot load the Hugging Face dataset {dataset} (split {split}): {reason[:200]}; "
+                           f"pass annotations=FILE to use a local copy") from None
+    return [dict(row) for row in ds]
+
+
+def safe_relpath(relpath) -> PurePosixPath:
+    """A path from annotation data as a relative path that cannot leave its root; anything else is refused."""
+    text = str(relpath) if relpath is not None else ""
+    if not text.strip() or "\x00" in text:
+        raise HarnessError(f"empty or invalid video path {relpath!r} in the annotations")
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(text).drive or PureWindowsPath(text).is_absolute():
+        raise HarnessError(f"absolute video path {text!r} in the annotations is refused; paths must be relative "
+                           f"to the video root")
+    if ".." in posix.parts:
+        raise HarnessError(f"video path {text!r} in the annotations leaves the video root ('..') and is refused")
+    return posix
+
+
+def resolve_video(root, relpath) -> Path:
+    """`relpath` (from the data) inside `root`; absolute paths and `..` escapes raise HarnessError."""
+    return Path(root) / safe_relpath(relpath)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# missing videos
+
+
+@dataclass(frozen=True)
+class MissingReport:
+    root: str
+    videos: int  # distinct missing video files
+    questions: int  # samples on them
+    total_videos: int
+    total_questions: int
+    examples: tuple[str, ...]  # the first few missing names (relative to the root)
+
+    def message(self, task: str) -> str:
+        more = ", ..." if self.videos > len(self.examples) else ""
+        return (f"{self.videos} of {self.total_videos} videos of task {task!r} ({self.questions} of "
+                f"{self.total_questions} questions) are missing under {self.root} "
+                f"(first: {', '.join(self.examples)}{more}); check video_root, or pass skip_missing=true to run on "
+                f"the {self.total_questions - self.questions} questions whose videos exist")
+
+    def to_json(self) -> dict:
+        return {"root": self.root, "missing_videos": self.videos, "missing_questions": self.questions,
+                "total_videos": self.total_videos, "total_questions": self.total_questions,
+                "examples": list(self.examples)}
+
+
+def video_name(video, root) -> str:
+    """A video path relative to the root, for messages."""
+    try:
+        return Path(video).relative_to(root).as_posix()
+    except ValueError:
+        return str(video)
+
+
+def missing_videos(samples: Iterable[Sample], root) -> MissingReport:
+    """Which samples' videos do not exist (as files); names are given relative to `root`."""
+    samples = list(samples)
+    exists: dict[str, bool] = {}
+    for s in samples:
+        if s.video not in exists:
+            exists[s.video] = Path(s.video).is_file()
+    gone = [v for v, ok in exists.items() if not ok]
+    names = [video_name(v, root) for v in gone]
+    return MissingReport(str(root), len(gone), sum(not exists[s.video] for s in samples), len(exists), len(samples),
+                         tuple(names[:MISSING_EXAMPLES]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def letter_index(letter, n_options: int) -> int | None:
+    """Index of an answer letter ("B" -> 1), None when there is no usable answer (hidden ground truth)."""
+    if letter is None or not str(letter).strip():
+        return None
+    text = str(letter).strip().upper()
+    if len(text) != 1 or not "A" <= text < chr(ord("A") + n_options):
+        raise HarnessError(f"answer {letter!r} is not one of the {n_options} option letters")
+    return ord(text) - ord("A")
+
+
+class BenchmarkTask(Task):
+    """Base of the real benchmarks. Subclasses set the class attributes and implement `to_samples` and `prompt`."""
+
+    lmms_task = ""  # lmms-eval task name, e.g. "longvideobench_val_v"
+    hf_dataset = ""
+    hf_split = ""
+    hf_name: str | None = None
+    annotation_format = ""  # the official local file, for messages
+    default_video_subdir = ""  # under $HF_HOME, where lmms-eval puts the videos
+    parser_benchmark = ""  # the benchmark key of harness.lmms_parsers
+    averaging = "micro: correct / questions over all questions and within each category"
+
+    def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
+                 parser: str = "lmms-eval"):
+        if parser not in PARSERS:
+            raise HarnessError(f"unknown parser {parser!r} (known: {', '.join(PARSERS)})")
+        self.annotations = str(annotations) if annotations else None
+        self.video_root = Path(video_root) if video_root else hf_home() / self.default_video_subdir
+        self.skip_missing = bool(skip_missing)
+        self.parser = parser
+        self.missing: MissingReport | None = None
+        self._samples: list[Sample] | None = None
+
+    def config(self) -> dict:
+        cfg = {"annotations": self.annotations or f"hf:{self.hf_dataset}:{self.hf_split}",
+               "video_root": str(self.video_root), "skip_missing": self.skip_missing, "parser": self.parser}
+        if self.annotations:  # the content decides the samples, not the file name
+            cfg["annotations_sha256"] = file_sha256(self.annotations)
+        return cfg
+
+    # -- data -----------------------------------------------------------------------------------------------------
+
+    def records(self) -> list[dict]:
+        """The raw annotation records, from the local file or the Hugging Face dataset."""
+        if self.annotations:
+            return read_records(self.annotations)
+        return load_hf_records(self.hf_dataset, self.hf_split, self.hf_name)
+
+    @abstractmethod
+    def to_samples(self, record: dict) -> list[Sample]:
+        """The samples of one annotation record (one, or one per question of a per-video record)."""
+
+    def load_samples(self) -> list[Sample]:
+        """Every sample of the annotations, in file order, without checking the videos (cached)."""
+        if self._samples is None:
+            out: list[Sample] = []
+            for i, record in enumerate(self.records()):
+                try:
+                    out.extend(self.to_samples(record))
+                except HarnessError as e:
+                    raise HarnessError(f"{self.name}: annotation record {i}: {e}") from None
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise HarnessError(f"{self.name}: annotation record {i} is not in the expected format "
+                                       f"({self.annotation_format}): {type(e).__name__}: {e}") from None
+            seen: set[str] = set()
+            dupes = [s.id for s in out if s.id in seen or seen.add(s.id)]
+            if dupes:
+                raise HarnessError(f"{self.name}: {len(dupes)} duplicate sample ids in the annotations "
+                                   f"(first: {', '.join(dupes[:MISSING_EXAMPLES])})")
+            self._samples = out
+        return list(self._samples)
+
+    def samples(self) -> list[Sample]:
+        """The samples whose videos exist; missing videos stop the run unless `skip_missing`."""
+        return self.check_videos(self.load_samples())
+
+    def check_videos(self, samples: list[Sample]) -> list[Sample]:
+        """`samples` if all their videos exist; otherwise a HarnessError naming the missing ones, or, with
+        `skip_missing`, the samples whose videos exist (the report is kept in `self.missing` and the metrics)."""
+        report = missing_videos(samples, self.video_root)
+        self.missing = report
+        if report.videos == 0:
+            return list(samples)
+        if not self.skip_missing:
+            raise HarnessError(report.message(self.name))
+        kept = [s for s in samples if Path(s.video).is_file()]
+        if not kept:
+            raise HarnessError(f"none of the {report.total_videos} videos of task {self.name!r} exist under "
+                               f"{self.video_root} (first missing: {', '.join(report.examples)}); check video_root")
+        print(f"harness: skipping {report.questions} questions: {report.videos} of {report.total_videos} videos are "
+              f"missing under {self.video_root} (first: {', '.join(report.examples)})", file=sys.stderr)
+        return kept
+
+    # -- scoring --------------------------------------------------------------------------------------------------
+
+    def query(self, sample: Sample) -> str:
+        return sample.question  # the plain question stem, without options or instructions
+
+    def parse_all(self, sample: Sample, text: str | None) -> dict:
+        """Every parser's letter for this answer: {"strict": "B", "lmms-eval": "B", "lmms-eval-0.7.1": None}."""
+        out = {}
+        for name, version in PARSERS.items():
+            if version is None:
+                out[name] = extract_strict(text, sample.options).letter
+            else:
+                out[name] = lmms_eval_letter(self.parser_benchmark, text, version)
+        return out
+
+    def score(self, sample: Sample, text: str | None) -> Prediction:
+        """Scored with the configured parser; a parse failure is recorded and wrong (never a random guess)."""
+        letter = self.parse_all(sample, text)[self.parser]
+        if letter is None:
+            return Prediction(text, None, False, PARSE_FAILED)
+        return Prediction(text, letter, sample.answer_letter is not None and letter == sample.answer_letter,
+                          PARSE_OK)
+
+    def protocol(self) -> dict:
+        version = PARSERS[self.parser]
+        return {"framework": "lmms-eval", "version": LMMS_EVAL_VERSION, "task": self.lmms_task,
+                "parser": self.parser,
+                "parser_detail": (f"lmms-eval {version} answer extraction" if version else
+                                  "harness strict extractor (harness.answers.extract_strict)") + self.parser_note(),
+                "averaging": self.averaging, "scale": "0-100"}
+
+    def parser_note(self) -> str:
+        return ""
+
+    def metrics(self, rows: list[dict]) -> dict:
+        out = summarise(rows, self.category_keys)
+        out["protocol"] = self.protocol()
+        out["by_parser"] = parser_accuracies(rows)
+        if self.missing is not None and self.missing.videos:
+            out["data"] = self.missing.to_json()
+        return out
+
+
+def parser_accuracies(rows: list[dict]) -> dict:
+    """Overall accuracy (0-100) under each parser whose letters the rows carry in `parsers` (see `parse_all`)."""
+    names = sorted({name for r in rows for name in (r.get("parsers") or {})})
+    out = {}
+    for name in names:  # rows without letters (errors: no answer) count as wrong, like in the main table
+        letters = [(r.get("parsers") or {}).get(name) for r in rows]
+        correct = sum(x is not None and x == r.get("answer") for x, r in zip(letters, rows))
+        out[name] = {"n": len(rows), "correct": correct, "accuracy": 100.0 * correct / len(rows) if rows else None,
+                     "no_letter": sum(x is None for x in letters)}
+    return out
+
+
+def backbone_prompt_style(name: str) -> str:
+    """A registered backbone's prompt style, read from its class (no model is loaded)."""
+    from harness.registry import BACKBONES
+    return str(getattr(BACKBONES.get(name).factory, "prompt_style", "default"))
+
+
+def prompts_command(task_name: str, backbone: str | None = None, task_args: dict | None = None,
+                    limit: int | None = None, fmt: str = "text", style: str | None = None) -> str:
+    """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`).
+    fmt "text": a header line per sample then the prompt verbatim; "jsonl": one {"id", "prompt", "style"} a line."""
+    from harness.registry import TASKS
+    if fmt not in ("text", "jsonl"):
+        raise HarnessError(f"unknown prompts format {fmt!r} (known: text, jsonl)")
+    style = style or (backbone_prompt_style(backbone) if backbone else "default")
+    task = TASKS.create(task_name, **(task_args or {}))
+    rows = render_prompts(task, style, limit)
+    if fmt == "jsonl":
+        return "".join(json.dumps({**r, "style": style}, ensure_ascii=False) + "\n" for r in rows)
+    return "".join(f"=== {r['id']} (style {style}) ===\n{r['prompt']}\n" for r in rows)
+
+
+def render_prompts(task: Task, style: str = "default", limit: int | None = None) -> list[dict]:
+    """[{"id", "prompt"}] for `harness prompts`: the exact text each sample gets under a backbone prompt style.
+    `limit` takes the same stratified subset as `harness run --limit`; videos are not required (except for
+    Video-MME with subtitles, whose subtitle lines depend on the video's frame count)."""
+    from harness.runner import stratified_subset
+    samples = task.load_samples() if isinstance(task, BenchmarkTask) else task.samples()
+    samples = stratified_subset(samples, limit, task.stratify_key)
+    return [{"id": s.id, "prompt": task.prompt(s, style)} for s in samples]

@@ -1,0 +1,221 @@
+"""`videomme`: Video-MME as lmms-eval's `videomme` (default) or, with `subtitles=True`, `videomme_w_subtitle`.
+
+Data: `videomme.json` (a list of 2700 records `video_id, duration (short|medium|long), domain, sub_category, url,
+videoID, question_id, task_type, question, options ("A. ..."), answer`), a parquet file of the same rows, or the
+Hugging Face dataset `lmms-eval/Video-MME` (split `test`).
+Videos: `<video_root>/<videoID>.mp4`, else `.MP4`, else `.mkv` (lmms-eval: `$HF_HOME/videomme/data/`).
+Subtitles: `<subtitle_root>/<videoID>.srt` (lmms-eval: `$HF_HOME/videomme/subtitle/`).
+Sample ids are the records' `question_id` ("001-1"). Breakdowns: duration, domain, task_type, sub_category.
+
+Prompts (lmms-eval 0.7.3, by model key; an unknown key gets `default`):
+
+* without subtitles: ``OPTION_PROMPT + "\\n" + question + "\\n" + options + "\\n" + post``; `post` is
+  ``"\\nAnswer with the option's letter from the given choices directly."`` (default), ``"The best answer is:"``
+  (llava_vid) or ``"Answer the question with A, B, C, or D."`` (gpt4v); `qwen3_vl` uses
+  ``"Question: " + question + "\\nOptions:\\n" + options + "\\nAnswer with the option letter only."``.
+* with subtitles: ``"This video's subtitles are listed below: \\n" + SUBS + "\\n" + OPTION_PROMPT + "\\n" +
+  question + "\\n" + options + "\\n" + "The best answer is:"`` for every key but qwen3_vl (whose layout follows
+  SUBS + "\\n"). SUBS is "No subtitles available" without an .srt file; otherwise lmms-eval's construction
+  (`subtitle_text`): the SRT blocks (split on blank lines, a dict keyed by (start, end) so a repeated time range
+  keeps its first position and last text) are mapped to frame numbers ``int(t * fps)``; ``np.linspace(0, total-1,
+  frame_num, dtype=int)`` frames are taken (frame_num 32, or 768 for llava_vid and qwen3_vl); every block whose
+  [start, end) frame range holds a sampled frame is collected, de-duplicated with ``list(set(...))`` (CPython's set
+  order, reproduced by doing the same), and the first ``<font color="white" size=".72c">...</font>`` text of each
+  is joined with newlines. lmms-eval reads fps and frame count with OpenCV from ``<videoID>.mp4`` even when the
+  video is ``.MP4``/``.mkv``, where OpenCV sees no file (fps 0, 0 frames) and the subtitle text is empty; this is
+  reproduced. Without OpenCV the harness reads the same two numbers from the container with PyAV
+  (``stream.frames``, else ``duration * fps`` rounded; ``average_rate``), recorded as `subtitle_meta`.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.records import Sample
+from harness.registry import TASKS
+from tasks.benchmark import (COMMON_CHOICES, COMMON_HELP, BenchmarkTask, hf_home, letter_index, resolve_video,
+                             safe_relpath)
+
+OPTION_PROMPT = ("Select the best answer to the following multiple-choice question based on the video and the "
+                 "subtitles. Respond with only the letter (A, B, C, or D) of the correct option.")
+POST_PROMPTS = {"default": "\nAnswer with the option's letter from the given choices directly.",
+                "llava_vid": "The best answer is:", "gpt4v": "Answer the question with A, B, C, or D."}
+QWEN3_PRE, QWEN3_POST = "Question: ", "Answer with the option letter only."
+SUBTITLE_INTRO = "This video's subtitles are listed below: \n"
+NO_SUBTITLES = "No subtitles available"
+SUBTITLE_FRAMES = {"default": 32, "llava_vid": 768, "qwen3_vl": 768}
+VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
+_FONT = re.compile(r'<font color="white" size=".72c">(.*?)</font>')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# subtitles, as lmms-eval's videomme utils build them
+
+
+def parse_srt_time(text: str) -> float:
+    h, m, s_ms = text.split(":")
+    s, ms = s_ms.split(",")
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def load_srt(path) -> dict:
+    """{(start s, end s): text} in lmms-eval's way: blocks split on blank lines, lines 3+ joined by spaces."""
+    subtitles = {}
+    with open(path, encoding="utf-8") as f:
+        content = f.read().split("\n\n")
+    for section in content:
+        if section.strip():
+            lines = section.split("\n")
+            if len(lines) >= 3:
+                start, end = lines[1].split(" --> ")[:2]
+                subtitles[(parse_srt_time(start), parse_srt_time(end))] = " ".join(lines[2:])
+    return subtitles
+
+
+def subtitle_text(srt_path, fps: float, total_frames: int, frame_num: int) -> str:
+    """The subtitle lines lmms-eval puts in the prompt for a video of `total_frames` frames at `fps`."""
+    by_frame = [(int(a * fps), int(b * fps), text) for (a, b), text in load_srt(srt_path).items()]
+    sampled = np.linspace(0, total_frames - 1, frame_num, dtype=int).tolist()
+    hits = []
+    for frame in sampled:
+        for i, (start, end, _) in enumerate(by_frame):
+            if start <= frame < end:
+                hits.append(i)
+    hits = list(set(hits))  # lmms-eval's order: CPython set iteration over these ints, in this insertion order
+    texts = []
+    for i in hits:
+        found = _FONT.findall(by_frame[i][2])
+        if found:
+            texts.append(found[0])
+    return "\n".join(texts)
+
+
+def opencv_meta(path) -> tuple[float, int, str]:
+    """(fps, frame count, source) as lmms-eval reads them with cv2 (fps 0 and 0 frames for a missing file)."""
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        cap = cv2.VideoCapture(str(path))
+        try:
+            return float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), "cv2"
+        finally:
+            cap.release()
+    if not Path(path).is_file():
+        return 0.0, 0, "pyav"
+    import av
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 0.0
+            frames = int(stream.frames or 0)
+            if frames == 0:  # OpenCV's fallback: duration * fps, rounded
+                if stream.duration is not None and stream.time_base is not None:
+                    seconds = float(stream.duration * stream.time_base)
+                else:
+                    seconds = (container.duration or 0) / 1e6
+                frames = int(np.floor(seconds * fps + 0.5))
+            return fps, frames, "pyav"
+    except Exception as e:
+        raise HarnessError(f"cannot read the frame rate of {path} for its subtitles: {e}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_subtitles(srt_path: str, video_path: str, frame_num: int) -> tuple[str, str]:
+    fps, total, source = opencv_meta(video_path)
+    try:
+        return subtitle_text(srt_path, fps, total, frame_num), source
+    except (ValueError, IndexError) as e:  # lmms-eval crashes on these files too
+        raise HarnessError(f"subtitle file {srt_path} is not in the SRT layout lmms-eval reads: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def strip_letter(option: str, i: int) -> str:
+    prefix = f"{chr(ord('A') + i)}. "
+    return option[len(prefix):] if option.startswith(prefix) else option
+
+
+@TASKS.register("videomme", description="Video-MME (2700 Q), lmms-eval videomme / videomme_w_subtitle prompts and "
+                                        "scoring; needs the videos (video_root)",
+                help={**COMMON_HELP, "subtitles": "add the subtitle lines (lmms-eval videomme_w_subtitle)",
+                      "subtitle_root": "directory of <videoID>.srt files (default: $HF_HOME/videomme/subtitle)"},
+                choices=COMMON_CHOICES)
+class VideoMME(BenchmarkTask):
+    name = "videomme"
+    hf_dataset = "lmms-eval/Video-MME"
+    hf_split = "test"
+    annotation_format = "videomme.json: a list of records with question_id, videoID, duration, question, options"
+    default_video_subdir = "videomme/data"
+    parser_benchmark = "videomme"
+    category_keys = ("duration", "domain", "task_type", "sub_category")
+    stratify_key = "duration"
+    averaging = ("micro: correct / questions, overall (lmms-eval videomme_perception_score) and per duration, "
+                 "domain, task_type and sub_category")
+
+    def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
+                 parser: str = "lmms-eval", subtitles: bool = False, subtitle_root: str | None = None):
+        super().__init__(annotations, video_root, skip_missing, parser)
+        self.subtitles = bool(subtitles)
+        self.subtitle_root = Path(subtitle_root) if subtitle_root else hf_home() / "videomme" / "subtitle"
+        self.lmms_task = "videomme_w_subtitle" if self.subtitles else "videomme"
+
+    def config(self) -> dict:
+        cfg = {**super().config(), "subtitles": self.subtitles}
+        if self.subtitles:
+            cfg["subtitle_root"] = str(self.subtitle_root)
+        return cfg
+
+    def video_file(self, video_id: str) -> str:
+        """`<videoID>.mp4`, else the first of .MP4/.mkv that exists (else .mp4, which is then reported missing)."""
+        safe_relpath(video_id + ".mp4")
+        for ext in VIDEO_EXTENSIONS:
+            if (self.video_root / (video_id + ext)).is_file():
+                return video_id + ext
+        return video_id + ".mp4"
+
+    def to_samples(self, record: dict) -> list[Sample]:
+        options = [strip_letter(str(o), i) for i, o in enumerate(record["options"])]
+        video_id = str(record["videoID"])
+        file = self.video_file(video_id)
+        return [Sample(
+            id=str(record["question_id"]), video=str(resolve_video(self.video_root, file)),
+            question=str(record["question"]), options=tuple(options),
+            answer=letter_index(record.get("answer"), len(options)),
+            categories={"duration": str(record["duration"]), "domain": str(record["domain"]),
+                        "task_type": str(record["task_type"]), "sub_category": str(record["sub_category"])},
+            metadata={**{k: v for k, v in record.items() if k != "question"}, "video_file": file},
+        )]
+
+    def prompt(self, sample: Sample, style: str = "default") -> str:
+        options = "\n".join(str(o) for o in sample.metadata["options"])
+        if style == "qwen3_vl":
+            body = f"{QWEN3_PRE}{sample.question}\nOptions:\n{options}\n{QWEN3_POST}"
+        elif self.subtitles:
+            body = OPTION_PROMPT + "\n" + sample.question + "\n" + options + "\n" + "The best answer is:"
+        else:
+            post = POST_PROMPTS.get(style, POST_PROMPTS["default"])
+            body = OPTION_PROMPT + "\n" + sample.question + "\n" + options + "\n" + post
+        if not self.subtitles:
+            return body
+        return SUBTITLE_INTRO + self.subtitle_lines(sample, style) + "\n" + body
+
+    def subtitle_lines(self, sample: Sample, style: str = "default") -> str:
+        video_id = str(sample.metadata["videoID"])
+        srt = self.subtitle_root / safe_relpath(video_id + ".srt")
+        if not srt.is_file():
+            return NO_SUBTITLES
+        if not Path(sample.video).is_file():
+            raise HarnessError(f"the subtitle prompt of {sample.id} needs its video for the frame count: "
+                               f"{sample.video} does not exist")
+        # lmms-eval asks OpenCV about <videoID>.mp4 whatever the real extension is
+        as_lmms_eval = self.video_root / (video_id + ".mp4")
+        frame_num = SUBTITLE_FRAMES.get(style, SUBTITLE_FRAMES["default"])
+        return _cached_subtitles(str(srt), str(as_lmms_eval), frame_num)[0]
