@@ -221,7 +221,7 @@ def test_templates_match_the_original_conversations():
     assert render_prompt(user_text(q), "qwen_1_5") == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<image>\nQ?\nA. x\nB. y\n"
         "<|im_end|>\n<|im_start|>assistant\n")
-    # tspo.md 5.3: "no newline after <|im_end|> (MPT style)"
+    # LLaVA-NeXT conversation.py, chatml_direct (MPT style): no newline after <|im_end|>
     assert render_prompt(user_text(q), "chatml_direct") == (
         "<|im_start|>system\nAnswer the questions.<|im_end|><|im_start|>user\n<image>\nQ?\nA. x\nB. y\n"
         "<|im_end|><|im_start|>assistant\n")
