@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Train the mini Qwen2.5-VL (harness/miniworld/qwen/main.py, `main`) on a GPU machine, several runs side by side:
+# Train the mini Qwen2.5-VL (harness/miniworld/qwen/, `python -m harness.miniworld.qwen.main train`) on a GPU machine,
+# several runs side by side:
 #   scripts/train_mini_qwen.sh NAME 'TRAIN ARGS' [NAME 'TRAIN ARGS' ...]
 # Run NAME trains into $RUNS_DIR/NAME (default /tmp/mini-qwen-runs) and logs to NAME.log there; where $OUT is set
 # (the device tool's output folder) each run's folder and log come back packed as $OUT/NAME.tgz.

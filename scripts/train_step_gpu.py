@@ -2,19 +2,16 @@
 as the backbone, a random CLIP ViT-L/14 as the encoder, G = 8 rollouts of 16 frames, on the needle train split.
 Prints seconds per step and peak GPU memory; writes $OUT_DIR/train-step.json.
 
-    python3 scripts/train_step_gpu.py [--steps 3]
+    python3 scripts/train_step_gpu.py [--steps 3]     (the package installed, or PYTHONPATH=. where it is not)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def clip_vit_l14(folder: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Speed-ups for a loaded `qwen2.5-vl` backbone that leave its answers' arithmetic as it is: `accelerate(backbone)`.
+"""Speed-ups for a loaded `qwen2.5-vl` backbone that leave its answers' arithmetic as it is; the adapter's
+`accelerate`, `frame_preparer`, `prepared_frames` and `generate_batch` use them.
 
 * Vision attention in one call per window size. transformers' SDPA path of the Qwen2.5-VL vision tower loops in
   Python over every attention window (64 frames at 336x644: ~576 windows x 28 windowed layers = ~16,000 small SDPA
@@ -13,15 +14,14 @@
   runner do that preprocessing off the main path (its preprocessing thread, or a worker process: `VideoPrep` is
   picklable) and hand `generate_batch` a small stand-in array the processor recognises.
 * The prompt prefix once per distinct video: questions on the same video share every token up to and including
-  the video's (system turn, video); `generate_batch` runs that prefix through the model once into a KV cache, repeats
-  its rows for the video's questions and lets `generate` continue from it over each question's own tokens
-  (`plan_shared_prefix`, `prefill_prefixes`, `generate_shared_prefix`; under rope="original" only, see there).
+  the video's (system turn, video); the accelerated `generate_batch` runs that prefix through the model once into a
+  KV cache, repeats its rows for the video's questions and lets `generate` continue from it over each question's
+  own tokens (`plan_shared_prefix`, `prefill_prefixes`, `generate_shared_prefix`; under rope="original" only, see
+  there).
 
-`attach(backbone)` adds the runner's hooks (`accelerate`, `frame_preparer`, `prepared_frames`) to a loaded
-`Qwen25VL`; the runner's fast path calls it. They belong on the adapter class itself; until then they live here.
-
-Each part can be undone (`undo()`), so one loaded model serves as both the stock reference and the fast path in a
-benchmark. This module patches the loaded objects only; nothing global in transformers changes.
+`accelerate(model, processor)` installs the first three and returns their undo, so one loaded model serves as both
+the stock reference and the fast path in a benchmark. This module patches the loaded objects only; nothing global in
+transformers changes.
 """
 from __future__ import annotations
 
@@ -195,8 +195,9 @@ def share_video_preprocessing(processor) -> Callable[[], None]:
 
 class VideoPrep:
     """Picklable: the model's video preprocessing (resize, normalise, patches) of one selection's frames, with the
-    keyword arguments the processor passes for that frame count (in a thread or a worker process; no model state). Pixel values come back in
-    the model's dtype (the model casts them to it first thing, so casting here changes nothing), as raw bits."""
+    keyword arguments the processor passes for that frame count (in a thread or a worker process; no model state).
+    Pixel values come back in the model's dtype (the model casts them to it first thing, so casting here changes
+    nothing), as raw bits."""
 
     def __init__(self, video_processor, kwargs_by_frames: dict[int, dict], dtype: str):
         import copy
@@ -255,12 +256,11 @@ def prepared_frames(result):
 @dataclass
 class SharedPrefix:
     """A batch laid out for one prefill per distinct video: `prefill` holds the model inputs of the prefixes (one
-    left-padded row per distinct video, with its pixels, grid and timing; `times` its patch times under
-    rope=original), `rows[i]` is question i's video among them, and `ids` / `mask` are each question's whole
-    sequence: its video's padded prefix (the cached part, `prefix_width` wide), then its own left-padded tokens."""
+    left-padded row per distinct video, with its pixels, grid and timing), `rows[i]` is question i's video among
+    them, and `ids` / `mask` are each question's whole sequence: its video's padded prefix (the cached part,
+    `prefix_width` wide), then its own left-padded tokens."""
 
     prefill: dict
-    times: list
     rows: list[int]
     ids: object
     mask: object
@@ -302,8 +302,7 @@ def plan_shared_prefix(backbone, requests) -> SharedPrefix | None:
         prefill["mm_token_type_ids"] = left_pad([types[u][:plan[u]] for u in unique], 0)[0]
     rows = [unique.index(o) for o in owner]
     suffix_ids, suffix_mask = left_pad([ids[i][plan[o]:] for i, o in enumerate(owner)], pad)
-    times = list(getattr(backbone, "_pending_times", []))
-    return SharedPrefix(prefill, [times[u] for u in unique] if times else [], rows,
+    return SharedPrefix(prefill, rows,
                         torch.cat([prefix_ids[rows], suffix_ids], dim=1),
                         torch.cat([prefix_mask[rows], suffix_mask], dim=1), prefix_ids.shape[1],
                         [sum(t == config.video_token_id for t in row) for row in ids])
@@ -317,7 +316,6 @@ def prefill_prefixes(backbone, plan: SharedPrefix):
     from transformers import DynamicCache
 
     model = backbone.model
-    backbone._pending_times = plan.times  # the rope index of the prefixes (plans exist under rope=original only)
     cache = DynamicCache()
     # (`past_key_values`: the name transformers 5.17 takes and 5.24 still accepts)
     model(**{k: v.to(backbone.device) for k, v in plan.prefill.items()}, past_key_values=cache, use_cache=True,
@@ -350,46 +348,12 @@ def generate_shared_prefix(backbone, requests) -> list[str] | None:
     return [text.strip() for text in backbone.processor.batch_decode(new, skip_special_tokens=True)]
 
 
-def share_prefix(backbone) -> Callable[[], None]:
-    """`generate_batch` goes through `generate_shared_prefix` where questions share a video. Returns the undo."""
-    plain = backbone.generate_batch
-
-    def generate_batch(requests):
-        texts = generate_shared_prefix(backbone, requests)
-        return plain(requests) if texts is None else texts
-
-    backbone.generate_batch = generate_batch
-
-    def undo():
-        backbone.__dict__.pop("generate_batch", None)
-    return undo
-
-
-def accelerate(backbone) -> Callable[[], None]:
-    """All four speed-ups on a loaded Qwen2.5-VL backbone; returns one undo for them all."""
-    undos = [group_vision_attention(backbone.model), share_vision_tower(backbone.model),
-             share_video_preprocessing(backbone.processor), share_prefix(backbone)]
-    backbone._accelerated = True
+def accelerate(model, processor) -> Callable[[], None]:
+    """The grouped vision attention, the shared vision tower and the shared video preprocessing on a loaded
+    Qwen2.5-VL model and its processor; returns one undo for them all."""
+    undos = [group_vision_attention(model), share_vision_tower(model), share_video_preprocessing(processor)]
 
     def undo():
         for u in reversed(undos):
             u()
-        backbone._accelerated = False
     return undo
-
-
-def attach(backbone) -> bool:
-    """Give a loaded Qwen2.5-VL backbone the fast runner's hooks, where it has none of its own: `accelerate()`
-    (returns the undo), `frame_preparer(frame_counts)` (worker-side preprocessing; needs `accelerate()` on) and
-    `prepared_frames(result)`. False for other backbones."""
-    from backbones.qwen2_5_vl.adapter import Qwen25VL
-
-    if not isinstance(backbone, Qwen25VL):
-        return False
-    hooks = {"accelerate": lambda: accelerate(backbone),
-             "frame_preparer": lambda frame_counts: frame_preparer(backbone, frame_counts),
-             "prepared_frames": prepared_frames}
-    for name, hook in hooks.items():
-        if not callable(getattr(backbone, name, None)):
-            setattr(backbone, name, hook)
-    return True

@@ -22,7 +22,7 @@ def mini():
 @pytest.fixture(scope="module")
 def test_questions():
     """(pool, sample, prompt) of the first test videos: rendered 1 fps frames after an H.264 round trip."""
-    from harness.miniworld.qwen.main import pooled_questions
+    from harness.miniworld.qwen.world import pooled_questions
 
     return pooled_questions("test", 3)
 
@@ -41,7 +41,7 @@ def test_registered_with_their_options():
 
 
 def test_second_per_grid():
-    from backbones.qwen2_5_vl.adapter import second_per_grid
+    from backbones.qwen2_5_vl.rope import second_per_grid
 
     assert second_per_grid([0, 30, 60, 90], 2, real_timing=False) == 1.0  # TSPO: as if sampled at 2 fps
     assert second_per_grid([0, 30, 60, 90], 2, real_timing=True) == 60.0  # two frames 30 s apart per patch
@@ -63,7 +63,7 @@ def test_shipped_model_loads_offline():
 def test_chat_template_renders_a_video_turn():
     from transformers import AutoProcessor
 
-    from backbones.qwen2_5_vl.adapter import chat_text
+    from backbones.qwen2_5_vl.chat import chat_text
 
     processor = AutoProcessor.from_pretrained(MINI)
     assert chat_text(processor, "Q?\n") == (
@@ -77,7 +77,7 @@ def test_chat_template_renders_a_video_turn():
 
 @needs_mini
 def test_backbone_answers_with_a_parseable_letter(mini, test_questions):
-    from harness.miniworld.qwen.main import K, oracle_times
+    from harness.miniworld.qwen.world import K, oracle_times
 
     pool, sample, prompt = test_questions[0]
     times = oracle_times(sample.evidence, pool.times, K, np.random.default_rng(0))
@@ -92,7 +92,7 @@ def test_reads_the_evidence_frames(mini, test_questions):
     crowded ones (runs of evidence frames, other needles beside them) the 12 test questions are mostly right
     (held out, see training.json), with no evidence about chance (4 letters). A model that ignores the frames gets
     all near 0.25: P(>= 9 of 12 right) < 0.001 at chance."""
-    from harness.miniworld.qwen.main import K, event_intervals, selection_times
+    from harness.miniworld.qwen.world import K, event_intervals, selection_times
 
     rng = np.random.default_rng(0)
     hits = {"oracle": [], "crowded": [], "none": []}
@@ -110,7 +110,8 @@ TINY = dict(text_hidden=32, text_layers=2, text_heads=1, text_intermediate=64, v
 
 
 def test_short_training_lowers_the_loss(tmp_path):
-    from harness.miniworld.qwen.main import Sizes, train_mini_qwen
+    from harness.miniworld.qwen.build import Sizes
+    from harness.miniworld.qwen.train import train_mini_qwen
 
     result = train_mini_qwen(tmp_path / "m", steps=8, batch_size=4, lr=3e-3, videos=2, fillers=10,
                              sizes=Sizes(**TINY), log_every=4, log=lambda _: None)
@@ -124,16 +125,17 @@ def test_tiny_random_model_runs_through_the_adapter(tmp_path):
     import torch
 
     from backbones.qwen2_5_vl.adapter import Qwen25VL
-    from harness.miniworld.qwen.main import Sizes, build_mini_qwen
+    from harness.miniworld.qwen.build import Sizes, build_mini_qwen
 
     build_mini_qwen(tmp_path, sizes=Sizes(**TINY), corpus_videos=2)
     backbone = Qwen25VL(model=str(tmp_path), pixels="model", max_new_tokens=3, timing="tspo")
     frames = np.random.default_rng(0).integers(0, 256, (5, 96, 160, 3), dtype=np.uint8)  # odd count, not square
     assert isinstance(backbone.generate(frames, [0, 10, 20, 30, 40], "Which?\nA. x\nB. y\n"), str)
-    assert backbone._pending_times == [[0.0, 1.0, 2.0]]  # TSPO: 3 temporal patches as if sampled at 2 fps
+    times = backbone.inputs([(frames, [0, 10, 20, 30, 40], "Which?\nA. x\nB. y\n")])["second_per_grid_ts"]
+    assert times.tolist() == [[0.0, 1.0, 2.0]]  # TSPO: 3 temporal patches as if sampled at 2 fps
     backbone.timing = "exact"
-    backbone.inputs([(frames, [0, 10, 20, 30, 40], "Which?")])
-    assert backbone._pending_times == [[0.0, 20.0, 40.0]]  # each patch at its first frame's time
+    times = backbone.inputs([(frames, [0, 10, 20, 30, 40], "Which?")])["second_per_grid_ts"]
+    assert times.tolist() == [[0.0, 20.0, 40.0]]  # each patch at its first frame's time
     assert backbone.config()["weights"].startswith("sha256:")
     assert backbone.model.dtype == torch.float32
 
@@ -142,16 +144,18 @@ def test_fast_training_inputs_match_the_processor(tmp_path):
     """Training feeds frames through `fast_inputs` + `patchify`; they must give what the processor gives."""
     import torch
 
-    from harness.miniworld.qwen.main import (Recipe, Sizes, _batch, _example, build_mini_qwen, fast_inputs, patchify,
-                                        pooled_questions)
+    from harness.miniworld.qwen.batches import (Recipe, fast_inputs, patchify, teacher_forced_batch,
+                                                training_example)
+    from harness.miniworld.qwen.build import Sizes, build_mini_qwen
+    from harness.miniworld.qwen.world import pooled_questions
 
     _, processor = build_mini_qwen(tmp_path, sizes=Sizes(**TINY), corpus_videos=2)
     questions = pooled_questions("train", 2, fillers=8)
     pools = list({id(q[0]): q[0] for q in questions}.values())
     rng = np.random.default_rng(0)
-    examples = [_example(pools, questions, Recipe(describe=0.3, no_evidence=0.2), rng)[:4] for _ in range(5)]
+    examples = [training_example(pools, questions, Recipe(describe=0.3, no_evidence=0.2), rng)[:4] for _ in range(5)]
     timing = [True, False, True, True, False]
-    want, want_start, want_lengths = _batch(processor, examples, timing)
+    want, want_start, want_lengths = teacher_forced_batch(processor, examples, timing)
     got, start, lengths = fast_inputs(processor, examples, timing)
     pixels = patchify(processor, got.pop("frames"))
     assert set(got) | {"pixel_values_videos"} == set(want)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from backbones.qwen2_5_vl.adapter import (Qwen25VL, lmms_eval_max_pixels, mrope_positions, patch_times)
+from backbones.qwen2_5_vl.adapter import Qwen25VL, lmms_eval_max_pixels
+from backbones.qwen2_5_vl.rope import mrope_positions, patch_times, rope_positions
 
 VIDEO, IMAGE, TEXT = 9, 8, 1
 
@@ -36,6 +37,19 @@ def test_left_padding_is_skipped():
     padded, padded_delta = positions([0, 0] + ids, mask=[0, 0] + [1] * len(ids))
     assert padded[:, 0, 2:].tolist() == plain[:, 0].tolist() and padded[:, 0, :2].tolist() == [[1, 1]] * 3
     assert padded_delta.tolist() == delta.tolist()  # counted against the unpadded tokens
+
+
+def test_the_two_algorithms_differ_only_after_a_video():
+    """`rope_positions` (transformers 5.24) and `mrope_positions` (the original) place text before a video and the
+    video itself alike (evenly spaced patches: one spacing says it all); text after a video goes on at
+    start + max(h, w) in the one and at the largest position + 1 in the other."""
+    ids = [TEXT] * 3 + [VIDEO] * 8 + [TEXT] * 2
+    original, _ = positions(ids)
+    newer = rope_positions(torch.tensor([ids]), None, torch.tensor([(2, 4, 4)]), torch.tensor([3.0]),
+                           video_token_id=VIDEO, spatial_merge_size=2, tokens_per_second=2)
+    assert torch.equal(original[:, :, :11], newer[:, :, :11])
+    assert original[:, 0, 11:].tolist() == [[10, 11]] * 3  # after the temporal index 3 + 6: max + 1
+    assert newer[:, 0, 11:].tolist() == [[5, 6]] * 3  # 3 + max(2, 2)
 
 
 def test_patch_times():

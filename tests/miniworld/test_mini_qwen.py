@@ -1,4 +1,4 @@
-"""Training internals of the mini Qwen2.5-VL (harness/miniworld/qwen/main.py): the explicit rope positions, the batched
+"""Training internals of the mini Qwen2.5-VL (harness/miniworld/qwen/): the explicit rope positions, the batched
 vision attention and the losses, on a tiny random model."""
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ TINY = dict(text_hidden=32, text_layers=2, text_heads=1, text_intermediate=64, v
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(model, processor, a training batch with its model inputs) of a tiny random mini Qwen."""
-    from harness.miniworld.qwen.main import Recipe, Sizes, _training_batch, build_mini_qwen, patchify, pooled_questions
+    from harness.miniworld.qwen.batches import Recipe, patchify, training_batch
+    from harness.miniworld.qwen.build import Sizes, build_mini_qwen
+    from harness.miniworld.qwen.world import pooled_questions
 
     model, processor = build_mini_qwen(tmp_path_factory.mktemp("tiny"), sizes=Sizes(**TINY), corpus_videos=2)
     questions = pooled_questions("train", 2, fillers=8)
     pools = list({id(q[0]): q[0] for q in questions}.values())
-    batch = _training_batch(processor, pools, questions, Recipe(describe=0.3, no_evidence=0.3, real_timing=0.5), 8,
-                            np.random.default_rng(1))
+    batch = training_batch(processor, pools, questions, Recipe(describe=0.3, no_evidence=0.3, real_timing=0.5), 8,
+                           np.random.default_rng(1))
     inputs = dict(batch["inputs"])
     inputs["pixel_values_videos"] = patchify(processor, inputs.pop("frames"))
     return model, processor, batch, inputs
@@ -42,7 +44,7 @@ def test_rope_positions_match_the_installed_transformers(tiny):
 def test_batched_vision_attention_is_the_same_and_removable(tiny):
     import torch
 
-    from harness.miniworld.qwen.main import batched_vision_attention
+    from harness.miniworld.qwen.train import batched_vision_attention
 
     model, processor, batch, inputs = tiny
     with torch.no_grad():
@@ -63,18 +65,20 @@ def test_losses(tiny):
     import torch
     import torch.nn.functional as F
 
-    from harness.miniworld.qwen.main import OptionProbe, _letter_ids, _loss
+    from harness.miniworld.qwen.batches import option_letter_ids
+    from harness.miniworld.qwen.train import OptionProbe, training_losses
 
     model, processor, batch, inputs = tiny
-    ends, letters = batch["ends"], _letter_ids(processor.tokenizer)
+    ends, letters = batch["ends"], option_letter_ids(processor.tokenizer)
     asked = ends[:, 0] >= 0
     assert asked.any() and not asked.all()  # describe rows have no option lines
     newline = processor.tokenizer.convert_tokens_to_ids("\u010a")
     assert (inputs["input_ids"][torch.as_tensor(asked)].gather(1, torch.as_tensor(ends[asked])) == newline).all()
     probe = OptionProbe(model, processor.tokenizer)
     with torch.no_grad():
-        loss, first, judged, lettered = _loss(model, inputs, batch["start"], batch["lengths"], batch["soft"],
-                                              letters, probe, batch["correct"], ends, batch["position_ids"])
+        loss, first, judged, lettered = training_losses(model, inputs, batch["start"], batch["lengths"],
+                                                        batch["soft"], letters, probe, batch["correct"], ends,
+                                                        batch["position_ids"])
         logp = F.log_softmax(model(**inputs, position_ids=batch["position_ids"]).logits.float(), -1)
     assert first.shape == (len(ends),) and all(torch.isfinite(x) and x > 0 for x in (loss, judged, lettered))
     ids, want = inputs["input_ids"], []
@@ -92,7 +96,7 @@ def test_losses(tiny):
 def test_crowded_selections_show_runs_of_evidence_and_other_needles():
     """Every evidence interval is shown, by one to four frames; the rest are other needle events or plain frames,
     about half each; k frames, all distinct grid times."""
-    from harness.miniworld.qwen.main import crowded_times, inside
+    from harness.miniworld.qwen.world import crowded_times, inside
 
     candidates = np.arange(0.0, 300.0)
     evidence = [(20.5, 26.0), (100.0, 103.0)]  # 5 and 3 grid frames
@@ -113,7 +117,7 @@ def test_crowded_selections_show_runs_of_evidence_and_other_needles():
 
 def test_crowded_selections_fit_k():
     """Three long evidence intervals ask for up to 12 frames; k = 4 still shows each one."""
-    from harness.miniworld.qwen.main import crowded_times, inside
+    from harness.miniworld.qwen.world import crowded_times, inside
 
     evidence = [(10.0, 16.0), (40.0, 46.0), (70.0, 76.0)]
     rng = np.random.default_rng(1)

@@ -136,7 +136,6 @@ def test_fast_runner_error_rows_and_resume(tmp_path):
 def test_qwen_accelerate_keeps_logits_and_answers():
     import torch
 
-    from backbones.qwen2_5_vl.fast import accelerate
     from harness.registry import BACKBONES
 
     backbone = BACKBONES.create("mini-qwen2.5-vl", max_new_tokens=6)
@@ -148,7 +147,7 @@ def test_qwen_accelerate_keeps_logits_and_answers():
     stock = backbone.inputs(requests)
     with torch.inference_mode():
         ref = backbone.model(**stock).logits
-    undo = accelerate(backbone)
+    undo = backbone.accelerate()
     try:
         fast = backbone.inputs(requests)
         for key in stock:
@@ -168,12 +167,10 @@ def test_qwen_frames_prepared_in_a_worker_give_the_same_inputs_and_answers(dtype
 
     import torch
 
-    from backbones.qwen2_5_vl.fast import attach
     from harness.registry import BACKBONES
 
     backbone = BACKBONES.create("qwen2.5-vl", random_init=True, config="qwen2.5-vl-tiny", max_new_tokens=4,
                                 dtype=dtype)
-    assert attach(backbone)
     frames = np.random.default_rng(1).integers(0, 256, (8, 96, 128, 3), dtype=np.uint8)
     ts = [0.5 * i for i in range(8)]
     prompts = ["a question", "another, longer question about the video"]

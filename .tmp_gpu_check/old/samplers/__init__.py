@@ -1,2 +1,0 @@
-"""Frame samplers. Importing this package registers the built-in ones."""
-from samplers import aks, replay, topk, tspo, uniform  # noqa: F401  (registration side effect)
