@@ -14,7 +14,7 @@ import numpy as np
 from harness.util.paths import data_home
 from harness.records import Sample
 from harness.registry import TASKS
-from harness.video.synth import write_video
+from harness.util.synth import write_video
 from tasks.base import Task
 
 COLOURS = {  # name -> RGB; hues far apart so H.264's chroma subsampling cannot confuse them

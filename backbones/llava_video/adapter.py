@@ -50,7 +50,7 @@ from backbones.prefix import left_pad, prefix_plan
 from harness.errors import HarnessError
 from harness.registry import BACKBONES
 from harness.util.frames import check_frames
-from harness.util.options import check_choices, torch_device
+from harness.util.checks import check_choices, torch_device
 
 PROMPT_STYLES = ("llava_vid", "default")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -133,7 +133,7 @@ class LlavaVideo(Backbone):
             self.tokenizer, self.model = load_converted(
                 model, folder, torch_dtype, attn_implementation,
                 **(placement.pretrained_placement(devices) if spanning else {}))
-            from backbones.qwen2_5_vl.adapter import weights_id
+            from harness.util.checkpoints import weights_id
 
             self._weights = weights_id(str(folder))
         if not spanning:

@@ -30,9 +30,6 @@ the timing they take), `fast` (the answer-preserving speed-ups `accelerate` turn
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -43,8 +40,9 @@ from backbones.qwen2_5_vl.chat import build_inputs
 from backbones.qwen2_5_vl.random_init import CONFIGS, random_model, random_processor
 from backbones.qwen2_5_vl.rope import install_original_rope, original_timing_inputs, timing_inputs
 from harness.errors import HarnessError
+from harness.util.checkpoints import weights_id
 from harness.registry import BACKBONES
-from harness.util.options import check_choices, torch_device
+from harness.util.checks import check_choices, torch_device
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -54,7 +52,6 @@ PIXEL_PRESETS = ("tspo", "lmms-eval", "model")
 TIMINGS = ("exact", "tspo")
 ROPES = ("original", "transformers")
 ATTENTION = ("sdpa", "eager", "flash_attention_2")
-SMALL_FILE = 64 << 20  # weight files up to this size are hashed whole for the run identity
 
 _HELP = {
     "model": "hub id, local folder, or a shipped mini model name (mini-qwen2.5-vl)",
@@ -77,27 +74,6 @@ def lmms_eval_max_pixels(n_frames: int, min_pixels: int = 256 * 28 * 28, user_ma
     frames = max(2, n_frames + n_frames % 2)  # qwen-vl-utils pads a frame list to an even count
     cap = max(min(768 * 28 * 28, total / frames * 2), int(min_pixels * 1.05))
     return int(min(user_max, cap))
-
-
-def weights_id(source: str) -> str:
-    """What identifies the weights for the run identity: content digest of a local folder (small files whole, large
-    ones by name and size, so a 15 GB checkpoint is not read), or the hub commit the id resolves to offline."""
-    path = Path(source)
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(p for p in path.iterdir() if p.is_file()):
-            size = f.stat().st_size
-            h.update(json.dumps([f.name, size]).encode())
-            if size <= SMALL_FILE:
-                h.update(f.read_bytes())
-        return f"sha256:{h.hexdigest()[:16]}"
-    try:
-        import huggingface_hub
-
-        offline = huggingface_hub.is_offline_mode()
-        return f"{source}@{huggingface_hub.resolve_revision(source, local_files_only=offline)}"
-    except Exception:  # unresolvable: loading will report the real problem
-        return source
 
 
 @BACKBONES.register("qwen2.5-vl", description="Qwen2.5-VL (transformers); 7B by default, any folder of the family",

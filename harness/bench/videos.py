@@ -39,12 +39,12 @@ def _planes(seed: int, n: int, height: int, width: int):
 
 
 def _write_one(path: str, seed: int, n: int, height: int, width: int, fps: float, gop: int) -> str:
-    """H.264 (libx264, ultrafast, fixed GOP, yuv420p) through PyAV, written atomically like `harness.video.synth`.
+    """H.264 (libx264, ultrafast, fixed GOP, yuv420p) through PyAV, written atomically like `harness.util.synth`.
     ultrafast keeps the set quick to write; its streams are, if anything, cheaper to decode than camera video,
     which favours the reference loop (it decodes per question)."""
     import av
 
-    from harness.video.synth import as_rate
+    from harness.util.synth import as_rate
 
     rate = as_rate(fps)
     tmp = Path(path).with_name(f".{Path(path).stem}.{os.getpid()}.tmp.mp4")

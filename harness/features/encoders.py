@@ -26,7 +26,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.util.frames import check_frames
 from harness.util.text import one_line
-from harness.util.options import check_choices, torch_device
+from harness.util.checks import check_choices, torch_device
 from harness.util.hashing import digest
 
 DTYPES = ("float32", "bfloat16", "float16")

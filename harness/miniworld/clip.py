@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.shipped import SHIPPED
-from harness.video.synth import h264_round_trip
+from harness.miniworld.codec import h264_round_trip
 from tasks.needle import COLOURS, SHAPES, NeedleTask, frame_objects, make_specs, render_frame, write_spec_video
 
 FOLDER = SHIPPED["mini-clip"]

@@ -1,13 +1,15 @@
-"""Reading a sharded checkpoint folder's index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`):
-the one place converters and weight readers learn which file holds which tensor."""
+"""Checkpoint folders: which shard holds which tensor (the index files), and what identifies a folder's weights
+in a run identity."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from harness.util.text import few
 
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+SMALL_FILE = 64 << 20  # weight files up to this size are hashed whole for the run identity
 
 
 def shard_files(folder, index_names=INDEX_NAMES, wanted=None) -> list[Path] | None:
@@ -34,3 +36,24 @@ def shard_files(folder, index_names=INDEX_NAMES, wanted=None) -> list[Path] | No
             raise HarnessError(f"{folder} lacks shards named in its index {index.name}: {few(missing)}")
         return [folder / n for n in sorted(chosen)]
     return None
+
+
+def weights_id(source: str) -> str:
+    """What identifies the weights for the run identity: content digest of a local folder (small files whole, large
+    ones by name and size, so a 15 GB checkpoint is not read), or the hub commit the id resolves to offline."""
+    path = Path(source)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.iterdir() if p.is_file()):
+            size = f.stat().st_size
+            h.update(json.dumps([f.name, size]).encode())
+            if size <= SMALL_FILE:
+                h.update(f.read_bytes())
+        return f"sha256:{h.hexdigest()[:16]}"
+    try:
+        import huggingface_hub
+
+        offline = huggingface_hub.is_offline_mode()
+        return f"{source}@{huggingface_hub.resolve_revision(source, local_files_only=offline)}"
+    except Exception:  # unresolvable: loading will report the real problem
+        return source

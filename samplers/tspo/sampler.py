@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.registry import SAMPLERS
-from harness.util.options import torch_device
+from harness.util.checks import torch_device
 from samplers.base import Sampler
 from samplers.tspo.rules import select
 from samplers.tspo.settings import (AKS_DEPTH, AKS_T1, COMPUTE_DTYPES, DEFAULT_ENCODER, DEFAULT_TAU, DEFAULT_WINDOW,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.video.synth import write_video
+from harness.util.synth import write_video
 from tasks.needle.spec import COLOURS, Event, Scene, VideoSpec
 
 

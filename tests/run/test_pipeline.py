@@ -11,7 +11,7 @@ import pytest
 from harness.config import RunConfig
 from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
 from harness.run.runner import Run
-from harness.video.synth import decode_index, write_index_clip
+from harness.util.synth import decode_index, write_index_clip
 
 
 def _die_on_one(x):  # spawned workers import this module by name (pytest puts tests/ on sys.path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.video.synth import write_index_clip
+from harness.util.synth import write_index_clip
 from harness.run.prompts import render_prompts
 from tasks.benchmark import missing_videos, resolve_video
 from tasks.longvideobench import LongVideoBench

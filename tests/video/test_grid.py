@@ -6,7 +6,7 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.video.grid import GRID_RULES, make_grid, parse_grid_rule
-from harness.video.synth import write_index_clip
+from harness.util.synth import write_index_clip
 from harness.video.reader import open_video
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError, UnknownNameError, VideoError
-from harness.video.synth import as_rate, decode_index, index_frame, write_index_clip, write_video
+from harness.util.synth import as_rate, decode_index, index_frame, write_index_clip, write_video
 from harness.video.reader import available_backends, check_backend, iter_frames, open_video, read_frames
 
 BACKENDS = available_backends()

@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.records import Sample
 from harness.video.grid import make_grid
-from harness.video.synth import h264_round_trip
+from harness.miniworld.codec import h264_round_trip
 from tasks.needle import NeedleTask, layout_questions, make_question, make_samples, make_specs, render_frame
 
 K = 8  # frames per training question

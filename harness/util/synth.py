@@ -116,17 +116,3 @@ def write_index_clip(path, n_frames: int, fps: float | Fraction, height: int = 9
                      gop: int | None = None) -> None:
     """A clip whose frame k shows index k: the ground truth for decoder tests."""
     write_video(path, (index_frame(k, height, width) for k in range(n_frames)), fps, gop=gop)
-
-
-def h264_round_trip(frames, fps: float | Fraction, *, crf: int = 18, gop: int | None = None) -> np.ndarray:
-    """Encode frames with `write_video`'s settings and decode them back: the artefacts a decoded video has."""
-    import tempfile
-
-    from harness.video.reader import open_video
-
-    frames = list(frames)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "round-trip.mp4"
-        write_video(path, frames, fps, crf=crf, gop=gop)
-        with open_video(path, "pyav") as reader:
-            return reader.get_frames(range(len(frames)))
