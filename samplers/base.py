@@ -76,7 +76,7 @@ def short_grid_positions(n: int, k: int, rule: str) -> np.ndarray:
     raise HarnessError(f"unknown short-grid rule {rule!r} (known: {', '.join(SHORT_GRID_RULES)})")
 
 
-def select(sampler: Sampler, grid: CandidateGrid, k: int, inputs: Mapping[str, np.ndarray],
+def apply_sampler(sampler: Sampler, grid: CandidateGrid, k: int, inputs: Mapping[str, np.ndarray],
            short_grid: str = "all") -> Selection:
     """Run one sampler on one grid, applying the shared short-grid rule."""
     if k < 1:

@@ -111,15 +111,15 @@ def add_select(p) -> None:
     p.description = ("One record per question: question (sample) id, video, grid rule, grid positions, native frame "
                      "indices, timestamps in seconds, sampler and config hash; records of questions that failed "
                      "carry `selection: null` and the error. The harness format replays with "
-                     "`--sampler replay:file=FILE`; tspo-json is TSPO's jsons_idx format (the annotation list plus "
+                     "`--sampler replay:file=FILE`; tspo is TSPO's jsons_idx format (the annotation list plus "
                      "`frame_idx`).")
     add_task_options(p)
     _run_options(p, ["samplers", "frames", "short_grid"],
                  samplers={**SAMPLER, "action": "store",
                            "help": "sampler, e.g. aks:mode=fixed (see `harness list samplers`)"})
     p.add_argument("--out", dest="out_file", required=True, help="output file")
-    p.add_argument("--format", default="harness", choices=["harness", "tspo-json"])
-    p.add_argument("--annotations", help="tspo-json: the TSPO-format annotation file whose records it copies "
+    p.add_argument("--format", default="harness", choices=["harness", "tspo"])
+    p.add_argument("--annotations", help="tspo: the TSPO-format annotation file whose records it copies "
                                          "(default: the task's own annotations= file)")
 
 
@@ -138,10 +138,10 @@ def cmd_select(args) -> int:
     by_id = {(r["sample_id"]): r for share in shares for r in share}
     records = [by_id[s.id] for s in samples]  # dataset order, whatever rank answered
     failed = [r for r in records if r.get("selection", True) is None]
-    if args.format == "tspo-json":
+    if args.format == "tspo":
         annotations = args.annotations or cfg.task_args.get("annotations")
         if not annotations:
-            raise HarnessError("--format tspo-json needs --annotations (a TSPO-format annotation file)")
+            raise HarnessError("--format tspo needs --annotations (a TSPO-format annotation file)")
         print(rows_to_tspo(records, str(annotations), args.out_file, samples).summary())
     else:
         sampler = selector.samplers[0]

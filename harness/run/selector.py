@@ -20,7 +20,7 @@ from harness.run.subset import stratified_subset
 from harness.util.progress import progress_bar
 from harness.video.grid import make_grid, parse_grid_rule
 from harness.video.reader import VideoReader, check_backend, open_video
-from samplers.base import SHORT_GRID_RULES, select
+from samplers.base import SHORT_GRID_RULES, apply_sampler
 
 
 def by_video(samples: list[Sample]) -> list[tuple[str, list[Sample]]]:
@@ -122,9 +122,9 @@ class Selector:
         reader = open_video(video, self.cfg.decode_backend)
         return reader, make_grid(reader.meta.frame_count, reader.meta.fps, self.grid_rule)
 
-    def select(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader):
+    def selection(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader):
         inputs = self.inputs.inputs(sampler, self.task, sample, grid, reader)
-        return select(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
+        return apply_sampler(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
 
     def prepare(self, group: list[Sample], grid: CandidateGrid, reader: VideoReader) -> tuple[str | None, float]:
         """Features for every question of one video, in one decode pass: (the error, or None; seconds)."""
@@ -166,7 +166,7 @@ class Selector:
                     continue
                 t = time.perf_counter()
                 try:
-                    selection = self.select(self.samplers[slot], sample, plan.grid, reader)
+                    selection = self.selection(self.samplers[slot], sample, plan.grid, reader)
                 except Exception as e:
                     plan.items.append(Planned(sample, slot, None, self.describe(e)))
                     continue

@@ -29,7 +29,7 @@ class TaskSource(Source):
         self._items = None
 
     def config(self) -> dict:
-        return {"source": self.name, "task": self.task.config(), "grid": self.grid, "limit": self.limit}
+        return {"source": self.name, "task": self.task.identity(), "grid": self.grid, "limit": self.limit}
 
     def items(self) -> list[TrainItem]:
         if self._items is None:

@@ -42,7 +42,7 @@ from harness.train.rundir import (AGENT, EVENTS, ROLLOUTS, SELECTOR_FILE, TRAIN_
                                   truncate_jsonl, write_checkpoint)
 from harness.util.hashing import short_hash
 from samplers.tspo.agent import TemporalAgent
-from samplers.tspo.rules import select
+from samplers.tspo.rules import rule_positions
 
 
 class Trainer:
@@ -276,7 +276,7 @@ class Trainer:
                 samples = gumbel_topk(logits, ep.k, gumbel_noise(self.cfg.group_size, len(logits), generator))
                 rows.append({"step": step, "item": self.items[index].id, "tau": tau, "k": ep.k,
                              "times": ep.timestamps.tolist(), "score": (logits * tau).tolist(),
-                             "topk": select(logits, ep.k, "topk"),
+                             "topk": rule_positions(logits, ep.k, "topk"),
                              "samples": [sorted(int(i) for i in row) for row in samples.tolist()],
                              "mask": None if ep.mask is None else ep.mask.astype(int).tolist(),
                              "evidence": [list(iv) for iv in ep.evidence]})

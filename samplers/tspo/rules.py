@@ -25,7 +25,7 @@ def bin_assignment(length: int, count: int) -> np.ndarray:
     return np.argmin(distance, axis=1)  # argmin keeps the first minimum: ties go to the earlier bin
 
 
-def select(logits, k: int, method: str) -> list[int]:
+def rule_positions(logits, k: int, method: str) -> list[int]:
     """Ascending candidate positions from per-candidate logits (any array-like or tensor of shape [T]).
 
     topk: the min(T, k) largest, ties to the earlier candidate (torch.topk's tie order is unspecified).

@@ -11,7 +11,7 @@ from harness.errors import HarnessError
 from harness.registry import SAMPLERS
 from harness.util.checks import torch_device
 from samplers.base import Sampler
-from samplers.tspo.rules import select
+from samplers.tspo.rules import rule_positions
 from samplers.tspo.settings import (AKS_DEPTH, AKS_T1, COMPUTE_DTYPES, DEFAULT_ENCODER, DEFAULT_TAU, DEFAULT_WINDOW,
                                     METHODS, PRESETS)
 
@@ -133,7 +133,7 @@ class TSPO(Sampler):
                          window_size=self.window, tau=self.tau)
 
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(select(self.logits(inputs), k, self.method), dtype=np.int64)
+        return np.asarray(rule_positions(self.logits(inputs), k, self.method), dtype=np.int64)
 
     def frame_scores(self, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, str]:
         """The agent's logits: what TSPO ranks candidates by (not the raw CLIP scores)."""

@@ -11,7 +11,6 @@ from typing import Mapping
 import torch
 
 from harness.errors import HarnessError
-from harness.util.text import few
 from harness.util.checkpoints import shard_files
 from samplers.tspo.agent import TemporalAgent
 from samplers.tspo.settings import CHECKPOINT_PREFIXES, COMPUTE_DTYPES

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backbones.qwen2_5_vl.adapter  # noqa: F401  (registers the entries, until backbones/__init__ imports it)
 from harness.scoring.answers import extract_strict
 from harness.shipped import SHIPPED, resolve_model
 from harness.registry import BACKBONES

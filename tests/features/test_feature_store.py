@@ -596,7 +596,7 @@ def test_select_tspo_json_over_a_small_annotation_file(tiny_clip, needle_root, t
     assert main(["select", *common, "--out", str(tmp_path / "sel.jsonl")]) == 0
     _, harness_records = read_jsonl(tmp_path / "sel.jsonl")
     chosen = {r["sample_id"]: r["frame_indices"] for r in harness_records}
-    assert main(["select", *common, "--format", "tspo-json", "--out", str(tmp_path / "tspo.json")]) == 0
+    assert main(["select", *common, "--format", "tspo", "--out", str(tmp_path / "tspo.json")]) == 0
     assert "3 of 3 records have a frame_idx" in capsys.readouterr().out
     written = json.loads((tmp_path / "tspo.json").read_text())
     assert [{k: v for k, v in w.items() if k != "frame_idx"} for w in written] == records

@@ -1,8 +1,6 @@
 """Figures: valid PNG/SVG files of real size, built from the data given (no pixel goldens)."""
 import json
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +10,7 @@ from harness.errors import HarnessError
 from harness.report.plots import (accuracy_vs_frames, category_bars, contact_sheet, recall_vs_accuracy, save_figure,
                            score_curve, score_curve_data, selection_frames)
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_compare import results, write_run  # noqa: E402  the hand-written run directories
+from test_compare import results, write_run  # the hand-written run directories (pytest puts tests/report on the path)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

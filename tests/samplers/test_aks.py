@@ -11,7 +11,7 @@ from harness.errors import HarnessError
 from harness.records import CandidateGrid
 from harness.registry import SAMPLERS
 from samplers.aks import AKS, PRESETS, aks_leaves, aks_select  # also registers "aks"
-from samplers.base import select
+from samplers.base import apply_sampler
 
 # golden vectors of the official frame_select.py (V1, V2, V4, V5 share these scores)
 ZIGZAG = [0.1, 0.9, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6, 0.5, 0.0, 0.05, 0.95, 0.15, 0.85, 0.25, 0.75, 0.35, 0.65, 0.45,
@@ -378,20 +378,20 @@ def test_registered_bad_options(kwargs, match):
 
 def test_select_through_the_runner_path():
     grid = _grid(20)
-    sel = select(SAMPLERS.create("aks", depth=2), grid, 4, {"scores": np.asarray(ZIGZAG, dtype=np.float32)})
+    sel = apply_sampler(SAMPLERS.create("aks", depth=2), grid, 4, {"scores": np.asarray(ZIGZAG, dtype=np.float32)})
     assert sel.positions == (1, 5, 11, 15) and sel.frame_indices == (30, 150, 330, 450)
     # official shortfall is the selection: no padding, no fallback
-    short = select(SAMPLERS.create("aks", depth=2), grid, 6, {"scores": np.asarray(ZIGZAG)})
+    short = apply_sampler(SAMPLERS.create("aks", depth=2), grid, 6, {"scores": np.asarray(ZIGZAG)})
     assert short.positions == (1, 5, 11, 15)
-    fixed = select(SAMPLERS.create("aks", depth=2, mode="fixed"), grid, 6, {"scores": np.asarray(ZIGZAG)})
+    fixed = apply_sampler(SAMPLERS.create("aks", depth=2, mode="fixed"), grid, 6, {"scores": np.asarray(ZIGZAG)})
     assert fixed.positions == (1, 3, 5, 11, 13, 15)
     # fewer candidates than K: the shared short-grid rule, as for every sampler
-    assert select(SAMPLERS.create("aks"), _grid(3), 5, {"scores": np.arange(3.0)}, "repeat").positions == \
+    assert apply_sampler(SAMPLERS.create("aks"), _grid(3), 5, {"scores": np.arange(3.0)}, "repeat").positions == \
         (0, 0, 1, 1, 2)
 
 
 def test_empty_official_selection_is_an_error_naming_the_cause():
     with pytest.raises(HarnessError, match=r"no frames.*K=2, depth=2.*mode=fixed or depth<=1"):
-        select(SAMPLERS.create("aks", depth=2), _grid(20), 2, {"scores": np.asarray(ZIGZAG)})
+        apply_sampler(SAMPLERS.create("aks", depth=2), _grid(20), 2, {"scores": np.asarray(ZIGZAG)})
     with pytest.raises(HarnessError, match="NaN"):
-        select(SAMPLERS.create("aks"), _grid(3), 2, {"scores": np.array([0.1, np.nan, 0.2])})
+        apply_sampler(SAMPLERS.create("aks"), _grid(3), 2, {"scores": np.array([0.1, np.nan, 0.2])})

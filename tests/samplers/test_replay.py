@@ -1,7 +1,6 @@
 """The `replay` sampler and selection files: TSPO's published jsons_idx files, the harness's own, the converter."""
 import ast
 import csv
-import inspect
 import json
 from collections import Counter
 from pathlib import Path
@@ -281,12 +280,10 @@ def test_config_hash_follows_the_content_not_the_path(tmp_path):
     assert replay(a).config_hash != replay(b).config_hash
 
 
-@pytest.mark.skipif("per_sample" not in inspect.getsource(samplers.base.select),
-                    reason="samplers.base.select does not know per-sample inputs yet (see the replay wiring)")
-def test_replay_through_select_on_the_all_grid(tmp_path):
+def test_replay_through_apply_sampler_on_the_all_grid(tmp_path):
     path = tmp_path / "sel.jsonl"
     write_harness([{"sample_id": "s0", "frame_indices": [90, 0, 30]}], path)
     sampler = replay(path)
     grid = make_grid(300, 30.0, "all")
-    sel = samplers.base.select(sampler, grid, 8, {"stored_indices": sampler.stored_indices(small_samples()[0])})
+    sel = samplers.base.apply_sampler(sampler, grid, 8, {"stored_indices": sampler.stored_indices(small_samples()[0])})
     assert sel.frame_indices == (0, 30, 90) and sel.timestamps == (0.0, 1.0, 3.0)

@@ -5,7 +5,7 @@ import pytest
 from harness.errors import HarnessError, UnknownNameError
 from harness.records import CandidateGrid
 from harness.registry import SAMPLERS
-from samplers.base import select, short_grid_positions
+from samplers.base import apply_sampler, short_grid_positions
 from samplers.topk import topk_positions
 from samplers.uniform import linspace_floor, linspace_round, segment_centre
 
@@ -67,12 +67,12 @@ def _grid(n, step=30, fps=30.0):
 def test_short_grid_rule_is_the_same_for_every_sampler(name, inputs):
     sampler = SAMPLERS.create(name)
     grid = _grid(3)
-    assert select(sampler, grid, 5, inputs, "repeat").positions == (0, 0, 1, 1, 2)
-    assert select(sampler, grid, 5, inputs, "all").frame_indices == (0, 30, 60)
+    assert apply_sampler(sampler, grid, 5, inputs, "repeat").positions == (0, 0, 1, 1, 2)
+    assert apply_sampler(sampler, grid, 5, inputs, "all").frame_indices == (0, 30, 60)
 
 
 def test_selection_maps_positions_to_native_frames_and_times():
-    sel = select(SAMPLERS.create("uniform", variant="segment-centre"), _grid(10), 4, {})
+    sel = apply_sampler(SAMPLERS.create("uniform", variant="segment-centre"), _grid(10), 4, {})
     assert sel.positions == (1, 3, 6, 8)
     assert sel.frame_indices == (30, 90, 180, 240)
     assert sel.timestamps == (1.0, 3.0, 6.0, 8.0)
@@ -87,7 +87,7 @@ def test_config_hash_separates_variants():
 
 def test_missing_input_is_a_clear_error():
     with pytest.raises(HarnessError, match="needs input 'scores'"):
-        select(SAMPLERS.create("topk"), _grid(10), 4, {})
+        apply_sampler(SAMPLERS.create("topk"), _grid(10), 4, {})
 
 
 def test_unknown_sampler_and_bad_options():

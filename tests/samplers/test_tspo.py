@@ -12,10 +12,10 @@ from safetensors.torch import save_file
 from harness.errors import HarnessError
 from harness.records import CandidateGrid
 from harness.registry import SAMPLERS
-from samplers.base import select as run_sampler
+from samplers.base import apply_sampler as run_sampler
 from samplers.topk import topk_positions
 from samplers.tspo.agent import TemporalAgent, agent_keys, positional_encoding, window_mask
-from samplers.tspo.rules import bin_assignment, select, uniform_proposals
+from samplers.tspo.rules import bin_assignment, rule_positions, uniform_proposals
 from samplers.tspo.weights import load_agent, read_selector_state, state_digest
 
 SPEC_KEYS = [  # `MultiModal_Align` (TSPO `model/temporal_agent.py`), without the `selector.` prefix, in the official module order
@@ -147,7 +147,7 @@ def test_zero_agent_identity_doubles_clip_scores():
     logits = TemporalAgent.zeros(768).double()(torch.from_numpy(feats), torch.from_numpy(text),
                                                torch.from_numpy(clip), tau=0.025).detach().numpy()
     np.testing.assert_allclose(logits * 0.025, 2 * clip, rtol=0, atol=1e-9)
-    assert select(logits, 10, "topk") == topk_positions(clip, 10).tolist()
+    assert rule_positions(logits, 10, "topk") == topk_positions(clip, 10).tolist()
 
 
 def test_agent_follows_its_dtype():
@@ -189,35 +189,35 @@ def test_bin_assignment_spec():
     ("topk", 3, [1, 3, 6]), ("bin-max", 3, [1, 6, 8]), ("bin-max", 4, [1, 3, 6, 8]),
 ])
 def test_selection_spec_examples(method, k, expected):
-    assert select(SPEC_SCORES, k, method) == expected
-    assert select(torch.tensor(SPEC_SCORES), k, method) == expected
+    assert rule_positions(SPEC_SCORES, k, method) == expected
+    assert rule_positions(torch.tensor(SPEC_SCORES), k, method) == expected
 
 
 def test_selection_is_invariant_to_positive_scaling():
     for method, k in (("topk", 3), ("bin-max", 4)):
-        assert select(np.array(SPEC_SCORES) / 0.025, k, method) == select(SPEC_SCORES, k, method)
+        assert rule_positions(np.array(SPEC_SCORES) / 0.025, k, method) == rule_positions(SPEC_SCORES, k, method)
 
 
 def test_selection_edge_cases():
-    assert select(SPEC_SCORES, 50, "topk") == list(range(10))  # L = min(T, K)
-    assert select(SPEC_SCORES, 50, "bin-max") == list(range(10))
-    assert select(SPEC_SCORES, 1, "bin-max") == [6]  # one bin: the whole video
-    assert select([0.5, 0.9, 0.9, 0.1], 1, "bin-max") == [1]  # argmax: first on ties
-    assert select([0.5, 0.9, 0.5, 0.9], 2, "topk") == [1, 3]
-    assert select([0.9, 0.1, 0.9, 0.9], 2, "topk") == [0, 2]  # ties to the earlier candidate
+    assert rule_positions(SPEC_SCORES, 50, "topk") == list(range(10))  # L = min(T, K)
+    assert rule_positions(SPEC_SCORES, 50, "bin-max") == list(range(10))
+    assert rule_positions(SPEC_SCORES, 1, "bin-max") == [6]  # one bin: the whole video
+    assert rule_positions([0.5, 0.9, 0.9, 0.1], 1, "bin-max") == [1]  # argmax: first on ties
+    assert rule_positions([0.5, 0.9, 0.5, 0.9], 2, "topk") == [1, 3]
+    assert rule_positions([0.9, 0.1, 0.9, 0.9], 2, "topk") == [0, 2]  # ties to the earlier candidate
     with pytest.raises(HarnessError, match="NaN"):
-        select([0.1, float("nan")], 1, "topk")
+        rule_positions([0.1, float("nan")], 1, "topk")
     with pytest.raises(HarnessError, match="unknown TSPO selection method"):
-        select(SPEC_SCORES, 2, "best")
+        rule_positions(SPEC_SCORES, 2, "best")
     with pytest.raises(HarnessError, match="k >= 1"):
-        select(SPEC_SCORES, 0, "topk")
+        rule_positions(SPEC_SCORES, 0, "topk")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("samplers.aks") is None, reason="samplers.aks not present")
 @pytest.mark.parametrize("k,expected", [(4, [1, 3, 6, 14]), (8, [1, 3, 5, 6, 8, 10, 11, 14])])
 def test_aks_spec_examples(k, expected):
-    assert select(AKS_SCORES, k, "aks") == expected
-    assert select(np.array(AKS_SCORES) / 0.025, k, "aks") == expected  # min-max normalised: tau has no effect
+    assert rule_positions(AKS_SCORES, k, "aks") == expected
+    assert rule_positions(np.array(AKS_SCORES) / 0.025, k, "aks") == expected  # min-max normalised: tau has no effect
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ def test_bin_max_sampler_matches_select_on_agent_logits(tmp_path):
         warnings.simplefilter("error")  # raw (non-unit) features: no warning
         positions = run_sampler(sampler, _grid(40), 8, inputs).positions
     ref = reference_logits(state, inputs["image_features"], inputs["text_feature"], inputs["scores"], 4, 0.025)
-    assert list(positions) == select(ref, 8, "bin-max")
+    assert list(positions) == rule_positions(ref, 8, "bin-max")
 
 
 def test_sampler_agent_sources(tmp_path):
