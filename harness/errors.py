@@ -1,4 +1,12 @@
-"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+"""The two kinds of failure the harness reports on one line (docs/reliability.md):
+
+* HarnessError: bad input (a name, file, option or record); the CLI exits with code 2.
+* FatalError: a fault of the machine or the setup (cache or output unwritable, disk full, weights that give NaN, a
+  backbone that cannot answer at all); the run stops, the CLI exits with code 3, and a rerun after the fix resumes
+  and gives the exact result. OSError and MemoryError that reach the runner are treated the same way.
+
+A fault of one sample (its video unreadable) is neither: it becomes that sample's error row and the run goes on.
+"""
 from __future__ import annotations
 
 import difflib
@@ -19,3 +27,24 @@ class UnknownNameError(HarnessError):
 
 class VideoError(HarnessError):
     """A video that is missing, unreadable or corrupt."""
+
+
+class FatalError(Exception):
+    """A fault of the machine or the setup, not of one sample: the run stops with this one line."""
+
+
+def is_fatal(e: BaseException) -> bool:
+    """Whether an exception met while answering a sample must stop the run instead of becoming its error row:
+    FatalError, OSError (a cache or output that cannot be written, a full disk), out of memory (host or device)."""
+    if isinstance(e, (FatalError, MemoryError)) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(e, OSError) and not isinstance(e, HarnessError)
+
+
+def fatal_line(e: BaseException) -> str:
+    """One line for a fatal fault: the OS's reason and the file it concerns where there is one."""
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    if isinstance(e, FatalError):
+        return " ".join(str(e).split())
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"

@@ -12,7 +12,7 @@ import os
 import sys
 
 from harness.cli.common import EPILOG
-from harness.errors import HarnessError
+from harness.errors import HarnessError, fatal_line, is_fatal
 
 # command -> (module under harness.cli, one line for `harness --help`), in the order --help lists them
 COMMANDS = {
@@ -87,9 +87,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted (rerun the same command to resume)", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug, not bad input: still one line unless --debug
+    except Exception as e:
         if args.debug:
             raise
+        if is_fatal(e):  # the machine or the setup, not the input: fix it and rerun the same command
+            print(f"harness: stopped: {fatal_line(e)} (fix it and rerun the same command to resume)", file=sys.stderr)
+            return 3
+        # a bug, not bad input: still one line unless --debug
         print(f"harness: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1

@@ -41,6 +41,12 @@ def run_dir_name(identity: dict) -> str:
                       _slug(identity["sampler"]["name"]), short_hash(identity)])
 
 
+def row_digest(row: dict) -> str:
+    """The digest a row carries of everything else it holds (`digest`): readers verify it, so a row edited by hand
+    (a `"correct": true` typed in) is found, never believed."""
+    return short_hash({k: v for k, v in row.items() if k != "digest"}, 16)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Every row of a JSON Lines file ([] when it does not exist); a bad line is a HarnessError naming it."""
     path = Path(path)
@@ -150,6 +156,7 @@ class RunStore:
     def append(self, row: dict) -> None:
         if row["sample_id"] in self._done:
             raise RuntimeError(f"sample {row['sample_id']} written twice")
+        row = {**row, "digest": row_digest(row)}
         self._file.write(json.dumps(row, ensure_ascii=False) + "\n")
         self._file.flush()  # survives kill -9: the line is in the kernel once write() returns
         self._done.add(row["sample_id"])
