@@ -39,6 +39,7 @@ class RunConfig:
     workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
     gpus_per_replica: int = 1  # GPUs one backbone replica spans (device_map); data parallel across replicas
+    retry_errors: bool = False  # re-do the rows of a run that ended as errors (after fixing their cause)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":

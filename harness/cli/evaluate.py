@@ -34,6 +34,8 @@ RUN_HELP = {
                   "does not change results",
     "gpus_per_replica": "GPUs one backbone replica spans, split layer by layer (default {default}); with torchrun, "
                         "data parallel across replicas: one process per G GPUs",
+    "retry_errors": "re-do the samples whose rows are errors (after fixing what failed); the old error rows are "
+                    "dropped and counted in events.jsonl",
 }
 CHOICES = {"dtype": {"choices": ["float32", "bfloat16", "float16"]}, "short_grid": {"choices": ["all", "repeat"]}}
 SAMPLER = {"metavar": "NAME[:KEY=VALUE,...]"}
@@ -84,7 +86,7 @@ def add_run(p) -> None:
                      "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.")
     add_task_options(p)
     _run_options(p, ["samplers", "frames", "short_grid", "backbone", "backbone_args", "out", "workers", "batch_size",
-                     "gpus_per_replica"], samplers=SAMPLER)
+                     "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
 
 
 def cmd_run(args) -> int:
