@@ -4,6 +4,8 @@ The engine calls only what this class declares. Besides `generate`, every capabi
 for any backbone, so a new model family overrides only what makes it faster or what it can do that others cannot:
 
     answers            False: a selection-only backbone; the runner decodes nothing and records `not_answered`
+    checks_answers     False: answers are not meant to parse (probes, random weights); else an all-unparsable
+                       start stops the run
     generate_batch     several questions at once; must give the answers `generate` gives one by one
     last_visual_tokens visual tokens each request of the last call gave the language model (recorded per row)
     accelerate         answer-preserving speed-ups for batched work (shared vision tower, shared prompt prefix)
@@ -44,6 +46,9 @@ class Backbone(ABC):
     name: str = ""
     prompt_style: str = "default"  # which of a task's per-model prompt variants this backbone gets
     answers: bool = True  # False: selection only (`none`): nothing is decoded for it and generate is never called
+    # False where answers are not meant to carry an option letter (probes, random weights for throughput work);
+    # otherwise a run whose first answers all fail to parse stops (corrupt weights, a wrong template)
+    checks_answers: bool = True
     # visual tokens each request of the last generate/generate_batch call gave the language model (None: unknown);
     # the runner records them per row, so tables show the budget actually spent
     last_visual_tokens: list[int] | None = None

@@ -5,6 +5,10 @@ one, from the Hugging Face dataset lmms-eval uses (through `datasets`; offline t
 names the dataset). Video paths from the records are resolved inside `video_root`: absolute paths and `..` parts in
 the data are refused, never followed. The default root is lmms-eval's own download layout under `$HF_HOME`.
 
+Every record is checked against its format's schema (`tasks.schema`: fields and their types, 2 to 26 option
+strings, the gold within the options, ids, positive durations, safe video paths) in `to_samples`; a bad record is a
+`HarnessError` of one line naming the file (or dataset), the record's index and id, and what is wrong.
+
 `samples()` checks the videos before a run starts: missing ones are reported (count and first names) as a
 `HarnessError`, or, with `skip_missing=True`, dropped and counted (`missing` and the metrics' `data` entry).
 `load_samples()` is the same list without that check (for `harness prompts` and `harness data check`).
@@ -23,7 +27,7 @@ import re
 import sys
 from abc import abstractmethod
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Iterable
 
 from harness.scoring.answers import extract_strict
@@ -32,6 +36,7 @@ from harness.scoring.lmms_parsers import lmms_eval_letter
 from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
 from harness.scoring.summary import summarise
 from tasks.base import Task
+from tasks.schema import label, safe_relpath
 
 LMMS_EVAL_VERSION = "0.7.3"
 # parser name -> lmms-eval version of its extractor (None: the harness's own strict extractor)
@@ -113,20 +118,6 @@ def load_hf_records(dataset: str, split: str, name: str | None = None) -> list[d
     return [dict(row) for row in ds]
 
 
-def safe_relpath(relpath) -> PurePosixPath:
-    """A path from annotation data as a relative path that cannot leave its root; anything else is refused."""
-    text = str(relpath) if relpath is not None else ""
-    if not text.strip() or "\x00" in text:
-        raise HarnessError(f"empty or invalid video path {relpath!r} in the annotations")
-    posix = PurePosixPath(text.replace("\\", "/"))
-    if posix.is_absolute() or PureWindowsPath(text).drive or PureWindowsPath(text).is_absolute():
-        raise HarnessError(f"absolute video path {text!r} in the annotations is refused; paths must be relative "
-                           f"to the video root")
-    if ".." in posix.parts:
-        raise HarnessError(f"video path {text!r} in the annotations leaves the video root ('..') and is refused")
-    return posix
-
-
 def resolve_video(root, relpath) -> Path:
     """`relpath` (from the data) inside `root`; absolute paths and `..` escapes raise HarnessError."""
     return Path(root) / safe_relpath(relpath)
@@ -193,16 +184,6 @@ def split_options(question: str, option_line: re.Pattern, keep_stem: bool = Fals
     return "\n".join(lines), options
 
 
-def letter_index(letter, n_options: int) -> int | None:
-    """Index of an answer letter ("B" -> 1), None when there is no usable answer (hidden ground truth)."""
-    if letter is None or not str(letter).strip():
-        return None
-    text = str(letter).strip().upper()
-    if len(text) != 1 or not "A" <= text < chr(ord("A") + n_options):
-        raise HarnessError(f"answer {letter!r} is not one of the {n_options} option letters")
-    return ord(text) - ord("A")
-
-
 class BenchmarkTask(Task):
     """Base of the real benchmarks. Subclasses set the class attributes and implement `to_samples` and `prompt`."""
 
@@ -214,6 +195,7 @@ class BenchmarkTask(Task):
     default_video_subdir = ""  # under $HF_HOME, where lmms-eval puts the videos
     parser_benchmark = ""  # the benchmark key of harness.scoring.lmms_parsers
     averaging = "micro: correct / questions over all questions and within each category"
+    schemas: tuple = ()  # the tasks.schema.Schema of each record format the task reads (ids name records)
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
                  parser: str = "lmms-eval"):
@@ -253,23 +235,29 @@ class BenchmarkTask(Task):
     def to_samples(self, record: dict) -> list[Sample]:
         """The samples of one annotation record (one, or one per question of a per-video record)."""
 
+    def source(self) -> str:
+        """Where the records come from, as messages name it: the annotation file's name or the dataset."""
+        return Path(self.annotations).name if self.annotations else f"{self.hf_dataset} (split {self.hf_split})"
+
     def load_samples(self) -> list[Sample]:
-        """Every sample of the annotations, in file order, without checking the videos (cached)."""
+        """Every sample of the annotations, in file order, without checking the videos (cached). A record that
+        breaks its schema is a HarnessError naming the source, the record (index and id) and what is wrong."""
         if self._samples is None:
             out: list[Sample] = []
+            source = self.source()
             for i, record in enumerate(self.records()):
                 try:
                     out.extend(self.to_samples(record))
                 except HarnessError as e:
-                    raise HarnessError(f"{self.name}: annotation record {i}: {e}") from None
+                    raise HarnessError(f"{source}: record {i}{label(record, self.schemas)}: {e}") from None
                 except (KeyError, TypeError, ValueError, AttributeError) as e:
-                    raise HarnessError(f"{self.name}: annotation record {i} is not in the expected format "
-                                       f"({self.annotation_format}): {type(e).__name__}: {e}") from None
+                    raise HarnessError(f"{source}: record {i}{label(record, self.schemas)} is not in the expected "
+                                       f"format ({self.annotation_format}): {type(e).__name__}: {e}") from None
             seen: set[str] = set()
             dupes = [s.id for s in out if s.id in seen or seen.add(s.id)]
             if dupes:
-                raise HarnessError(f"{self.name}: {len(dupes)} duplicate sample ids in the annotations "
-                                   f"(first: {', '.join(dupes[:MISSING_EXAMPLES])})")
+                raise HarnessError(f"{source}: {len(dupes)} duplicate sample ids in the annotations of "
+                                   f"{self.name} (first: {', '.join(dupes[:MISSING_EXAMPLES])})")
             self._samples = out
         return list(self._samples)
 

@@ -20,16 +20,32 @@ from __future__ import annotations
 from harness.records import Sample
 from harness.registry import TASKS
 from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, resolve_video
+from tasks.schema import Schema
 
 POST_PROMPT = "Answer with the option's letter from the given choices directly.\n"
 DURATION_GROUPS = {"15": "8-15 s", "60": "15-60 s", "600": "180-600 s", "3600": "900-3600 s"}
 
 
+_COMMON = {"id": "id", "video_path": "path", "question": "text", "correct_choice": "index", "duration": "positive?",
+           "duration_group": "int", "question_category": "name"}
+# lvb_val.json (a `candidates` list) and the Hugging Face rows (option0..option4, "N/A" where absent)
+FILE_SCHEMA = Schema("lvb_val.json records", {**_COMMON, "candidates": "options"}, id="id", gold="correct_choice",
+                     gold_kind="index", options_name="candidates")
+HF_SCHEMA = Schema("longvideobench/LongVideoBench rows", {**_COMMON, "option0": "text", "option1": "text",
+                                                         **{f"option{i}": "text?" for i in range(2, 5)}},
+                   id="id", gold="correct_choice", gold_kind="index", options_name="options")
+
+
+def lvb_schema(record: dict) -> Schema:
+    """The file layout where the record has a `candidates` field (or no option0), else the Hugging Face rows'."""
+    return FILE_SCHEMA if "candidates" in record or "option0" not in record else HF_SCHEMA
+
+
 def lvb_options(record: dict) -> list[str]:
     """Option texts: the `candidates` list (lvb_val.json), else option0..4 without the "N/A" placeholders."""
-    if record.get("candidates") is not None:
-        return [str(c) for c in record["candidates"]]
-    return [str(record[f"option{i}"]) for i in range(5)
+    if lvb_schema(record) is FILE_SCHEMA:
+        return list(record["candidates"])
+    return [record[f"option{i}"] for i in range(5)
             if record.get(f"option{i}") is not None and record[f"option{i}"] != "N/A"]
 
 
@@ -49,15 +65,19 @@ class LongVideoBench(BenchmarkTask):
     averaging = ("micro: correct / questions, overall (lmms-eval lvb_acc, reported here on 0-100), per "
                  "duration_group and per question_category")
 
+    schemas = (FILE_SCHEMA, HF_SCHEMA)
+
     def to_samples(self, record: dict) -> list[Sample]:
-        options = lvb_options(record)
-        video_path = str(record["video_path"])
+        schema = lvb_schema(record)
+        schema.check(record)
+        options = schema.options(lvb_options(record))
+        video_path = record["video_path"]
         return [Sample(
             id=str(record["id"]), video=str(resolve_video(self.video_root, video_path)),
-            question=str(record["question"]), options=tuple(options), answer=int(record["correct_choice"]),
+            question=record["question"], options=tuple(options), answer=schema.gold_index(record, options),
             duration=float(record["duration"]) if record.get("duration") is not None else None,
-            categories={"duration_group": str(int(record["duration_group"])),
-                        "question_category": str(record["question_category"])},
+            categories={"duration_group": str(record["duration_group"]),
+                        "question_category": record["question_category"]},
             metadata={**{k: v for k, v in record.items() if k not in ("question", "candidates")},
                       "video_file": video_path},
         )]

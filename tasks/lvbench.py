@@ -22,7 +22,9 @@ import re
 
 from harness.records import Sample
 from harness.registry import TASKS
-from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video, split_options
+from harness.errors import HarnessError
+from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, resolve_video, split_options
+from tasks.schema import Schema, label
 
 POST_PROMPT = "\nAnswer the question with the option letter"
 QUESTION_TYPES = ("entity recognition", "event understanding", "key information retrieval", "temporal grounding",
@@ -50,6 +52,20 @@ def parse_time_reference(text) -> tuple[tuple[float, float], ...]:
     return ((a, b),) if b >= a else ()
 
 
+# video_info.meta.jsonl (one record a video, its questions in `qa`) and per-question rows (a parquet/JSON file, the
+# Hugging Face dataset); options inline in the question unless an `options` list is given
+_QUESTION = {"question": "text", "answer": "letter", "question_type": "labels?", "time_reference": "text?",
+             "options": "strings?"}
+_INFO = Schema("video_info", {"duration_minutes": "positive?"})
+QA_SCHEMA = Schema("qa records", {"uid": "id", **_QUESTION}, id="uid")
+META_SCHEMA = Schema("video_info.meta.jsonl records", {"key": "path", "type": "text?", "video_info": "object?",
+                                                       "qa": "records"},
+                     id="key", nested={"video_info": _INFO, "qa": QA_SCHEMA})
+ROW_SCHEMA = Schema("LVBench question rows", {"uid": "id?", "id": "id?", "key": "path?", "video_path": "path?",
+                                              "type": "text?", "video_info": "object?", **_QUESTION},
+                    id="uid", one_of=(("uid", "id"), ("video_path", "key")), nested={"video_info": _INFO})
+
+
 def question_rows(record: dict) -> list[dict]:
     """Per-question rows: a per-video meta record (with `qa`) is expanded; a per-question row is kept."""
     if "qa" not in record:
@@ -74,26 +90,37 @@ class LVBench(BenchmarkTask):
     averaging = ("micro: correct / questions overall (lmms-eval lvbench_score, reported here on 0-100); per "
                  "question_type multi-label (a question counts toward each of its types), and per video_type")
 
-    def to_samples(self, record: dict) -> list[Sample]:
-        return [self._sample(row) for row in question_rows(record)]
+    schemas = (META_SCHEMA, ROW_SCHEMA)
 
-    def _sample(self, row: dict) -> Sample:
-        stem, inline = split_options(str(row["question"]), _OPTION_LINE, keep_stem=True)
-        listed = [str(o) for o in row.get("options") or []]
-        options = listed or inline
+    def to_samples(self, record: dict) -> list[Sample]:
+        if "qa" not in record:
+            ROW_SCHEMA.check(record)
+            return [self._sample(record, ROW_SCHEMA)]
+        META_SCHEMA.check(record)
+        out = []
+        for k, row in enumerate(question_rows(record)):
+            try:
+                out.append(self._sample(row, QA_SCHEMA))
+            except HarnessError as e:
+                raise HarnessError(f"qa {k}{label(record['qa'][k], (QA_SCHEMA,))}: {e}") from None
+        return out
+
+    def _sample(self, row: dict, schema: Schema) -> Sample:
+        stem, inline = split_options(row["question"], _OPTION_LINE, keep_stem=True)
+        options = schema.options(row.get("options") or inline)
         uid = str(row["uid"]) if row.get("uid") is not None else None
-        video_path = str(row["video_path"]) if row.get("video_path") else f"{row['key']}.mp4"
+        video_path = row["video_path"] if row.get("video_path") else f"{row['key']}.mp4"
         key = str(row.get("key") or video_path.rsplit("/", 1)[-1].rsplit(".", 1)[0])
         types = row.get("question_type") or []
-        types = [types] if isinstance(types, str) else [str(t) for t in types]
+        types = [types] if isinstance(types, str) else list(types)
         info = row.get("video_info") or {}
-        minutes = info.get("duration_minutes") if isinstance(info, dict) else None
+        minutes = info.get("duration_minutes")
         return Sample(
             id=f"{key}_{uid}" if uid is not None else str(row["id"]),
             video=str(resolve_video(self.video_root, video_path)), question=stem, options=tuple(options),
-            answer=letter_index(row.get("answer"), len(options)),
+            answer=schema.gold_index(row, options),
             duration=float(minutes) * 60 if minutes is not None else None,
-            categories={"question_type": types, "video_type": str(row.get("type", ""))},
+            categories={"question_type": types, "video_type": str(row.get("type") or "")},
             metadata={**row, "key": key, "uid": uid, "tsv_index": f"{key}{uid}", "video_file": video_path},
             evidence=parse_time_reference(row.get("time_reference")),
         )

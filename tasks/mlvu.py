@@ -25,7 +25,8 @@ import re
 from harness.errors import HarnessError
 from harness.records import Sample
 from harness.registry import TASKS
-from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, letter_index, resolve_video, split_options
+from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, resolve_video, split_options
+from tasks.schema import Schema
 
 POST_PROMPT = "\nOnly give the best option.\nBest option: ("
 POST_PROMPT_PLM = "\nOnly give the best option."
@@ -33,11 +34,14 @@ SPLITS = {"dev": ("sy1998/MLVU_dev", "mlvu_dev", "mlvu"), "test": ("sy1998/MLVU_
 _OPTION_LINE = re.compile(r"^\(([A-Z])\) (.*)$")
 
 
-def answer_index(answer, candidates: list[str]) -> int | None:
-    """The gold letter's index; an answer given as option text (VLMEvalKit-style files) is matched to it."""
-    if answer is not None and len(str(answer).strip()) > 1 and str(answer) in candidates:
-        return candidates.index(str(answer))
-    return letter_index(answer, len(candidates))
+# mlvu.json and the Hugging Face rows of both splits: options in `candidates` or, without it, inline in the question;
+# the answer a letter (or the option's text, as VLMEvalKit-style files give it); MLVU_Test hides some answers
+_FIELDS = {"video_name": "path", "question": "text", "candidates": "strings?", "answer": "gold?",
+           "task_type": "name", "question_id": "id", "duration": "positive?"}
+SCHEMAS = {"dev": Schema("mlvu.json records", _FIELDS, id="question_id", gold="answer", gold_kind="gold",
+                         options_name="candidates"),
+           "test": Schema("MLVU_Test records", _FIELDS, id="question_id", gold="answer", gold_kind="gold",
+                          gold_hidden=True, options_name="candidates")}
 
 
 @TASKS.register("mlvu", description="MLVU dev multiple choice (2174 Q), lmms-eval mlvu_dev prompts and scoring, "
@@ -66,19 +70,21 @@ class MLVU(BenchmarkTask):
     def config(self) -> dict:
         return {**super().config(), "split": self.split, "legacy_prompt": self.legacy_prompt}
 
+    @property
+    def schemas(self):
+        return (SCHEMAS[self.split],)
+
     def to_samples(self, record: dict) -> list[Sample]:
-        question = str(record["question"])
-        stem, inline = split_options(question, _OPTION_LINE)
-        candidates = [str(c) for c in record["candidates"]] if record.get("candidates") is not None else inline
-        video = str(record["video_name"])
-        qid = record.get("question_id")
-        if qid in (None, ""):
-            raise KeyError("question_id")
+        schema = SCHEMAS[self.split]
+        schema.check(record)
+        stem, inline = split_options(record["question"], _OPTION_LINE)
+        candidates = schema.options(record["candidates"] if record.get("candidates") is not None else inline)
+        video = record["video_name"]
         return [Sample(
-            id=str(qid), video=str(resolve_video(self.video_root, video)), question=stem,
-            options=tuple(candidates), answer=answer_index(record.get("answer"), candidates),
+            id=str(record["question_id"]), video=str(resolve_video(self.video_root, video)), question=stem,
+            options=tuple(candidates), answer=schema.gold_index(record, candidates),
             duration=float(record["duration"]) if record.get("duration") is not None else None,
-            categories={"task_type": str(record["task_type"])},
+            categories={"task_type": record["task_type"]},
             metadata={**record, "video_file": video},
         )]
 

@@ -37,8 +37,8 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.records import Sample
 from harness.registry import TASKS
-from tasks.benchmark import (COMMON_CHOICES, COMMON_HELP, BenchmarkTask, hf_home, letter_index, resolve_video,
-                             safe_relpath)
+from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, hf_home, resolve_video
+from tasks.schema import Schema, safe_relpath
 
 OPTION_PROMPT = ("Select the best answer to the following multiple-choice question based on the video and the "
                  "subtitles. Respond with only the letter (A, B, C, or D) of the correct option.")
@@ -50,6 +50,11 @@ NO_SUBTITLES = "No subtitles available"
 SUBTITLE_FRAMES = {"default": 32, "llava_vid": 768, "qwen3_vl": 768}
 VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
 _FONT = re.compile(r'<font color="white" size=".72c">(.*?)</font>')
+# videomme.json, its parquet rows and the Hugging Face rows share one layout; `duration` is the bucket (short, ...)
+SCHEMA = Schema("videomme.json records", {"question_id": "id", "videoID": "path", "question": "text",
+                                          "options": "options", "answer": "letter", "duration": "name",
+                                          "domain": "name", "task_type": "name", "sub_category": "name"},
+                id="question_id", gold="answer", gold_kind="letter", options_name="options")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,16 +186,17 @@ class VideoMME(BenchmarkTask):
                 return video_id + ext
         return video_id + ".mp4"
 
+    schemas = (SCHEMA,)
+
     def to_samples(self, record: dict) -> list[Sample]:
-        options = [strip_letter(str(o), i) for i, o in enumerate(record["options"])]
-        video_id = str(record["videoID"])
-        file = self.video_file(video_id)
+        SCHEMA.check(record)
+        options = SCHEMA.options([strip_letter(o, i) for i, o in enumerate(record["options"])])
+        file = self.video_file(record["videoID"])
         return [Sample(
             id=str(record["question_id"]), video=str(resolve_video(self.video_root, file)),
-            question=str(record["question"]), options=tuple(options),
-            answer=letter_index(record.get("answer"), len(options)),
-            categories={"duration": str(record["duration"]), "domain": str(record["domain"]),
-                        "task_type": str(record["task_type"]), "sub_category": str(record["sub_category"])},
+            question=record["question"], options=tuple(options), answer=SCHEMA.gold_index(record, options),
+            categories={"duration": record["duration"], "domain": record["domain"],
+                        "task_type": record["task_type"], "sub_category": record["sub_category"]},
             metadata={**{k: v for k, v in record.items() if k != "question"}, "video_file": file},
         )]
 

@@ -107,6 +107,7 @@ class LlavaVideo(Backbone):
         self.conv_template, self.prompt_style, self.dtype = conv_template, prompt_style, dtype
         self.time_instruction, self.max_new_tokens = bool(time_instruction), int(max_new_tokens)
         self.random_init, self.preset, self.seed, self.attn = bool(random_init), config, int(seed), attn_implementation
+        self.checks_answers = not self.random_init  # random weights answer noise
         # speed only (the answers of a batch equal those one by one), so not part of config()
         self.lm_batch_tokens = None if lm_batch_tokens is None else int(lm_batch_tokens)
         self.model_name = None if model is None else str(model)

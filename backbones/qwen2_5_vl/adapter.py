@@ -102,6 +102,7 @@ class Qwen25VL(Backbone):
         self.pixels, self.timing, self.rope, self.dtype = pixels, timing, rope, dtype
         self.max_new_tokens, self.random_init, self.attn_implementation = int(max_new_tokens), bool(random_init), \
             attn_implementation
+        self.checks_answers = not self.random_init  # random weights answer noise
         self.min_override, self.max_override = min_pixels, max_pixels
         if self.random_init:
             self.model_name, self.source = f"random:{config}", None

@@ -10,6 +10,11 @@ of frames never sits in memory), feeding every chunk to every encoder that still
 decoded: a second sampler or run on the same videos decodes nothing. Keys cover everything that could change the
 numbers (video file identity, grid rule, encoder weights and revision, preprocessing, dtype, code version), so a
 stale entry is never read: a changed input simply gives a different key.
+
+Nothing read back is trusted: each entry carries its key parts and a digest of its content, and is used only when
+both match and its shape is the expected one (`FeatureCache.load`); anything else is recomputed with a warning.
+Features or scores that are not finite (a corrupt encoder) are never cached: FatalError names the encoder. An
+OSError while writing the cache (read-only, full disk) propagates: the run stops.
 """
 from __future__ import annotations
 
@@ -21,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import VideoError
+from harness.errors import FatalError, VideoError
 from harness.util.fileio import atomic_write
 from harness.util.text import one_line
-from harness.util.hashing import digest
+from harness.util.hashing import canonical_json, digest
 
-FEATURES_VERSION = "2"  # bump when the way features are computed changes (2: raw projections, 1 was unit vectors)
+# Bump when the way features are computed or stored changes (3: entries carry their key parts and a content digest,
+# so entries of version 2, which had neither, are never read; 2: raw projections; 1 was unit vectors).
+FEATURES_VERSION = "3"
 
 
 def cosine_scores(image_feats: np.ndarray, text_feat: np.ndarray) -> np.ndarray:
@@ -47,13 +54,45 @@ def video_identity(path) -> dict:
     return dict(video=str(path), video_size=st.st_size, video_mtime_ns=st.st_mtime_ns)
 
 
+class CacheKey(str):
+    """A cache key (the sha256 of its parts) that keeps its parts, so the entry written under it can carry them."""
+
+    parts: dict
+
+    def __new__(cls, parts: dict):
+        key = super().__new__(cls, digest(parts))
+        key.parts = parts
+        return key
+
+
+def content_digest(arrays: dict) -> str:
+    """sha256 of every named array's name, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        h.update(canonical_json([name, array.dtype.str, list(array.shape)]).encode("utf-8"))
+        h.update(array.tobytes())
+    return h.hexdigest()
+
+
+def _other_parts(stored: dict, wanted: dict) -> str:
+    """The first few key parts where an entry's stored parts differ from the wanted ones, for a warning."""
+    names = sorted(n for n in set(stored) | set(wanted) if stored.get(n) != wanted.get(n))
+    return ", ".join(f"{n} {stored.get(n)!r} instead of {wanted.get(n)!r}" for n in names[:3])
+
+
 class FeatureCache:
     """Arrays on disk under `root`, one safetensors file per key with a JSON manifest next to it.
 
     Writes are atomic (a temp file in the same folder, then `os.replace`), so readers see either nothing or a
     whole file, a killed writer leaves at most a `.tmp` file that is never read, and concurrent writers of one
-    key simply race to replace it with equal content. A corrupt entry (which atomic writes cannot produce: it
-    means outside damage) is treated as missing, with a warning naming the file; the next `save` replaces it.
+    key simply race to replace it with equal content. An OSError while writing (read-only, full disk) propagates.
+
+    Each file's header metadata carries its key, the key's parts and a digest of its arrays (`content_digest`).
+    `load` uses an entry only when the key and parts are the ones asked for, the content matches the digest and the
+    shape is the expected one; anything else (outside damage: a truncated file, another entry copied in, edited
+    values, an entry of an older version) is treated as missing, with one warning naming the file and the problem,
+    and the next `save` replaces it.
     """
 
     ARRAY = "features"
@@ -62,9 +101,9 @@ class FeatureCache:
         self.root = Path(root)
 
     @staticmethod
-    def key(**parts) -> str:
-        """A digest of named parts (order-independent)."""
-        return digest(parts)
+    def key(**parts) -> CacheKey:
+        """A digest of named parts (order-independent), which remembers its parts."""
+        return CacheKey(parts)
 
     def path(self, key: str) -> Path:
         # Two-level fan-out keeps directories small on big benchmarks.
@@ -76,35 +115,63 @@ class FeatureCache:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
-    def load(self, key: str, name: str = ARRAY) -> np.ndarray | None:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+    def load(self, key: str, name: str = ARRAY, shape: tuple | None = None) -> np.ndarray | None:
+        """The array `name` of the entry for `key`, or None when there is none or it is not to be trusted (with a
+        warning). `shape`: the shape the caller expects, checked when given."""
+        from safetensors import SafetensorError, safe_open
 
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            tensors = load_file(path)
-            problem = None if name in tensors else f"no {name!r} array"
+            with safe_open(str(path), "numpy") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+            problem = self._problem(key, metadata, tensors, name, shape)
         except (SafetensorError, OSError, ValueError) as e:
-            problem = one_line(e)
+            problem = f"unreadable ({one_line(e)})"
         if problem:
-            warnings.warn(f"ignoring corrupt feature cache file {path}: {problem}", stacklevel=2)
+            warnings.warn(f"ignoring feature cache file {path} and recomputing it: {problem}", stacklevel=2)
             return None
         return tensors[name]
 
-    def save(self, key: str, array: np.ndarray, manifest: dict, extra: dict | None = None) -> None:
-        """Store `array` (and named `extra` arrays, e.g. the grid's frame indices) with a JSON manifest."""
+    @staticmethod
+    def _problem(key: str, metadata: dict, tensors: dict, name: str, shape) -> str | None:
+        """What is wrong with an entry read for `key`, or None."""
+        if not {"key", "parts", "digest"} <= set(metadata):
+            return "it carries no key parts or content digest (written by an older version)"
+        stored = json.loads(metadata["parts"])
+        if metadata["key"] != key or digest(stored) != key:
+            wanted = getattr(key, "parts", None)
+            differ = _other_parts(stored, wanted) if isinstance(stored, dict) and wanted else ""
+            return f"it is the entry of another key{f' ({differ})' if differ else ''}"
+        if name not in tensors:
+            return f"no {name!r} array"
+        if content_digest(tensors) != metadata["digest"]:
+            return "its content does not match its digest (edited or damaged)"
+        if shape is not None and tuple(tensors[name].shape) != tuple(shape):
+            return f"shape {tuple(tensors[name].shape)} where {tuple(shape)} is expected"
+        return None
+
+    def save(self, key: CacheKey, array: np.ndarray, manifest: dict, extra: dict | None = None) -> None:
+        """Store `array` (and named `extra` arrays, e.g. the grid's frame indices) with a JSON manifest, under a key
+        from `FeatureCache.key`. A non-finite array is refused (FatalError naming the manifest's encoder)."""
         from safetensors.numpy import save
 
+        if not isinstance(key, CacheKey):
+            raise TypeError("FeatureCache.save takes a key made by FeatureCache.key (it carries its parts)")
         array = np.ascontiguousarray(array)
+        if not np.isfinite(array).all():  # the store checks first and names the spec; this guards other writers
+            raise FatalError(f"refusing to cache non-finite (NaN or inf) features from encoder "
+                             f"{manifest.get('encoder', '?')} for {self.path(key)}: its weights are corrupt")
         arrays = {self.ARRAY: array, **{k: np.ascontiguousarray(v) for k, v in (extra or {}).items()}}
-        manifest = dict(manifest, key=key, shape=list(array.shape), dtype=str(array.dtype))
+        content = content_digest(arrays)
+        manifest = dict(manifest, key=key, shape=list(array.shape), dtype=str(array.dtype), digest=content)
         # Manifest first: whenever the array exists, its manifest does too.
         atomic_write(self.manifest_path(key),
-                      (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
-        atomic_write(self.path(key), save(arrays, metadata={"key": key}))
-
+                     (json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8"))
+        atomic_write(self.path(key), save(arrays, metadata={"key": str(key), "parts": canonical_json(key.parts),
+                                                            "digest": content}))
 
 
 class FeatureStore:
@@ -146,29 +213,33 @@ class FeatureStore:
     # -- reading (computing what is missing) ----------------------------------------------------------------------
     def image_features(self, encoder, video: str, grid, reader) -> np.ndarray:
         self.ensure(video, grid, reader, image=[encoder])
-        return self._load(self.image_key(encoder, video, grid))
+        return self._read(self.image_key(encoder, video, grid), (len(grid), encoder.dim))
 
     def itm_scores(self, scorer, video: str, grid, reader, text: str) -> np.ndarray:
         self.ensure(video, grid, reader, itm=[(scorer, text)])
-        return self._load(self.itm_key(scorer, video, grid, text)).astype(np.float64)
+        return self._read(self.itm_key(scorer, video, grid, text), (len(grid),)).astype(np.float64)
 
     def text_feature(self, encoder, text: str) -> np.ndarray:
         key = self.text_key(encoder, text)
-        cached = self._load(key)
+        cached = self._load(key, (encoder.dim,))
         if cached is not None:
             self.stats["text_cached"] += 1
             return cached
-        feature = encoder.text_features([text])[0]
+        feature = self._finite(encoder.text_features([text])[0], encoder, f"text features of {text!r}")
         self.cache.save(key, feature, {"kind": "text", "text": text, "encoder": encoder.encoder_id,
                                        "dtype": self.dtype})
+        self._remember(key, feature)
         self.stats["text_computed"] += 1
         return feature
 
     def ensure(self, video: str, grid, reader, image=(), itm=()) -> None:
         """Compute and store the missing image features (`image`: encoders) and ITM scores (`itm`: (scorer, text)
-        pairs) of one video, in one decode pass over its candidate grid."""
-        image = [e for e in dict.fromkeys(image) if not self._cached("image", self.image_key(e, video, grid))]
-        itm = [(s, t) for s, t in dict.fromkeys(itm) if not self._cached("itm", self.itm_key(s, video, grid, t))]
+        pairs) of one video, in one decode pass over its candidate grid. Nothing is stored unless everything
+        computed is finite (else FatalError naming the encoder)."""
+        n = len(grid)
+        image = [e for e in dict.fromkeys(image) if not self._cached("image", self.image_key(e, video, grid),
+                                                                     (n, e.dim))]
+        itm = [(s, t) for s, t in dict.fromkeys(itm) if not self._cached("itm", self.itm_key(s, video, grid, t), (n,))]
         if not image and not itm:
             return
         from harness.video.reader import iter_frames
@@ -185,32 +256,56 @@ class FeatureStore:
             for scorer, texts in scorers.items():
                 scores[scorer].append(scorer.scores(scorer.vision(frames), texts))
         self.stats["videos_decoded"] += 1
-        where = dict(frame_indices=np.asarray(grid.indices, np.int64),
-                     timestamps=np.asarray(grid.timestamps, np.float64))
+        entries = []  # (kind, key, array, manifest), all checked before any is written
         for encoder, parts in features.items():
             array = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float32)
-            self.cache.save(self.image_key(encoder, video, grid), array, self._manifest("image", encoder, video, grid),
-                            where)
-            self.stats["image_computed"] += 1
+            entries.append(("image", self.image_key(encoder, video, grid),
+                            self._finite(array, encoder, f"image features of {video}"),
+                            self._manifest("image", encoder, video, grid)))
         for scorer, texts in scorers.items():
             matrix = np.concatenate(scores[scorer], axis=1) if scores[scorer] else np.zeros((len(texts), 0))
-            for text, row in zip(texts, matrix):
-                self.cache.save(self.itm_key(scorer, video, grid, text), row,
-                                dict(self._manifest("itm", scorer, video, grid), text=text), where)
-                self.stats["itm_computed"] += 1
+            self._finite(matrix, scorer, f"image-text matching scores of {video}")
+            entries += [("itm", self.itm_key(scorer, video, grid, text), row,
+                         dict(self._manifest("itm", scorer, video, grid), text=text))
+                        for text, row in zip(texts, matrix)]
+        where = dict(frame_indices=np.asarray(grid.indices, np.int64),
+                     timestamps=np.asarray(grid.timestamps, np.float64))
+        for kind, key, array, manifest in entries:
+            self.cache.save(key, array, manifest, where)
+            self._remember(key, array)
+            self.stats[f"{kind}_computed"] += 1
 
-    def _load(self, key: str) -> np.ndarray | None:
+    def _finite(self, array: np.ndarray, encoder, what: str) -> np.ndarray:
+        """`array` when every value is finite; else the run stops with a line naming the encoder and its weights."""
+        if not np.isfinite(array).all():
+            spec = next((s for s, e in self._encoders.items() if e is encoder), None)
+            name = f"encoder {spec!r} (weights {encoder.encoder_id})" if spec else f"encoder {encoder.encoder_id}"
+            raise FatalError(f"{name} gave non-finite (NaN or inf) {what}: its weights are corrupt or do not "
+                             f"suit it; nothing was cached")
+        return array
+
+    def _load(self, key: str, shape: tuple | None = None) -> np.ndarray | None:
         if key not in self._recent:
-            array = self.cache.load(key)
+            array = self.cache.load(key, shape=shape)
             if array is None:
                 return None
-            if len(self._recent) >= 16:
-                self._recent.pop(next(iter(self._recent)))
-            self._recent[key] = array
+            self._remember(key, array)
         return self._recent[key]
 
-    def _cached(self, kind: str, key: str) -> bool:
-        hit = self._load(key) is not None  # a corrupt entry counts as missing and is recomputed
+    def _remember(self, key: str, array: np.ndarray) -> None:
+        if key not in self._recent and len(self._recent) >= 16:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[key] = array
+
+    def _read(self, key: str, shape: tuple) -> np.ndarray:
+        """An entry `ensure` has just made sure of."""
+        array = self._load(key, shape)
+        if array is None:  # written a moment ago, yet not readable whole: the disk does not keep what it is given
+            raise FatalError(f"feature cache file {self.cache.path(key)} cannot be read back after it was written")
+        return array
+
+    def _cached(self, kind: str, key: str, shape: tuple) -> bool:
+        hit = self._load(key, shape) is not None  # an entry not to be trusted counts as missing and is recomputed
         self.stats[f"{kind}_cached"] += hit
         return hit
 

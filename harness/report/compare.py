@@ -6,7 +6,9 @@ count, and `n_paired` says how many), and gets the accuracy difference, a paired
 of that difference and a McNemar p-value (harness/report/stats.py). Each row also shows what the backbone actually got
 per question (frames, and visual tokens where rows record them), so unequal budgets are visible.
 
-Everything is recomputed from `predictions.jsonl`; errors and parse failures count as wrong, as in `harness table`.
+Everything is recomputed from `predictions.jsonl`, its rows verified and re-scored by the reader (reader.py: a
+row that fails verification counts as wrong, and a note says how many); errors and parse failures count as wrong,
+as in `harness table`.
 """
 from __future__ import annotations
 
@@ -205,6 +207,9 @@ def compare(run_dirs, baseline: str = "uniform", by: str | None = None, n_resamp
             if run is not base and rec["n_paired"] < min(rec["n"], len(base.rows)):
                 notes.append(f"{run.sampler} ({where}): {rec['n_paired']} questions shared with the baseline "
                              f"({rec['n']} in the run, {len(base.rows)} in the baseline); diff, CI and p use those")
+            if run.unverified:
+                notes.append(f"{run.sampler} ({where}): {len(run.unverified)} of {rec['n']} rows failed verification "
+                             f"(edited after the run wrote them) and count as wrong")
             records.append(rec)
             categories += _category_records(run, base, keys, opts)
     table = pd.DataFrame.from_records(records)

@@ -77,6 +77,8 @@ def question_browser(runs: list[RunRows], samples: dict, limit: int, decode_back
             pred = other["prediction"]
             verdict = ('<span class="ok">right</span>' if pred["correct"] else '<span class="bad">wrong</span>') \
                 if pred["parse_status"] != "not_answered" else "not answered"
+            if sid in run.unverified:
+                verdict = '<span class="bad">wrong: the row failed verification (edited after the run)</span>'
             answer = html.escape(str(pred.get("raw_text") if pred.get("raw_text") is not None
                                      else pred.get("error") or "-"))
             thumbs, times = "", []

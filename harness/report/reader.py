@@ -1,14 +1,34 @@
 """One reader of a finished (or running) run directory for every report: `harness table`, `harness compare`, the
 plots and the HTML report. The files and their layout are harness.store.runs's; this adds what a report names a run
-by (task, backbone, K, sampler label) and looks rows up by sample id."""
+by (task, backbone, K, sampler label) and looks rows up by sample id.
+
+Rows are verified as they are read, never believed as written (a `"correct": true` typed into predictions.jsonl
+must not change a table):
+
+* every row is re-scored: right exactly when its answer parsed (`parse_status` ok) to the gold letter
+  (`prediction.parsed == answer`); errors, parse failures and unanswered rows are wrong. The stored `correct` is
+  never what a report counts; a row where it disagrees is reported.
+* a row that carries a `digest` (harness.store.runs.row_digest, written since rows have one) must match it. One that
+  does not was edited after the run wrote it: its letter cannot be trusted either, so it counts as wrong (whatever
+  it says), is reported, and the tables show how many rows of a run failed verification. Rows without a digest
+  (runs written before) are re-scored only.
+
+What was found goes to stderr, one line per run (naming the directory, the counts and the first sample ids), once
+per process however many reports read the run.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.store.runs import load_config, run_rows
+from harness.records import PARSE_OK
+from harness.store.runs import load_config, row_digest, run_rows
+
+SHOWN_IDS = 3  # sample ids a warning line names before "and N more"
+_reported: set = set()  # (run directory, findings) already warned about in this process
 
 
 def sampler_label(identity: dict, spec: str | None = None) -> str:
@@ -20,6 +40,59 @@ def sampler_label(identity: dict, spec: str | None = None) -> str:
     return identity["sampler"]["name"] + (f"({args})" if args else "")
 
 
+def rescore(row: dict) -> bool:
+    """Right exactly when the answer parsed cleanly to the gold letter; never the row's own `correct`."""
+    pred, gold = row["prediction"], row.get("answer")
+    return pred.get("parse_status") == PARSE_OK and gold is not None and pred.get("parsed") == gold
+
+
+@dataclass
+class Verification:
+    """What reading a run's rows found: `edited`, the sample ids whose content does not match their digest (they
+    count as wrong); `rescored`, those whose stored `correct` the parsed letter and the gold do not give (they
+    count as re-scored)."""
+
+    edited: list[str] = field(default_factory=list)
+    rescored: list[str] = field(default_factory=list)
+
+    def line(self, run_dir: Path) -> str | None:
+        """The stderr line about these findings, or None when every row verified."""
+        findings = [(self.edited, "failed verification (content does not match the row's digest: edited after the "
+                                  "run wrote it) and count as wrong"),
+                    (self.rescored, 'stored a "correct" that the parsed letter and the gold answer do not give, '
+                                    're-scored')]
+        parts = [f"{_rows(ids)} {what}: {_ids(ids)}" for ids, what in findings if ids]
+        return f"harness: warning: {run_dir}: " + "; ".join(parts) if parts else None
+
+
+def _rows(ids: list[str]) -> str:
+    return f"{len(ids)} row" + ("s" if len(ids) != 1 else "")
+
+
+def _ids(ids: list[str]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+def verify_rows(run_dir: Path, rows: list[dict]) -> tuple[list[dict], Verification]:
+    """The rows with `prediction.correct` as verified (copies; the file is not touched), and what was found."""
+    found, out = Verification(), []
+    for row in rows:
+        sid = row["sample_id"]
+        if not isinstance(row.get("prediction"), dict):
+            raise HarnessError(f"{run_dir}: row {sid!r} of its predictions has no prediction record")
+        stored = row["prediction"].get("correct")
+        if "digest" in row and row_digest(row) != row["digest"]:
+            found.edited.append(sid)
+            correct = False
+        else:
+            correct = rescore(row)
+            if stored != correct:
+                found.rescored.append(sid)
+        out.append({**row, "prediction": {**row["prediction"], "correct": correct}})
+    return out, found
+
+
 @dataclass
 class RunRows:
     dir: Path
@@ -29,11 +102,17 @@ class RunRows:
     frames: int
     sampler: str  # label: the spec as typed, else name(config)
     sampler_name: str
-    rows: list[dict]  # one per sample, as predictions.jsonl (and rank files not merged yet) hold them
+    rows: list[dict]  # one per sample, as predictions.jsonl (and rank files not merged yet) hold them, verified
+    verification: Verification = field(default_factory=Verification)
 
     @cached_property
     def by_id(self) -> dict[str, dict]:
         return {r["sample_id"]: r for r in self.rows}
+
+    @cached_property
+    def unverified(self) -> frozenset[str]:
+        """Sample ids of the rows that failed verification (edited after they were written; counted wrong)."""
+        return frozenset(self.verification.edited)
 
     def row(self, sample_id: str) -> dict:
         if sample_id not in self.by_id:
@@ -42,12 +121,19 @@ class RunRows:
 
 
 def load_run(run_dir) -> RunRows:
-    """The run in `run_dir`; a HarnessError when it is no run directory or has no rows yet."""
+    """The run in `run_dir`, its rows verified (see the module docstring); a HarnessError when it is no run
+    directory or has no rows yet."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     rows = run_rows(run_dir)
     if not rows:
         raise HarnessError(f"{run_dir} has no predictions yet")
+    rows, found = verify_rows(run_dir, rows)
+    line = found.line(run_dir)
+    key = (str(run_dir.resolve()), tuple(found.edited), tuple(found.rescored))
+    if line and key not in _reported:
+        _reported.add(key)
+        print(line, file=sys.stderr)
     ident = config["identity"]
     return RunRows(run_dir, config, ident["task"]["name"], ident["backbone"]["name"], int(ident["frames"]),
-                   sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows)
+                   sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows, found)

@@ -1,4 +1,6 @@
-"""`harness table`: accuracy per run, recomputed from each run's per-sample rows (never from a log line).
+"""`harness table`: accuracy per run, recomputed from each run's per-sample rows (never from a log line), as the
+reader verified and re-scored them (reader.py); rows that failed verification count as wrong, and the tables say how
+many (a "<task> unverified" column, a line under the rich table).
 
 Two layouts of the same numbers:
 
@@ -46,12 +48,19 @@ class RunTable:
                    f"{task} (n={overall['n']})": overall["accuracy"],
                    f"{task} parse-fail %": 100.0 * overall["parse_failed"] / overall["n"],
                    f"{task} errors": overall["errors"], f"{task} evidence recall": overall["evidence_recall"]}
+            rec[f"{task} unverified"] = len(s.run.unverified)  # rows edited after the run wrote them: wrong
             for key, groups in s.metrics["by"].items():
                 for value, g in groups.items():  # the count goes in the header: runs on other subsets get own columns
                     rec[f"{task} {key}={value} (n={g['n']})"] = g["accuracy"]
             records.append(rec)
         frame = pd.DataFrame.from_records(records)
-        return frame.groupby(["backbone", "sampler", "frames"], sort=True, dropna=False).first().reset_index()
+        frame = frame.groupby(["backbone", "sampler", "frames"], sort=True, dropna=False).first().reset_index()
+        for col in [c for c in frame.columns if c.endswith(" unverified")]:
+            if frame[col].fillna(0).eq(0).all():  # shown only for a task where some row failed verification
+                frame = frame.drop(columns=col)
+            else:  # counts stay integers beside the rows without that task
+                frame[col] = [None if pd.isna(v) else int(v) for v in frame[col]]
+        return frame
 
 
 def collect(run_dirs, by: str | None = None) -> RunTable:
@@ -124,9 +133,18 @@ def narrow(table: RunTable, width: int = WIDTH) -> str:
     headers = {id(s): " ".join([names[s.run.sampler]] + [f"K={ctx['K']}" if c == "K" else ctx[c]
                                                          for c in varies if c != "task"])
                for s, ctx in zip(runs, contexts)}
-    return "\n".join([formats.rich(cols, cells, "l" * (len(cols) - 5) + "r" * 5, title=title, caption=NOTE,
+    return "\n".join([formats.rich(cols, cells, "l" * (len(cols) - 5) + "r" * 5, title=title, caption=note(runs),
                                    width=width),
                       *_category_tables(runs, headers, "task" in varies, width)])
+
+
+def note(runs: list[RunSummary]) -> str:
+    """The caption: how failures count, and how many rows failed verification (reader.py) where any did."""
+    unverified = sum(len(s.run.unverified) for s in runs)
+    if not unverified:
+        return NOTE
+    return (f"{NOTE}; {unverified} row{'s' * (unverified != 1)} failed verification (edited after the run wrote "
+            f"{'them' if unverified != 1 else 'it'}) and count{'s' * (unverified == 1)} as wrong")
 
 
 def _short_names(runs: list[RunRows]) -> dict[str, str]:

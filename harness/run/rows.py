@@ -13,7 +13,7 @@ def prompt_digest(prompt: str) -> str:
 
 
 def make_row(sample: Sample, prompt: str, selection: Selection | None, prediction: Prediction,
-             parsers: dict | None = None, visual_tokens: int | None = None) -> dict:
+             parsers: dict | None = None, visual_tokens: int | None = None, video_check: dict | None = None) -> dict:
     row = {
         "sample_id": sample.id,
         "video": sample.video,
@@ -29,11 +29,14 @@ def make_row(sample: Sample, prompt: str, selection: Selection | None, predictio
         row["parsers"] = parsers
     if visual_tokens is not None:
         row["visual_tokens"] = int(visual_tokens)
+    if video_check is not None:  # the decoded video is not the one the annotation describes (e.g. 5 s for 181 s)
+        row["video_check"] = video_check
     return row
 
 
 def answered_row(task, sample: Sample, prompt: str, selection: Selection, answer: str | Exception, timings: dict,
-                 visual_tokens: int | None, describe: Callable[[Exception], str]) -> dict:
+                 visual_tokens: int | None, describe: Callable[[Exception], str],
+                 video_check: dict | None = None) -> dict:
     """The row of a question the backbone answered (`answer` is its text) or failed on (the exception): scored by
     the task, every parser's letter where the task has several."""
     parsers = None
@@ -45,4 +48,4 @@ def answered_row(task, sample: Sample, prompt: str, selection: Selection, answer
         parsers = task.parse_all(sample, answer)
     except Exception as e:
         prediction = error_prediction(describe(e))
-    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens)
+    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens, video_check)

@@ -5,11 +5,13 @@ process, one question at a time) and pipelined (`harness.run.pipelined`: decode 
 Both write rows through `Run.write`, and give the same rows."""
 from __future__ import annotations
 
+import fcntl
+import sys
 import time
 from pathlib import Path
 
 from harness.config import RunConfig, git_commit, package_versions
-from harness.errors import HarnessError
+from harness.errors import FatalError, HarnessError
 from harness.records import Sample
 from harness.registry import BACKBONES
 from harness.run.rows import answered_row, make_row
@@ -17,8 +19,36 @@ from harness.run.selector import Planned, Selector, by_video
 from harness.scoring.summary import error_prediction, not_answered
 from harness.store.runs import RunStore
 from harness.util.hashing import short_hash
+from harness.util.paths import data_home
 from harness.util.progress import progress_bar
 from harness.video.reader import VideoReader, decode_selection
+
+
+FIRST_ANSWERS = 16  # answers whose parsing `_check_answers` watches at the start of a run
+
+
+def command_lock(cfg: RunConfig, rank: int):
+    """An exclusive lock on this command's runs (out folder and everything that decides results), held for the
+    process's life; a second run of the same command is refused in one line."""
+    fast = {"workers", "batch_size", "retry_errors", "gpus_per_replica", "device"}  # speed, not results
+    command = {k: v for k, v in cfg.to_json().items() if k not in fast}
+    key = short_hash({**command, "out": str(Path(cfg.out).resolve())}, 16)
+    path = data_home() / "locks" / f"{key}.rank-{rank}.lock"  # not in --out, which holds run directories only
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HarnessError(f"another harness run of this command is running (lock {path})") from None
+    return handle
+
+
+def video_checks(rows: list[dict]) -> dict:
+    """How many videos (and rows) the decoder found longer or shorter than their annotations say."""
+    videos = sorted({r["video"] for r in rows if r.get("video_check")})
+    return {"videos": len(videos), "rows": sum(1 for r in rows if r.get("video_check")),
+            "first": [Path(v).name for v in videos[:3]]}
 
 
 class Run(Selector):
@@ -28,6 +58,8 @@ class Run(Selector):
         if not cfg.samplers:
             raise HarnessError("at least one --sampler is needed")
         super().__init__(cfg, debug, progress)
+        # before the model loads or videos are generated: a second run of the same command learns at once
+        self._command_lock = command_lock(cfg, self.world.rank)
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args; `backbone`: one
         # already built from the same config (harness bench measures two loops on one loaded model)
         if backbone is None and len(self.devices) > 1:
@@ -43,6 +75,7 @@ class Run(Selector):
         self.prompts: dict[str, str] = {}  # sample id -> the exact prompt text
         self.pipeline_stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
         self.seconds, self.questions = 0.0, 0
+        self._answers_seen, self._unparsed, self._first_answer = 0, 0, None  # see _check_answers
 
     def identity(self, sampler, n_samples: int | None = None) -> dict:
         """What decides the results, and so the run directory. The decode backend, the device and where the data
@@ -66,7 +99,7 @@ class Run(Selector):
                 "versions": package_versions(), "git_commit": git_commit()}
         # the spec as typed (e.g. "aks:encoder=mini-clip,depth=3") labels tables; the identity holds the full config
         self.stores = [RunStore(Path(self.cfg.out), self.identity(s, self.n_available), {**base, "sampler_spec": spec},
-                                rank=self.world.rank, world=self.world.size).open()
+                                rank=self.world.rank, world=self.world.size).open(self.cfg.retry_errors)
                        for s, spec in zip(self.samplers, self.cfg.samplers)]
         try:
             todo = [s for s in samples if any(not st.is_done(s.id) for st in self.stores)]
@@ -89,7 +122,14 @@ class Run(Selector):
         finally:
             for store in self.stores:
                 store.close()
+            self.release()
         return [st.dir for st in self.stores]
+
+    def release(self) -> None:
+        """Let another run of this command start (execute() ends with this; a Run never executed may call it)."""
+        if self._command_lock is not None:
+            self._command_lock.close()
+            self._command_lock = None
 
     def _finish(self) -> None:
         """Every rank's counts into its event log; rank 0 merges the ranks' rows and writes the metrics."""
@@ -101,8 +141,14 @@ class Run(Selector):
         if self.world.is_main:
             for store in self.stores:
                 store.merge()
+                rows = store.rows()
                 store.write_metrics({"task": self.task.name, "scorer": self.task.parser,
-                                     "metrics": self.task.metrics(store.rows())})
+                                     "metrics": self.task.metrics(rows), "video_checks": video_checks(rows)})
+            checks = video_checks(rows)  # the same videos for every sampler: the last store's rows say it
+            if checks["videos"]:
+                print(f"harness: {checks['videos']} videos are not as long as their annotations say (first: "
+                      f"{checks['first']}); their rows carry video_check, and metrics.json counts them",
+                      file=sys.stderr)
 
     @property
     def pipelined(self) -> bool:
@@ -119,11 +165,30 @@ class Run(Selector):
 
     def write_error(self, item: Planned, message: str) -> None:
         self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
-                                  error_prediction(message)))
+                                  error_prediction(message), video_check=item.video_check))
 
     def write_answer(self, item: Planned, answer, timings: dict, visual_tokens: int | None) -> None:
-        self.write(item, answered_row(self.task, item.sample, self.prompts[item.sample.id], item.selection, answer,
-                                      timings, visual_tokens, self.describe))
+        row = answered_row(self.task, item.sample, self.prompts[item.sample.id], item.selection, answer, timings,
+                           visual_tokens, self.describe, item.video_check)
+        self._check_answers(row)
+        self.write(item, row)
+
+    def _check_answers(self, row: dict) -> None:
+        """A backbone whose first answers all fail to parse is broken (corrupt weights, a wrong chat template), not
+        hard to read: stop before it fills the run with wrong rows. Probes and random-weight models, whose answers
+        are not meant to parse, say so (`Backbone.checks_answers`)."""
+        status = row["prediction"]["parse_status"]
+        if not self.backbone.checks_answers or status not in ("ok", "parse_failed") or \
+                self._answers_seen >= FIRST_ANSWERS:
+            return
+        self._answers_seen += 1
+        self._unparsed += status == "parse_failed"
+        self._first_answer = self._first_answer or row["prediction"]["raw_text"]
+        if self._answers_seen == FIRST_ANSWERS and self._unparsed == FIRST_ANSWERS:
+            weights = self.backbone.config().get("weights") or self.backbone.config().get("model") or "?"
+            raise FatalError(f"backbone {self.cfg.backbone!r} (weights {weights}) gave no answer with an option "
+                             f"letter to its first {FIRST_ANSWERS} questions (first: {self._first_answer!r}): "
+                             f"corrupt weights or a wrong prompt format?")
 
     def _run_sequential(self, todo: list[Sample], advance) -> None:
         """Video by video in this process: each selection decoded from the open reader and answered alone."""

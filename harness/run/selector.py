@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from harness.config import RunConfig, parse_spec
-from harness.errors import HarnessError
+from harness.errors import HarnessError, is_fatal
 from harness.features.inputs import InputProvider, wants
 from harness.records import CandidateGrid, Sample, Selection
 from harness.registry import SAMPLERS, TASKS
 from harness.run import distributed
 from harness.run.subset import stratified_subset
 from harness.util.progress import progress_bar
+from harness.video.datacheck import duration_mismatch
 from harness.video.grid import make_grid, parse_grid_rule
 from harness.video.reader import VideoReader, check_backend, open_video
 from samplers.base import SHORT_GRID_RULES, apply_sampler
@@ -41,6 +42,7 @@ class Planned:
     selection: Selection | None
     error: str | None = None
     timings: dict = field(default_factory=dict)  # seconds: open, features, select
+    video_check: dict | None = None  # the decoder's duration where it disagrees with the annotation
 
 
 @dataclass
@@ -136,6 +138,11 @@ class Selector:
             return self.describe(e), time.perf_counter() - t0
 
     def describe(self, e: Exception) -> str:
+        """The one line an error row records. Every place that turns an exception into an error row asks here, so
+        a fault of the machine or the setup (`is_fatal`: a cache or output that cannot be written, a full disk, out
+        of memory, weights that give NaN) is re-raised instead and stops the run: it is never data."""
+        if is_fatal(e):
+            raise e
         if self.debug:
             traceback.print_exc()
         return str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {e}"
@@ -160,6 +167,7 @@ class Selector:
         with reader:
             plan.reader = reader
             failed, prepared = self.prepare(group, plan.grid, reader) if slots else (None, 0.0)
+            checks = {s.id: duration_mismatch(s, reader.meta.duration) for s in group}
             for sample, slot in slots:
                 if failed:
                     plan.items.append(Planned(sample, slot, None, failed))
@@ -171,7 +179,7 @@ class Selector:
                     plan.items.append(Planned(sample, slot, None, self.describe(e)))
                     continue
                 plan.items.append(Planned(sample, slot, selection, None, {
-                    "open": opened, "features": prepared, "select": time.perf_counter() - t}))
+                    "open": opened, "features": prepared, "select": time.perf_counter() - t}, checks[sample.id]))
             try:
                 yield plan
             finally:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.records import ERROR
 from harness.util.fileio import atomic_write, json_objects
 from harness.util.hashing import short_hash
 
@@ -96,7 +97,9 @@ class RunStore:
         self._lock = None
 
     # -- opening ----------------------------------------------------------------------------------
-    def open(self) -> "RunStore":
+    def open(self, retry_errors: bool = False) -> "RunStore":
+        """Create or resume the run (its lock first); `retry_errors`: drop the error rows of this process's file, so
+        their samples are done again (the count and ids go to events.jsonl)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.dir / (".lock" if self.world == 1 else f".lock.rank-{self.rank}"), "w")
         try:
@@ -112,13 +115,25 @@ class RunStore:
         else:
             atomic_write(config_path, json.dumps(self.config, indent=2, sort_keys=True) + "\n")
         self._drop_partial_line()
+        retried = self._drop_error_rows() if retry_errors else []
         self._done = {r["sample_id"] for r in run_rows(self.dir)}
         resumed = resumed and (self.world == 1 or bool(self._done))  # another rank may have made the directory
         self.event("resume" if resumed else "start", done=len(self._done), versions=self.config.get("versions"),
                    git_commit=self.config.get("git_commit"), **({"rank": self.rank, "world": self.world}
                                                                  if self.world > 1 else {}))
+        if retried:
+            self.event("retry_errors", dropped=len(retried), samples=retried[:20])
         self._file = open(self.dir / self.own, "a")
         return self
+
+    def _drop_error_rows(self) -> list[str]:
+        """Rewrite this process's rows file without its error rows (atomically); the ids of those dropped."""
+        path = self.dir / self.own
+        rows = read_jsonl(path)
+        kept = [r for r in rows if r["prediction"].get("parse_status") != ERROR]
+        if len(kept) < len(rows):
+            atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        return [r["sample_id"] for r in rows if r["prediction"].get("parse_status") == ERROR]
 
     def _drop_partial_line(self) -> None:
         """A kill in the middle of a write leaves a last line without its newline: cut it off."""

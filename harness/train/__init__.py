@@ -4,6 +4,7 @@
     objective  rewards, advantages, rollout log-probabilities and the loss, as pure functions
     tspo       the Trainer: steps, distributed data parallel, checkpoints and resume (`train_tspo`)
     rundir     the files of a run directory and the per-step log line
+    checkpoint a checkpoint as safetensors + JSON (a resume unpickles nothing)
     export     the trained agent in the TSPO-0.4B layout, or the bare selector
     episode    what a data source gives the trainer per question and step
     data       harness tasks as a source (the needle train split), and which source a run's `data` names

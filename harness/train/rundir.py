@@ -5,16 +5,15 @@
     train.jsonl       one line per optimizer step: rewards, advantage and selection statistics, loss, lr, tau
     rollouts.jsonl    one line per question and step: each rollout's frames, answer and rewards
     watch.jsonl       the watched questions' logits every `watch_every` steps (for `harness train plot`)
-    checkpoints/step-NNNNNN/state.pt   agent, optimizer, scheduler, step, RNG states, data order
+    checkpoints/step-NNNNNN/          agent, optimizer, scheduler, step, RNG states, data order: state.safetensors
+                      (the tensors) + state.json (the rest), never a pickle (harness.train.checkpoint)
     agent/            the trained agent in the TSPO-0.4B layout (CLIPModel weights + selector.*): tspo:agent=FOLDER
     selector.safetensors   the agent alone (bare keys), for tspo:agent=FILE,encoder=...
     tb/               TensorBoard scalars, when tensorboard is installed
 """
 from __future__ import annotations
 
-import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from harness.util.fileio import atomic_write
 
 TRAIN_LOG, ROLLOUTS, WATCH, CONFIG, EVENTS = "train.jsonl", "rollouts.jsonl", "watch.jsonl", "config.json", \
     "events.jsonl"
-CHECKPOINTS, AGENT, SELECTOR_FILE = "checkpoints", "agent", "selector.safetensors"
+AGENT, SELECTOR_FILE = "agent", "selector.safetensors"
 
 
 def jsonl_append(path: Path, rows: list[dict]) -> None:
@@ -72,39 +71,6 @@ def read_log(run_dir, name: str = TRAIN_LOG) -> list[dict]:
     from harness.store.runs import read_jsonl
 
     return read_jsonl(Path(run_dir) / name)
-
-
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """The complete checkpoints of a run, oldest first."""
-    root = run_dir / CHECKPOINTS
-    return sorted(p for p in root.glob("step-*") if (p / "state.pt").is_file()) if root.is_dir() else []
-
-
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / CHECKPOINTS / f"step-{step:06d}"
-
-
-def write_checkpoint(run_dir: Path, step: int, state: dict, keep: int) -> Path:
-    """The state after `step` steps as checkpoints/step-NNNNNN/state.pt (written whole or not at all); only the
-    latest `keep` checkpoints stay."""
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    folder = checkpoint_dir(run_dir, step)
-    atomic_write(folder / "state.pt", buffer.getvalue())
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def read_checkpoint(folder: Path) -> dict:
-    import torch
-
-    try:
-        return torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise HarnessError(f"cannot read checkpoint {folder}: {' '.join(str(e).split())}") from None
 
 
 def _stats(values) -> dict:

@@ -37,9 +37,9 @@ from harness.train.episode import FeatureEnv
 from harness.train.export import export_agent, save_selector
 from harness.train.objective import (STREAM, coverage_reward, derive_seed, group_advantages, gumbel_noise,
                                      gumbel_topk, lr_factor, policy_loss, tau_at, temporal_reward)
-from harness.train.rundir import (AGENT, EVENTS, ROLLOUTS, SELECTOR_FILE, TRAIN_LOG, WATCH, checkpoint_dirs,
-                                  claim, jsonl_append, open_tensorboard, read_checkpoint, step_row, tensorboard_step,
-                                  truncate_jsonl, write_checkpoint)
+from harness.train.checkpoint import checkpoint_dirs, read_checkpoint, write_checkpoint
+from harness.train.rundir import (AGENT, EVENTS, ROLLOUTS, SELECTOR_FILE, TRAIN_LOG, WATCH, claim, jsonl_append,
+                                  open_tensorboard, step_row, tensorboard_step, truncate_jsonl)
 from harness.util.hashing import short_hash
 from samplers.tspo.agent import TemporalAgent
 from samplers.tspo.rules import rule_positions

@@ -17,6 +17,7 @@ from harness.video.reader import open_video
 # Video-MME duration buckets (seconds)
 BUCKETS = {"short": (0.0, 120.0), "medium": (240.0, 900.0), "long": (1800.0, 3600.0)}
 STATUSES = ("ok", "missing", "unreadable", "duration_mismatch")
+TOLERANCE_S, TOLERANCE_REL = 2.0, 0.02  # decoder and annotation durations agree within max(2 s, 2%)
 PROBLEMS_EXIT = 3  # `harness data check` exit code when some video is not ok (2 is bad input, 1 a bug)
 
 
@@ -26,7 +27,7 @@ def _expected(sample) -> tuple[float | None, tuple[float, float] | None]:
     return sample.duration, bucket
 
 
-def check_data(task, backend: str = "decord", tolerance_s: float = 2.0, tolerance_rel: float = 0.02,
+def check_data(task, backend: str = "decord", tolerance_s: float = TOLERANCE_S, tolerance_rel: float = TOLERANCE_REL,
                progress: bool = False) -> list[dict]:
     """Rows {video, questions, exists, readable, error, frames, fps, width, height, decoder_duration,
     annotation_duration, duration_diff, status} for every distinct video of `task` (missing videos included)."""
@@ -68,13 +69,25 @@ def _check_video(video: str, group: list, root, backend: str, tol_s: float, tol_
                decoder_duration=meta.duration, status="ok")
     if duration is not None:
         row["duration_diff"] = meta.duration - duration
-        if abs(row["duration_diff"]) > max(tol_s, tol_rel * duration):
-            row["status"] = "duration_mismatch"
+    if duration_mismatch(group[0], meta.duration, tol_s, tol_rel):
+        row["status"] = "duration_mismatch"
+    return row
+
+
+def duration_mismatch(sample, decoded: float, tol_s: float = TOLERANCE_S, tol_rel: float = TOLERANCE_REL
+                      ) -> dict | None:
+    """What the annotation expects of a video the decoder found `decoded` seconds long, when the two disagree
+    (beyond tol_s seconds or tol_rel of the duration, or outside the duration bucket); None when they agree or the
+    annotation says nothing."""
+    duration, bucket = _expected(sample)
+    if duration is not None:
+        if abs(decoded - duration) > max(tol_s, tol_rel * duration):
+            return {"annotation_duration": duration, "decoder_duration": decoded}
     elif bucket is not None:
         lo, hi = bucket
-        if not lo - max(tol_s, tol_rel * lo) <= meta.duration <= hi + max(tol_s, tol_rel * hi):
-            row["status"] = "duration_mismatch"
-    return row
+        if not lo - max(tol_s, tol_rel * lo) <= decoded <= hi + max(tol_s, tol_rel * hi):
+            return {"annotation_bucket": list(bucket), "decoder_duration": decoded}
+    return None
 
 
 def summarise_check(rows: list[dict], task=None) -> dict:

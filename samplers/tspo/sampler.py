@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from harness.errors import HarnessError
+from harness.errors import FatalError, HarnessError
 from harness.registry import SAMPLERS
 from harness.util.checks import torch_device
 from samplers.base import Sampler
@@ -20,9 +20,11 @@ from samplers.tspo.settings import (AKS_DEPTH, AKS_T1, COMPUTE_DTYPES, DEFAULT_E
 @SAMPLERS.register(
     "tspo", description="TSPO temporal agent over CLIP features (official selector), then top-k / bin-max / AKS",
     help={"agent": "'zero' (zero-initialised agent = CLIP ranking), 'mini-tspo' (trained here over mini-clip), a "
-                   "TSPO checkpoint folder (e.g. TSPO-0.4B), or a selector state-dict file (.safetensors/.pt/.bin)",
+                   "TSPO checkpoint folder (e.g. TSPO-0.4B), a folder holding selector.safetensors (a copied agent, a "
+                   "training run), or a selector state-dict file (.safetensors/.pt/.bin)",
           "encoder": "CLIP model the features come from (default: the agent folder when it holds a CLIPModel, "
-                     f"mini-clip for mini-tspo, else {DEFAULT_ENCODER})",
+                     "mini-clip for mini-tspo, the encoder a copied agent's training record names, else "
+                     f"{DEFAULT_ENCODER})",
           "method": "selection rule over the agent's logits (default: the preset's, else topk)",
           "window": f"attention window in candidates (default: the preset's, else {DEFAULT_WINDOW})",
           "tau": f"logit temperature (default {DEFAULT_TAU}; no effect on any selection rule)",
@@ -61,7 +63,8 @@ class TSPO(Sampler):
         self.query = query
         self.dtype = dtype
         from samplers.tspo.agent import TemporalAgent
-        from samplers.tspo.weights import folder_has_clip, read_selector_state, state_digest, torch_dtype
+        from samplers.tspo.weights import (folder_has_clip, read_selector_state, recorded_encoder, state_digest,
+                                           torch_dtype)
 
         compute_dtype = torch_dtype(dtype)
         self.device = torch_device(device, "'tspo'")
@@ -81,7 +84,8 @@ class TSPO(Sampler):
             self.agent_digest = state_digest(state)
             self._agent = TemporalAgent.from_state_dict(state, source=str(path)).to(self.device, compute_dtype).eval()
             default_encoder = (shipped[1] if shipped else
-                               str(path) if path.is_dir() and folder_has_clip(path) else DEFAULT_ENCODER)
+                               str(path) if path.is_dir() and folder_has_clip(path) else
+                               (path.is_dir() and recorded_encoder(path)) or DEFAULT_ENCODER)
         self.encoder = encoder if encoder else default_encoder
         self._warned_unit_norm = False
 
@@ -129,8 +133,15 @@ class TSPO(Sampler):
                 warnings.warn("tspo: the image features are unit vectors, but the official agent sees raw CLIP "
                               "features (TSPOModel in `model/temporal_agent.py`); a trained agent's logits will differ", stacklevel=2)
         with torch.inference_mode():
-            return agent(torch.from_numpy(feats), torch.from_numpy(text), torch.from_numpy(scores),
-                         window_size=self.window, tau=self.tau)
+            logits = agent(torch.from_numpy(feats), torch.from_numpy(text), torch.from_numpy(scores),
+                           window_size=self.window, tau=self.tau)
+        if not bool(torch.isfinite(logits).all()):
+            # every question would be ranked by NaN: the weights (or the encoder's features) are broken, not a sample
+            if not (np.isfinite(feats).all() and np.isfinite(text).all() and np.isfinite(scores).all()):
+                raise FatalError(f"tspo: the features of encoder {self.encoder!r} hold NaN/inf values")
+            raise FatalError(f"tspo agent {self.agent_source!r} gives NaN/inf logits (its weights, in "
+                             f"{self.dtype}, are broken)")
+        return logits
 
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(rule_positions(self.logits(inputs), k, self.method), dtype=np.int64)

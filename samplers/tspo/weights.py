@@ -1,5 +1,9 @@
-"""Reading TSPO selector weights: a TSPO checkpoint folder (a CLIPModel whose weights also hold `selector.*`),
-or a single state-dict file; and the digest that identifies them in a run."""
+"""Reading TSPO selector weights: a TSPO checkpoint folder (a CLIPModel whose weights also hold `selector.*`), a
+folder holding `selector.safetensors` (a copied shipped agent, a training run), or a single state-dict file; and the
+digest that identifies them in a run.
+
+Weights are checked as they are read: an unreadable file is a HarnessError naming it (bad input); tensors holding
+NaN or inf are a FatalError naming the file (they would give NaN logits for every question)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,22 +14,26 @@ from typing import Mapping
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import FatalError, HarnessError
 from harness.util.checkpoints import shard_files
 from samplers.tspo.agent import TemporalAgent
 from samplers.tspo.settings import CHECKPOINT_PREFIXES, COMPUTE_DTYPES
 
-
+SELECTOR_FILE = "selector.safetensors"  # the bare selector: shipped agents, `harness train tspo` runs
 
 def read_selector_state(path) -> dict[str, torch.Tensor]:
     """The selector tensors (prefix stripped, dtype as stored) of a TSPO checkpoint folder (a CLIPModel whose
-    safetensors / pytorch_model*.bin also hold `selector.*`), or of a single state-dict file (.safetensors, .pt,
-    .pth, .bin) that is either a bare selector state dict or holds prefixed selector keys among others."""
+    safetensors / pytorch_model*.bin also hold `selector.*`), of a folder holding `selector.safetensors`, or of a
+    single state-dict file (.safetensors, .pt, .pth, .bin) that is either a bare selector state dict or holds
+    prefixed selector keys among others. FatalError naming the file for weights holding NaN or inf."""
     path = Path(path).expanduser()
     if path.is_dir():
-        return _read_folder(path)
+        if (path / SELECTOR_FILE).is_file():
+            path = path / SELECTOR_FILE
+        else:
+            return _read_folder(path)
     if path.is_file():
-        return _strip_prefix(_read_tensor_file(path), bare_ok=True)
+        return _finite(_strip_prefix(_read_tensor_file(path), bare_ok=True), path)
     raise HarnessError(f"TSPO agent {str(path)!r}: no such file or folder")
 
 
@@ -63,12 +71,36 @@ def _read_folder(folder: Path) -> dict[str, torch.Tensor]:
         raise HarnessError(f"TSPO agent folder {str(folder)!r} has no *.safetensors or pytorch_model*.bin files")
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        state.update(_strip_prefix(_read_tensor_file(file, only_prefixed=True), bare_ok=False))
+        state.update(_finite(_strip_prefix(_read_tensor_file(file, only_prefixed=True), bare_ok=False), file))
     if not state:
         raise HarnessError(f"TSPO agent folder {str(folder)!r}: no selector tensors (keys starting with "
                            f"{' or '.join(CHECKPOINT_PREFIXES)}) in {', '.join(f.name for f in files)}; "
                            f"is it a TSPO checkpoint?")
     return state
+
+
+def _finite(state: dict, file: Path) -> dict:
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FatalError(f"agent weights {str(file)!r} hold NaN/inf values ({', '.join(sorted(bad)[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); the file is corrupted or its training diverged")
+    return state
+
+
+def recorded_encoder(folder) -> str | None:
+    """The encoder an agent folder's training record names: training.json of a shipped agent (its `config.train`),
+    or config.json of a `harness train tspo` run (its `train`); None where there is none."""
+    folder = Path(folder).expanduser()
+    for name, keys in (("training.json", ("config", "train", "encoder")), ("config.json", ("train", "encoder"))):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8"))
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _weight_files(folder: Path) -> list[Path]:
@@ -97,8 +129,23 @@ def _read_tensor_file(file: Path, only_prefixed: bool = False) -> dict[str, torc
     except HarnessError:
         raise
     except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, EOFError) as e:
-        raise HarnessError(f"cannot read TSPO agent file {str(file)!r}: {' '.join(str(e).split())}") from None
+        raise HarnessError(f"cannot read TSPO agent file {str(file)!r}: {_reason(e)}") from None
+    except Exception as e:  # safetensors' own error type (a truncated or random-bytes file)
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise HarnessError(f"cannot read TSPO agent file {str(file)!r}: not a safetensors file "
+                           f"({_reason(e)})") from None
     raise HarnessError(f"TSPO agent file {str(file)!r}: unknown format (expected .safetensors, .pt, .pth or .bin)")
+
+
+def _reason(e: Exception) -> str:
+    """The error in one short line; torch's weights-only refusal is cut to its cause (its advice to load with
+    weights_only=False, which could run code, is not passed on)."""
+    text = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in text:
+        cause = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+        return f"not a plain tensor file ({cause})"
+    return text
 
 
 def _strip_prefix(tensors: dict, bare_ok: bool) -> dict[str, torch.Tensor]:

@@ -15,7 +15,8 @@ Question types (balanced over the split):
 Everything is a pure function of (split, seed, video index): `make_specs` builds the `VideoSpec`s (scenes,
 distractors, events and questions), `render_frame(spec, t)` draws any frame without decoding, `frame_objects(spec,
 t)` lists the needle events visible at t, and `make_samples` turns a spec into `Sample`s. `NeedleTask` writes the
-videos once (atomically, in parallel, skipping existing files) under ``data_home()/needle/`` and reuses them.
+videos once (atomically, in parallel, skipping existing files) under ``data_home()/needle/`` and reuses them;
+each write first removes the temp files that interrupted writes left there (`render.remove_leftovers`).
 Splits ``train`` and ``test`` draw from disjoint random streams.
 
 Modules: `spec` (vocabulary, constants, records), `questions` (question kinds and their balance), `generate`

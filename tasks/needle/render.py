@@ -6,6 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -139,15 +142,74 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+# The harness's own temp names in a needle folder, each with the writer's pid where the name carries one: the
+# encoder's temp of a video (harness.util.synth.write_video), write_videos' job folder (older ones have no pid), and
+# a manifest's atomic-write temp (harness.util.fileio.atomic_write).
+LEFTOVER_FILES = (re.compile(r"\.needle-\w+-v\d+\.(?P<pid>\d+)\.tmp\.mp4"),
+                  re.compile(r"\.manifest-n\d+\.json\.[a-z0-9_]{8}\.tmp"))
+LEFTOVER_FOLDERS = (re.compile(r"\.needle-(?:(?P<pid>\d+)-)?[a-z0-9_]{8}"),)
+STALE_SECONDS = 60.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a live process on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def _last_touched(path: Path) -> float:
+    times = [path.lstat().st_mtime]
+    if path.is_dir() and not path.is_symlink():
+        times += [p.lstat().st_mtime for p in path.iterdir()]
+    return max(times)
+
+
+def remove_leftovers(root: str | os.PathLike) -> list[str]:
+    """Remove what interrupted writes left in `root` (this folder only, not below): only the harness's own temp
+    names (LEFTOVER_FILES, LEFTOVER_FOLDERS), only when untouched for STALE_SECONDS and their writer (the pid in
+    the name, where there is one) is no live process here. A live writer on this machine is spared by its pid; one
+    on another machine sharing the folder by the minute (its temp grows while it writes; its children read their job
+    file at once). Returns the names removed; one that cannot be removed is left for a later write."""
+    removed = []
+    for entry in os.scandir(root):
+        if entry.is_symlink():
+            continue
+        patterns = LEFTOVER_FOLDERS if entry.is_dir() else LEFTOVER_FILES if entry.is_file() else ()
+        match = next((m for m in (p.fullmatch(entry.name) for p in patterns) if m), None)
+        if match is None:
+            continue
+        pid = match.groupdict().get("pid")
+        try:
+            if time.time() - _last_touched(Path(entry.path)) < STALE_SECONDS or (pid and _alive(int(pid))):
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # gone already (another writer cleaned it), or not ours to remove: the write goes on
+            continue
+        removed.append(entry.name)
+    return removed
+
+
 def write_videos(specs: list[VideoSpec], root: str | os.PathLike, workers: int | None = None) -> int:
     """Write the videos of `specs` missing under `root` (as <video_id>.mp4); returns how many were written.
 
     With several workers (default: one per CPU) the videos are split among child Python processes started with
     `subprocess` (never by re-running the caller's main module, so any script may call this). Every file appears
-    atomically, so concurrent callers at worst write the same video twice.
+    atomically, so concurrent callers at worst write the same video twice. Temp files that interrupted writes left
+    in `root` are removed first (`remove_leftovers`).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(root)
     missing = [s for s in specs if not (root / f"{s.video_id}.mp4").exists()]
     workers = max(1, min(len(missing), workers or _cpus()))
     if workers <= 1:
@@ -168,7 +230,8 @@ def write_videos(specs: list[VideoSpec], root: str | os.PathLike, workers: int |
     # the children import this package from the same checkout, even where it is not installed
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2])]
                                         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    with tempfile.TemporaryDirectory(prefix=".needle-", dir=root) as tmp:
+    # the pid in the name tells a later write whether this one is still alive (remove_leftovers)
+    with tempfile.TemporaryDirectory(prefix=f".needle-{os.getpid()}-", dir=root, ignore_cleanup_errors=True) as tmp:
         procs = []
         for k, chunk in enumerate(chunks):
             job = Path(tmp) / f"job{k}.json"

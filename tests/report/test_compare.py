@@ -29,7 +29,8 @@ def write_run(root, sampler, outcomes, frames=8, task="demo", backbone="bb", spe
         sel = None if status == "error" else {"positions": list(range(k)), "frame_indices": list(range(0, 30 * k, 30)),
                                               "timestamps": [float(t) for t in range(k)], "sampler": sampler,
                                               "config_hash": "h"}
-        pred = {"raw_text": "A", "parsed": "A" if status == "ok" else None, "correct": correct,
+        letter = ("A" if correct else "B") if status == "ok" else None  # gold is A: the reader re-scores from this
+        pred = {"raw_text": letter or "A", "parsed": letter, "correct": correct,
                 "parse_status": status, "error": "boom" if status == "error" else None, "timings": {}}
         if tokens and sid in tokens:
             pred["visual_tokens"] = tokens[sid]

@@ -12,8 +12,9 @@ from harness.store.runs import RunStore
 
 
 def row(sid, correct, status="ok", cat="x", recall=None):
-    return {"sample_id": sid, "categories": {"kind": cat},
-            "prediction": {"correct": correct, "parse_status": status}, "evidence_recall": recall}
+    parsed = ("A" if correct else "B") if status == "ok" else None  # gold is A: the reader re-scores from this
+    return {"sample_id": sid, "categories": {"kind": cat}, "answer": "A",
+            "prediction": {"correct": correct, "parsed": parsed, "parse_status": status}, "evidence_recall": recall}
 
 
 def test_summarise_counts_errors_and_parse_failures_as_wrong():
