@@ -8,6 +8,14 @@ Workers are started with `spawn` (or `forkserver`), never `fork`: the parent may
 child must not inherit. Large arrays in a result travel through shared memory instead of the pool's pipe (a
 64-frame 720p selection is 177 MB; pickling it through a pipe costs more than decoding it).
 
+Workers never outlive the process that uses them. On Linux the kernel kills a worker when its parent dies
+(PR_SET_PDEATHSIG); everywhere a thread in each worker watches a pipe only the parent holds open (its "lifeline")
+and exits the worker when it closes. Shared memory has one owner at a time: the worker that made a block, until it
+returns it; then the parent, which unlinks it after copying, or at `close()` for results it never took (a consumer
+that stopped early, an exception). A worker whose parent is gone unlinks the blocks of its last `depth` results
+(older ones were taken); when the parent is killed, multiprocessing's resource tracker, which outlives it, unlinks
+whatever else was registered (the pool's semaphores) once the last worker is gone.
+
 `decode_job` is the runner's job: open a video with the run's backend, decode the union of the selections' frames
 once, and return each selection's frames (or what an optional `prepare` callable makes of them). The runner splits a
 video's frames into runs of consecutive frames, one job each, so several workers decode one video at once.
@@ -16,6 +24,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -54,6 +65,8 @@ def _pack(obj, use_shared: bool):
         from multiprocessing import shared_memory
 
         shm = shared_memory.SharedMemory(create=True, size=obj.nbytes)
+        if _OWNED:
+            _OWNED[-1].append(shm.name)  # this worker owns it until the parent takes the result
         np.ndarray(obj.shape, obj.dtype, buffer=shm.buf)[...] = obj
         handle = _Shared(shm.name, obj.shape, obj.dtype.str)
         shm.close()  # the block lives on until the parent unlinks it
@@ -82,19 +95,89 @@ def _unpack(obj):
     return obj
 
 
+def _handles(obj) -> Iterator[_Shared]:
+    if isinstance(obj, _Shared):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _handles(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _handles(v)
+
+
+def _unlink(name: str, orphan: bool = False) -> None:
+    """Unlink a block by name if it still exists, and tell the resource tracker it needs no cleanup. An orphaned
+    worker only writes to the tracker's pipe: where the tracker died with the parent, `unregister` would start a new
+    one."""
+    if os.name != "posix":  # elsewhere a block goes with its last handle
+        return
+    try:
+        import _posixshmem
+        from multiprocessing import resource_tracker
+
+        path = "/" + name.lstrip("/")  # as SharedMemory names it to the system and to the tracker
+        _posixshmem.shm_unlink(path)
+        if not orphan:
+            resource_tracker.unregister(path, "shared_memory")
+        elif (fd := getattr(getattr(resource_tracker, "_resource_tracker", None), "_fd", None)) is not None:
+            os.write(fd, f"UNREGISTER:{path}:shared_memory\n".encode("ascii"))
+    except (OSError, ImportError, AttributeError):
+        pass  # already unlinked (the parent took it), or the tracker is gone with the parent
+
+
+def _release(result) -> None:
+    """The parent discards a result it will never take: unlink its blocks."""
+    for handle in _handles(result):
+        _unlink(handle.name)
+
+
 def _describe(e: BaseException) -> str:
     return str(e) if isinstance(e, HarnessError) else f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 def _call(fn, job, use_shared: bool):
     """Runs in the worker: the result (packed), or a WorkError; never raises."""
+    if _OWNED:
+        _OWNED.append([])  # the blocks of this result
     try:
         return _pack(fn(job), use_shared)
     except Exception as e:
         return WorkError(_describe(e), type(e).__name__)
 
 
-def _init_worker(threads: int | None) -> None:
+# In a worker: the names of the blocks of its last `depth` results, oldest first. The parent keeps at most `depth`
+# jobs in flight, so a result `depth` jobs older than this worker's newest has been taken (and unlinked) already.
+_OWNED: deque | None = None
+PR_SET_PDEATHSIG = 1
+
+
+def _watch(lifeline) -> None:
+    """A worker's watchdog thread: the parent never writes to the lifeline, so a read returns only when the parent
+    closed it or died; then the worker unlinks the blocks the parent never took and exits at once."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    for names in list(_OWNED or ()):
+        for name in names:
+            _unlink(name, orphan=True)
+    os._exit(1)
+
+
+def _init_worker(threads: int | None, lifeline=None, keep: int = 1, deathsig: bool = False) -> None:
+    global _OWNED
+    _OWNED = deque([[]], maxlen=max(1, keep))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it shuts the workers down
+    if deathsig and sys.platform.startswith("linux"):
+        try:  # the kernel kills this process when the thread that started it ends (PR_SET_PDEATHSIG)
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the lifeline below still holds
+    if lifeline is not None:  # also covers a parent that died before prctl: its end is closed already
+        threading.Thread(target=_watch, args=(lifeline,), name="lifeline", daemon=True).start()
     # workers x threads stays within the cores: each worker's torch/OpenCV use only their share
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -120,11 +203,19 @@ class Prefetcher:
         self.depth = max(1, depth if depth is not None else 2 * max(workers, 1))
         self.threads = threads_per_worker
         self._pool: ProcessPoolExecutor | None = None
+        self._inflight: set = set()  # futures submitted and not taken: their blocks are released at close()
+        self._lifeline = None  # (reader, writer): the workers get the reader, only this process holds the writer
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
-                                             initializer=_init_worker, initargs=(self.threads,))
+            context = multiprocessing.get_context(self.start_method)
+            if self._lifeline is None:
+                self._lifeline = context.Pipe(duplex=False)
+            # the parent-death signal fires when the thread that started the worker ends: only where that thread
+            # lives as long as the process (the main thread, or the forkserver, which dies with this process)
+            deathsig = self.start_method == "forkserver" or threading.current_thread() is threading.main_thread()
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                             initargs=(self.threads, self._lifeline[0], self.depth, deathsig))
         return self._pool
 
     def map(self, items: Iterable, job: Callable[[Any], Any] = lambda item: item) -> Iterator[tuple[Any, Any]]:
@@ -147,36 +238,65 @@ class Prefetcher:
             yield self._take(pending)
 
     def _submit(self, job):
-        return self._executor().submit(_call, self.fn, job, True)
+        future = self._executor().submit(_call, self.fn, job, True)
+        self._inflight.add(future)
+        return future
 
     def _take(self, pending: deque):
         item, job, future = pending.popleft()
         if future is None:
             return item, None
         try:
-            return item, _unpack(future.result())
+            packed = future.result()
         except BrokenProcessPool:
             # a worker died (killed, out of memory): this item fails, a fresh pool runs the rest
+            self._inflight.discard(future)
             self._restart(pending)
             return item, WorkError("a decode worker process died (killed or out of memory)", "BrokenProcessPool")
+        except BaseException:
+            self._inflight.discard(future)
+            raise
+        self._inflight.discard(future)
+        try:
+            return item, _unpack(packed)
+        except BaseException:
+            _release(packed)
+            raise
 
     def _restart(self, pending: deque) -> None:
         old, self._pool = self._pool, None
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
-        for i, (item, job, _) in enumerate(pending):
-            pending[i] = (item, job, None if job is None else self._submit(job))
+        for i, (item, job, future) in enumerate(pending):
+            if future is None or _finished(future):
+                continue  # made before the pool broke: kept (its blocks are still to be taken)
+            self._inflight.discard(future)
+            pending[i] = (item, job, self._submit(job))
 
     def close(self) -> None:
+        """Stop the workers (after their current job) and unlink the blocks of every result never taken."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        inflight, self._inflight = self._inflight, set()
+        for future in inflight:
+            if _finished(future):
+                _release(future.result())
+        if self._lifeline is not None:
+            for end in self._lifeline:
+                end.close()
+            self._lifeline = None
 
     def __enter__(self) -> "Prefetcher":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _finished(future) -> bool:
+    """Done with a result (not cancelled, not failed)."""
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 # -- the runner's job ----------------------------------------------------------------------------------------------
