@@ -1,9 +1,11 @@
 """The resolved configuration of a `harness run`: every default written out, nothing hidden."""
 from __future__ import annotations
 
+import difflib
 import json
 import subprocess
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -43,24 +45,81 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "RunConfig":
-        """A JSON or TOML file whose keys are RunConfig fields."""
+        """A JSON or TOML file whose keys are RunConfig fields, each of its field's type."""
         path = Path(path)
         if not path.is_file():
             raise HarnessError(f"config file {path} does not exist")
         try:
-            data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            text = path.read_bytes().decode("utf-8")
+            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except UnicodeDecodeError:
+            raise HarnessError(f"config file {path} is not UTF-8 text") from None
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
             raise HarnessError(f"config file {path} is malformed: {e}") from None
         if not isinstance(data, dict):
             raise HarnessError(f"config file {path} must hold a table of options")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise HarnessError(f"config file {path}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        return cls(**data)
+        known = sorted(f.name for f in fields(cls))
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise HarnessError(f"config file {path}: unknown option {key!r}{hint} (known: {', '.join(known)})")
+        return cls(**data).validate(source=f"config file {path}")
+
+    def validate(self, source: str | None = None) -> "RunConfig":
+        """Every field of its annotated type and in range, else a HarnessError naming the option (`source`: the
+        config file the values come from, whose fields are named as keys); from the command line (no source), the
+        device must also exist on this machine. Returns the config."""
+        def name(field_name: str) -> str:
+            return f"{source}: {field_name}" if source else "--" + field_name.replace("_", "-")
+
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            check_type(name(f.name), getattr(self, f.name), hints[f.name])
+        for key, low in {"frames": 1, "workers": 0, "batch_size": 1, "gpus_per_replica": 1, "limit": 1}.items():
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise HarnessError(f"{name(key)} must be at least {low}, got {value}")
+        if self.frames > MAX_FRAMES:
+            raise HarnessError(f"{name('frames')} must be at most {MAX_FRAMES}, got {self.frames}: more frames than "
+                               f"any video-LLM takes")
+        if source is None and self.device != "cpu":  # torch only where a device is named
+            from harness.util.checks import torch_device
+
+            torch_device(self.device)
+        return self
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+MAX_FRAMES = 4096  # a frame budget above any video-LLM's (Qwen2.5-VL's processor caps a video at 768 frames)
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table",
+          list: "a list"}
+
+
+def check_type(name: str, value, hint) -> None:
+    """`value` of the annotated type (int, float, bool, str, dict, list, each optionally `| None`), else a
+    HarnessError "NAME must be ..., got VALUE"."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return
+        hint = next(a for a in args if a is not type(None))
+    kind = typing.get_origin(hint) or hint
+    if kind not in _KINDS:
+        return
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise HarnessError(f"{name} must be {_KINDS[kind]}, got {value!r}")
+    if kind is list and not all(isinstance(v, str) for v in value):
+        raise HarnessError(f"{name} must be a list of strings, got {value!r}")
 
 
 def parse_value(text: str):

@@ -26,6 +26,8 @@ class Task(ABC):
     parser: str = "strict"  # the answer parser `score` uses (recorded in metrics.json)
     video_root: str | None = None  # where the task's videos are (benchmarks; `harness data check`)
     location_keys: tuple[str, ...] = ()  # keys of config() that say where the data is, not what it is
+    # the backbone prompt styles this task words differently; any other style gets the default wording
+    prompt_styles: tuple[str, ...] = ("default",)
 
     def config(self) -> dict:
         """Every parameter that changes the samples, prompts or scores (hashed into the run identity)."""

@@ -51,6 +51,7 @@ SCHEMAS = {"dev": Schema("mlvu.json records", _FIELDS, id="question_id", gold="a
                 choices={**COMMON_CHOICES, "split": tuple(SPLITS)})
 class MLVU(BenchmarkTask):
     name = "mlvu"
+    prompt_styles = ("default", "plm")
     annotation_format = "mlvu.json: a list of records with video_name, question, candidates, answer, task_type"
     parser_benchmark = "mlvu"
     category_keys = ("task_type",)

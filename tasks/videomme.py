@@ -48,6 +48,7 @@ QWEN3_PRE, QWEN3_POST = "Question: ", "Answer with the option letter only."
 SUBTITLE_INTRO = "This video's subtitles are listed below: \n"
 NO_SUBTITLES = "No subtitles available"
 SUBTITLE_FRAMES = {"default": 32, "llava_vid": 768, "qwen3_vl": 768}
+STYLES = ("default", *sorted({*POST_PROMPTS, *SUBTITLE_FRAMES} - {"default"}))  # what `prompt` words differently
 VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv")
 _FONT = re.compile(r'<font color="white" size=".72c">(.*?)</font>')
 # videomme.json, its parquet rows and the Hugging Face rows share one layout; `duration` is the bucket (short, ...)
@@ -155,6 +156,7 @@ def strip_letter(option: str, i: int) -> str:
                 choices=COMMON_CHOICES)
 class VideoMME(BenchmarkTask):
     name = "videomme"
+    prompt_styles = STYLES
     hf_dataset = "lmms-eval/Video-MME"
     hf_split = "test"
     annotation_format = "videomme.json: a list of records with question_id, videoID, duration, question, options"

@@ -7,9 +7,13 @@ options are built, so `harness --help` and light commands start without torch, p
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
+import signal
 import sys
+import threading
 
 from harness.cli.common import EPILOG
 from harness.errors import HarnessError, fatal_line, is_fatal
@@ -49,10 +53,45 @@ def _chosen(argv) -> str | None:
     return None
 
 
+def _close(word: str, known) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors on one line (no usage block: `--help` has it) and a close match for a mistyped
+    command or option."""
+
+    def error(self, message: str):
+        choice = re.match(r"argument .*: invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if choice:
+            message += _close(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def options(self) -> list[str]:
+        return [o for action in self._actions for o in action.option_strings]
+
+
+def _unknown(parser: Parser, args, extras: list[str]):
+    """The error for arguments no option took, raised by the (sub)command's own parser, with the closest of its
+    option strings for a mistyped option."""
+    while True:  # down to the (sub)command that was chosen: its options are the ones meant
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        name = getattr(args, sub.dest, None) if sub is not None and sub.dest != argparse.SUPPRESS else None
+        if name not in (sub.choices if sub is not None else {}):
+            break
+        parser = sub.choices[name]
+    options = [e for e in extras if e.startswith("-")]
+    if not options:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    option = options[0].split("=", 1)[0]
+    parser.error(f"unknown option {option}{_close(option, parser.options())}")
+
+
 def build_parser(configured=None) -> argparse.ArgumentParser:
     """The parser of every command; the options of those named in `configured` (None: all), the others listed by
     name and help line only."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="harness", epilog=EPILOG,
         description="longvideo-harness: evaluate frame selection for long-video question answering.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -64,7 +103,14 @@ def build_parser(configured=None) -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C does, so open run stores, locks and decode workers close before the exit."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv=None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     # The harness draws its own progress; per-file "Loading weights" bars of transformers/huggingface_hub would
     # bury its one-line messages (read once, when they are first imported, which happens after this).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -73,7 +119,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = _chosen(argv)
     parser = build_parser([chosen] if chosen else [])
-    args = parser.parse_args(argv)
+    try:
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unknown(parser, args, extras)
+    except SystemExit as e:  # --help, or an error argparse printed on one line
+        return e.code if isinstance(e.code, int) else 0
     if args.command is None:
         parser.print_help()
         return 0

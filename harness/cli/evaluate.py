@@ -66,7 +66,7 @@ def run_config(args):
         cfg.task_args = {**cfg.task_args, "video_root": args.video_root}
     if args.skip_missing:
         cfg.task_args = {**cfg.task_args, "skip_missing": True}
-    return cfg
+    return cfg.validate()
 
 
 def progress(args) -> bool:
@@ -215,8 +215,8 @@ def cmd_sweep(args) -> int:
         frames = [int(k) for k in args.budgets.split(",") if k.strip()]
     except ValueError:
         raise HarnessError(f"--frames {args.budgets!r}: expected budgets like 8,16,32,64") from None
-    run_dirs = run_grid(expand(cfg, frames, parse_sets(args.set)), debug=args.debug, progress=progress(args),
-                        log=status)
+    configs = [c.validate() for c in expand(cfg, frames, parse_sets(args.set))]  # every run's, before the first
+    run_dirs = run_grid(configs, debug=args.debug, progress=progress(args), log=status)
     files = write_report_bundle(args, run_dirs, cfg.decode_backend)
     print(Path(files["table.md"]).read_text(), end="")
     return 0

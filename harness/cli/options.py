@@ -2,20 +2,25 @@
 
 A field `batch_size` becomes `--batch-size`; a dict field (`task_args`) becomes a repeatable `--task-arg KEY=VALUE`
 and a list field (`samplers`) a repeatable `--sampler`, both named by the singular. The value type comes from the
-annotation (int, float, bool as true/false, text). Every option defaults to None, "not given", so that reading back
+annotation (int, float, text; a bool is a flag, `--retry-errors`, that also takes true/false, so that
+`--progress false` turns off what defaults to on). Every option defaults to None, "not given", so that reading back
 changes only what the command line names: a config file's values (RunConfig) or the class defaults stay otherwise.
 Help text comes from `help=` or from the field's metadata (`field(metadata={"help": ...})`); `{default}` in it is
 replaced by the field's default.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
 
 
 def _bool(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
+    value = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
 
 
 def _kind(cls, f: dataclasses.Field):
@@ -63,8 +68,8 @@ def add_options(parser, cls, names=None, help: dict | None = None, **extra: dict
             kwargs["help"] = text.replace("{default}", shown(default_of(f)))
         if kind in (dict, list):
             kwargs.update(action="append", metavar="KEY=VALUE" if kind is dict else None)
-        elif kind is bool:
-            kwargs.update(type=_bool, metavar="BOOL")
+        elif kind is bool:  # a flag (`--retry-errors`) that also takes a value (`--progress false`)
+            kwargs.update(type=_bool, nargs="?", const=True, metavar="BOOL")
         elif kind in (int, float):
             kwargs["type"] = kind
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:

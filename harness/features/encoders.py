@@ -17,6 +17,7 @@ preprocessing) for cache keys.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -31,11 +32,52 @@ from harness.util.hashing import digest
 
 DTYPES = ("float32", "bfloat16", "float16")
 OPEN_CLIP = "open_clip:"
+# Hub ids of the encoders the samplers default to and their common siblings: a name close to one of these (or to
+# a shipped name) that is none of them is a typo, told before any hub call
+KNOWN_ENCODERS = ("openai/clip-vit-large-patch14", "openai/clip-vit-large-patch14-336", "openai/clip-vit-base-patch16",
+                  "openai/clip-vit-base-patch32", "Salesforce/blip-itm-large-coco", "Salesforce/blip-itm-base-coco",
+                  "Salesforce/blip-itm-large-flickr", "Salesforce/blip-itm-base-flickr")
 
 
 def _looks_like_path(model: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else that does not exist is a mistyped local folder.
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
+
+
+def _close_name(name: str) -> str | None:
+    """The shipped name or known hub id `name` is a typo of, if any."""
+    from harness.shipped import SHIPPED
+
+    known = [*SHIPPED, *KNOWN_ENCODERS]
+    if name in known:
+        return None
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def check_hub_name(name: str, revision: str | None = None, what: str = "encoder") -> None:
+    """Before any hub call: a name that is neither an existing path nor shipped, and is close to a shipped name or
+    a known hub id (`mini-clp`), is a HarnessError with the close match; offline, a hub id that is not in the local
+    Hugging Face cache is one line saying so."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from harness.shipped import SHIPPED
+
+    if name in SHIPPED or Path(name).expanduser().exists() or _looks_like_path(name):
+        return  # a shipped model or a folder; a mistyped folder is reported as a missing folder
+    close = _close_name(name)
+    hint = f"; did you mean {close}?" if close else ""
+    if close and "/" not in name:  # hub ids name their organisation: a bare name is a typo of a shipped one
+        raise HarnessError(f"unknown {what} {name!r}{hint}")
+    if huggingface_hub.is_offline_mode():
+        try:
+            cached = huggingface_hub.try_to_load_from_cache(name, "config.json", revision=revision)
+        except Exception:  # not a valid repository id at all
+            cached = None
+        if not isinstance(cached, str):
+            raise HarnessError(f"cannot load {what} {name!r}: not available offline, not in the Hugging Face cache "
+                               f"{constants.HF_HUB_CACHE}{hint} (download it once online, or give a local folder)")
 
 
 def _torch_setup(device: str, dtype: str):
@@ -53,6 +95,7 @@ def _hf_source(model: str, revision: str | None, what: str) -> tuple[str, object
         return str(local), None, f"{local.resolve()}@{_folder_fingerprint(local)}"
     if _looks_like_path(model):
         raise HarnessError(f"cannot load {what} {model!r}: no such folder")
+    check_hub_name(model, revision, what)
     # Resolve the revision once so weights and processor come from one commit, and the commit names the cache.
     revision = _resolve_revision(model, revision)
     commit = getattr(revision, "resolved", None) or revision or "main"
@@ -331,8 +374,13 @@ def load_encoder(spec: str, device: str = "cpu", dtype: str = "float32"):
     spec = str(spec)
     if spec.startswith(OPEN_CLIP):
         return OpenClipEncoder(spec, device, dtype)
+    check_hub_name(spec)
     model = resolve_model(spec)
-    kind = model_type(model)
+    try:
+        kind = model_type(model)
+    except HarnessError as e:  # the hub's reason, and the name it is close to
+        close = _close_name(spec)
+        raise HarnessError(f"{e}; did you mean {close}?" if close else str(e)) from None
     if kind == "blip":
         return BlipItmScorer(model, device, dtype)
     if kind == "clip":

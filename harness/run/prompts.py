@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from backbones.base import Backbone
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UnknownNameError
 from harness.registry import BACKBONES, TASKS
 from harness.run.subset import stratified_subset
 from tasks.base import Task
@@ -16,14 +16,28 @@ def backbone_prompt_style(name: str) -> str:
     return factory.prompt_style if isinstance(factory, type) and issubclass(factory, Backbone) else "default"
 
 
+def prompt_styles(task: Task) -> set[str]:
+    """The styles a prompt can be asked for: every registered backbone's (its class's, and the choices of its
+    `prompt_style` option) and those the task words differently."""
+    styles = {"default", *task.prompt_styles}
+    for entry in BACKBONES.entries():
+        if isinstance(entry.factory, type) and issubclass(entry.factory, Backbone):
+            styles.add(entry.factory.prompt_style)
+        styles.update(str(c) for p in entry.params if p.name == "prompt_style" for c in p.choices)
+    return styles
+
+
 def prompts_command(task_name: str, backbone: str | None = None, task_args: dict | None = None,
                     limit: int | None = None, fmt: str = "text", style: str | None = None) -> str:
     """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`).
     fmt "text": a header line per sample then the prompt verbatim; "jsonl": one {"id", "prompt", "style"} a line."""
     if fmt not in ("text", "jsonl"):
         raise HarnessError(f"unknown prompts format {fmt!r} (known: text, jsonl)")
-    style = style or (backbone_prompt_style(backbone) if backbone else "default")
     task = TASKS.create(task_name, **(task_args or {}))
+    known = prompt_styles(task)
+    if style is not None and style not in known:
+        raise UnknownNameError("prompt style", style, known)
+    style = style or (backbone_prompt_style(backbone) if backbone else "default")
     rows = render_prompts(task, style, limit)
     if fmt == "jsonl":
         return "".join(json.dumps({**r, "style": style}, ensure_ascii=False) + "\n" for r in rows)

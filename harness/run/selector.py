@@ -74,8 +74,7 @@ class Selector:
         self.world = distributed.init(cfg.device, cfg.gpus_per_replica)  # one process: rank 0 of 1, nothing set up
         self.devices = distributed.replica_devices(cfg.device, self.world, cfg.gpus_per_replica)
         self.device = self.devices[0]  # inputs, encoders; a backbone spanning several GPUs starts here
-        if cfg.frames < 1:
-            raise HarnessError(f"--frames must be at least 1, got {cfg.frames}")
+        cfg.validate()  # types and ranges, as the command line checks them (programmatic runs too)
         if cfg.short_grid not in SHORT_GRID_RULES:
             raise HarnessError(f"unknown --short-grid {cfg.short_grid!r} (known: {', '.join(SHORT_GRID_RULES)})")
         self.grid_rule = parse_grid_rule(cfg.grid)

@@ -63,8 +63,7 @@ def complete_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1].decode("utf-8")
-    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+    return [row for _, row in json_objects(data[:data.rfind(b"\n") + 1].splitlines(), str(path))]
 
 
 def run_rows(run_dir: Path) -> list[dict]:
@@ -73,7 +72,9 @@ def run_rows(run_dir: Path) -> list[dict]:
     rows, seen = [], set()
     for path in [run_dir / PREDICTIONS, *sorted(run_dir.glob(RANK_PREDICTIONS))]:
         ids = set()
-        for row in (read_jsonl(path) if path.name == PREDICTIONS else complete_rows(path)):
+        for number, row in enumerate(read_jsonl(path) if path.name == PREDICTIONS else complete_rows(path), 1):
+            if not isinstance(row.get("sample_id"), str) or not isinstance(row.get("prediction"), dict):
+                raise HarnessError(f"{path}: row {number} is not a run row (it needs sample_id and prediction)")
             if row["sample_id"] in ids:  # within one file: damage, never something the harness writes
                 raise HarnessError(f"{path}: some sample ids occur twice ({row['sample_id']!r})")
             ids.add(row["sample_id"])

@@ -217,8 +217,10 @@ def load_selections(path, format: str = "auto") -> SelectionFile:
 
 def _load_tspo(path: Path, data: bytes, digest: str) -> SelectionFile:
     try:
-        records = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        records = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise HarnessError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except json.JSONDecodeError as e:
         raise HarnessError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
         raise HarnessError(f"{path}: a TSPO selection file is a non-empty JSON list of records")
@@ -240,7 +242,7 @@ def _load_tspo(path: Path, data: bytes, digest: str) -> SelectionFile:
 
 def _load_harness(path: Path, data: bytes, digest: str) -> SelectionFile:
     entries, missing, header = {}, [], {}
-    for number, row in json_objects(data.decode("utf-8").splitlines(), str(path)):
+    for number, row in json_objects(data.splitlines(), str(path)):
         if row.get("format") == HEADER_FORMAT and "sample_id" not in row:
             if row.get("version") != HEADER_VERSION:
                 raise HarnessError(f"{path}: selection file version {row.get('version')!r} is not "
@@ -256,6 +258,8 @@ def _load_harness(path: Path, data: bytes, digest: str) -> SelectionFile:
             if row["selection"] is None:
                 missing.append(key)
                 continue
+            if not isinstance(row["selection"], dict):
+                raise HarnessError(f"{path}:{number}: selection must be an object, got {row['selection']!r}")
             values = row["selection"].get("frame_indices")
         else:
             raise HarnessError(f"{path}:{number}: no frame_indices (nor a run row's selection)")

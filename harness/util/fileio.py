@@ -28,11 +28,25 @@ def atomic_write(path, data: bytes | str) -> None:
 
 
 def json_objects(lines, label: str):
-    """(line number, object) for every non-blank line of a JSON Lines text; a line that is not a JSON object is a
-    HarnessError naming `label:number`."""
+    """(line number, object) for every non-blank line of a JSON Lines text: lines as str or bytes (decoded as UTF-8),
+    or a file open for reading. A line that is not UTF-8 text or not a JSON object is a HarnessError naming
+    `label:number`."""
     from harness.errors import HarnessError
 
-    for number, line in enumerate(lines, 1):
+    lines, number = iter(lines), 0
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:  # a text file decodes ahead of the line it gives: find the line in its bytes
+            raise HarnessError(f"{label}:{_first_undecodable(lines, number + 1)}: not UTF-8 text") from None
+        number += 1
+        if isinstance(line, (bytes, bytearray)):
+            try:
+                line = bytes(line).decode("utf-8")
+            except UnicodeDecodeError:
+                raise HarnessError(f"{label}:{number}: not UTF-8 text") from None
         if not line.strip():
             continue
         try:
@@ -42,3 +56,21 @@ def json_objects(lines, label: str):
         if not isinstance(row, dict):
             raise HarnessError(f"{label}:{number}: each line must be a JSON object")
         yield number, row
+
+
+def _first_undecodable(file, fallback: int) -> int:
+    """The number of the first line of an open text file that is not UTF-8 (`fallback` when it cannot be read
+    again)."""
+    name = getattr(file, "name", None)
+    if not isinstance(name, (str, os.PathLike)):
+        return fallback
+    try:
+        with open(name, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        pass
+    return fallback
