@@ -91,7 +91,7 @@ class VideoReader(ABC):
             return np.empty((0, self.meta.height, self.meta.width, 3), np.uint8)
         try:
             frames = self._read(idx)
-        except HarnessError:
+        except (HarnessError, MemoryError):  # out of memory is the machine's fault, not the video's: it stops the run
             raise
         except Exception as e:
             raise VideoError(f"cannot decode {self.meta.path} with {self.backend}: {_library_error(e)}") from e
