@@ -8,6 +8,8 @@ One spec string names an encoder everywhere (`--sampler topk:encoder=...`, `harn
     open_clip:ViT-B-32:laion2b_s34b_b79k  an open_clip architecture with a pretrained tag, a checkpoint file, or
                                           `random` (explicitly random weights, for throughput work);
                                           open_clip:hf-hub:ORG/REPO also works
+    scenedetect:content                   no model: PySceneDetect's content value between consecutive candidates
+                                          (kind "frame-diff", harness.features.framediff)
 
 Encoders (`ClipEncoder`, `OpenClipEncoder`) give float32 projected features (`get_image_features`,
 `encode_image`), not L2-normalised (TSPO's agent needs their scale), query-independent on the image side, so image features are cached per video. `BlipItmScorer` scores (frame, question) pairs: BLIP's ITM head is
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.features import framediff
 from harness.util.frames import check_frames
 from harness.util.text import one_line
 from harness.util.checks import check_choices, torch_device
@@ -368,12 +371,14 @@ def model_type(model: str) -> str:
 
 
 def load_encoder(spec: str, device: str = "cpu", dtype: str = "float32"):
-    """The scorer a spec names: ClipEncoder, OpenClipEncoder or BlipItmScorer."""
+    """The scorer a spec names: ClipEncoder, OpenClipEncoder, BlipItmScorer or framediff.ContentDiffScorer."""
     from harness.shipped import resolve_model
 
     spec = str(spec)
     if spec.startswith(OPEN_CLIP):
         return OpenClipEncoder(spec, device, dtype)
+    if spec.startswith(framediff.PREFIX):
+        return framediff.ContentDiffScorer(spec)
     check_hub_name(spec)
     model = resolve_model(spec)
     try:

@@ -6,6 +6,9 @@
                     not L2-normalised (as TSPO's agent takes them)
     text_feature    (d,) float32 projected feature of the query under that encoder
 
+Under a frame-difference `encoder` (`scenedetect:content`, kind "frame-diff") `scores` is instead each candidate's
+difference to the previous one, the same for every question of a video.
+
 Any other input a sampler needs it brings itself (`Sampler.sample_inputs`: replay's stored native frame numbers).
 
 A sampler that needs features names its `encoder` and `query` ("question" or "question+options"). `prepare` runs
@@ -34,9 +37,12 @@ class InputProvider:
     def prepare(self, wants, task, samples: list[Sample], grid: CandidateGrid, reader: VideoReader) -> None:
         """Compute, in one decode pass of this video, the features and scores its samples will need: `wants` is a
         list of (encoder spec, query mode), e.g. from `wants(samplers)`."""
-        image, itm = [], []
+        image, itm, diffs = [], [], []
         for spec, mode in dict.fromkeys(wants):
             scorer = self.store.encoder(spec)
+            if scorer.kind == "frame-diff":  # query-independent: one array per video
+                diffs.append(scorer)
+                continue
             texts = [query_text(task, s, mode) for s in samples]
             if scorer.kind == "itm":
                 itm += [(scorer, text) for text in texts]
@@ -44,7 +50,7 @@ class InputProvider:
                 image.append(scorer)
                 for text in texts:
                     self.store.text_feature(scorer, text)
-        self.store.ensure(samples[0].video, grid, reader, image=image, itm=itm)
+        self.store.ensure(samples[0].video, grid, reader, image=image, itm=itm, diffs=diffs)
 
     def inputs(self, sampler, task, sample: Sample, grid: CandidateGrid, reader: VideoReader) -> dict:
         out, own = {}, None
@@ -56,6 +62,12 @@ class InputProvider:
                 out[need] = own[need]
                 continue
             scorer = self.store.encoder(sampler.encoder)
+            if scorer.kind == "frame-diff":
+                if need != "scores":
+                    raise HarnessError(f"sampler {sampler.name!r} needs {need!r}, which frame differences "
+                                       f"({sampler.encoder}) do not give")
+                out[need] = self.store.frame_diffs(scorer, sample.video, grid, reader)
+                continue
             text = query_text(task, sample, sampler.query)
             if scorer.kind == "itm":
                 if need != "scores":

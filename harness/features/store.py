@@ -4,6 +4,8 @@
                      query-independent, shared by every question, sampler and run on that video
     text features    (d,) per (text, encoder)
     ITM scores       (n,) per (video, grid, BLIP scorer, question text): BLIP's matching head reads the question
+    frame diffs      (n,) float64 per (video, grid, frame-diff scorer and its parameters): a value per candidate
+                     against the previous candidate (PySceneDetect's content value), query-independent, any dtype
 
 `FeatureStore.ensure` computes whatever is missing for one video in a single decode pass, chunk by chunk (an hour
 of frames never sits in memory), feeding every chunk to every encoder that still needs it, and counts what it
@@ -206,6 +208,11 @@ class FeatureStore:
     def itm_key(self, scorer, video: str, grid, text: str) -> str:
         return self.cache.key(kind="itm", text=text, **self._video_parts(scorer, video, grid))
 
+    def diff_key(self, scorer, video: str, grid) -> str:
+        parts = self._video_parts(scorer, video, grid)
+        del parts["dtype"]  # computed in float64 from the uint8 frames whatever the run's dtype
+        return self.cache.key(kind="frame-diff", **parts)
+
     def text_key(self, encoder, text: str) -> str:
         return self.cache.key(kind="text", text=text, encoder_id=encoder.encoder_id, dtype=self.dtype,
                               version=FEATURES_VERSION)
@@ -218,6 +225,10 @@ class FeatureStore:
     def itm_scores(self, scorer, video: str, grid, reader, text: str) -> np.ndarray:
         self.ensure(video, grid, reader, itm=[(scorer, text)])
         return self._read(self.itm_key(scorer, video, grid, text), (len(grid),)).astype(np.float64)
+
+    def frame_diffs(self, scorer, video: str, grid, reader) -> np.ndarray:
+        self.ensure(video, grid, reader, diffs=[scorer])
+        return self._read(self.diff_key(scorer, video, grid), (len(grid),))
 
     def text_feature(self, encoder, text: str) -> np.ndarray:
         key = self.text_key(encoder, text)
@@ -232,15 +243,18 @@ class FeatureStore:
         self.stats["text_computed"] += 1
         return feature
 
-    def ensure(self, video: str, grid, reader, image=(), itm=()) -> None:
-        """Compute and store the missing image features (`image`: encoders) and ITM scores (`itm`: (scorer, text)
-        pairs) of one video, in one decode pass over its candidate grid. Nothing is stored unless everything
-        computed is finite (else FatalError naming the encoder)."""
+    def ensure(self, video: str, grid, reader, image=(), itm=(), diffs=()) -> None:
+        """Compute and store the missing image features (`image`: encoders), ITM scores (`itm`: (scorer, text)
+        pairs) and frame differences (`diffs`: frame-diff scorers) of one video, in one decode pass over its
+        candidate grid. Nothing is stored unless everything computed is finite (else FatalError naming the
+        encoder)."""
         n = len(grid)
         image = [e for e in dict.fromkeys(image) if not self._cached("image", self.image_key(e, video, grid),
                                                                      (n, e.dim))]
         itm = [(s, t) for s, t in dict.fromkeys(itm) if not self._cached("itm", self.itm_key(s, video, grid, t), (n,))]
-        if not image and not itm:
+        diffs = [s for s in dict.fromkeys(diffs) if not self._cached("diff", self.diff_key(s, video, grid),
+                                                                     (n,))]
+        if not image and not itm and not diffs:
             return
         from harness.video.reader import iter_frames
 
@@ -249,12 +263,16 @@ class FeatureStore:
         for scorer, text in itm:
             scorers.setdefault(scorer, []).append(text)
         scores = {s: [] for s in scorers}
+        runs = {s: s.start() for s in diffs}  # each carries the previous frame across chunks
+        values = {s: [] for s in diffs}
         for _, frames in iter_frames(reader, grid.indices, self.chunk_size):
             self.stats["frames_decoded"] += len(frames)
             for encoder in image:
                 features[encoder].append(encoder.image_features(frames))
             for scorer, texts in scorers.items():
                 scores[scorer].append(scorer.scores(scorer.vision(frames), texts))
+            for scorer, run in runs.items():
+                values[scorer].append(run.update(frames))
         self.stats["videos_decoded"] += 1
         entries = []  # (kind, key, array, manifest), all checked before any is written
         for encoder, parts in features.items():
@@ -268,6 +286,11 @@ class FeatureStore:
             entries += [("itm", self.itm_key(scorer, video, grid, text), row,
                          dict(self._manifest("itm", scorer, video, grid), text=text))
                         for text, row in zip(texts, matrix)]
+        for scorer, parts in values.items():
+            array = np.concatenate(parts) if parts else np.zeros(0, np.float64)
+            manifest = {k: v for k, v in self._manifest("frame-diff", scorer, video, grid).items() if k != "dtype"}
+            entries.append(("diff", self.diff_key(scorer, video, grid),
+                            self._finite(array, scorer, f"frame differences of {video}"), manifest))
         where = dict(frame_indices=np.asarray(grid.indices, np.int64),
                      timestamps=np.asarray(grid.timestamps, np.float64))
         for kind, key, array, manifest in entries:
