@@ -148,7 +148,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 
 def package_versions() -> dict:
     names = ["longvideo-harness", "torch", "torchvision", "transformers", "numpy", "decord", "av", "torchcodec",
-             "open_clip_torch", "datasets", "pandas"]
+             "open_clip_torch", "datasets", "pandas", "scenedetect-headless", "opencv-python-headless"]
     out = {}
     for name in names:
         try:
