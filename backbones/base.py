@@ -13,6 +13,8 @@ for any backbone, so a new model family overrides only what makes it faster or w
     prepared_frames    turns what a worker's preparer returned into the frames argument of generate(_batch)
     prefill_probe      for `harness bench`: the prefill of a batch as generate_batch runs it, with its FLOPs
     convert_checkpoint `harness convert NAME SRC DST`: an original checkpoint layout to the one the adapter loads
+    score_frames       each frame alone with a yes/no prompt: softmax(first-token scores)[token "A"] per frame
+                       (FRAG's frame scorer, the `backbone:NAME` encoder); the default refuses
 """
 from __future__ import annotations
 
@@ -92,3 +94,11 @@ class Backbone(ABC):
         from harness.errors import HarnessError
 
         raise HarnessError(f"backbone {cls.name or cls.__name__!r} has no checkpoint converter")
+
+    def score_frames(self, frames: np.ndarray, prompt: str) -> np.ndarray:
+        """FRAG's scorer (Huang et al., arXiv 2504.17447; NVlabs/FRAG `frame_selection.py`): each of the (n, H, W, 3)
+        uint8 frames ALONE as one image with `prompt`, the softmax over the vocabulary of the first generated
+        token's scores, at the token "A"; (n,) float64 in [0, 1]. Must not depend on how frames are batched."""
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"backbone {self.name or type(self).__name__!r} cannot score frames")

@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 
 from backbones.base import Backbone, PrefillProbe, Request
-from backbones.llava_video import probe, vision
+from backbones.llava_video import probe, scoring, vision
 from backbones.llava_video.build import (PRESETS, SETTINGS_FILE, check_folder, load_converted, random_model,
                                          read_settings)
 from backbones.llava_video.prompt import TEMPLATES, prompt_ids, render_prompt, time_instruction, user_text
@@ -383,6 +383,9 @@ class LlavaVideo(Backbone):
 
     def prefill_probe(self, requests: Sequence[Request]) -> PrefillProbe:
         return probe.prefill_probe(self, requests)
+
+    def score_frames(self, frames: np.ndarray, prompt: str) -> np.ndarray:
+        return scoring.score_frames(self, frames, prompt)  # FRAG: each frame alone as an image (`scoring`)
 
     @classmethod
     def convert_checkpoint(cls, source: str, destination: str, **options) -> dict:

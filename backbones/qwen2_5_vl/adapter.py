@@ -26,7 +26,8 @@ Nothing else depends on which model the folder holds, so tests of the mini model
 
 Modules: `chat` (the conversation format, offline tokenizer and processors), `rope` (both 3-D rope algorithms and
 the timing they take), `fast` (the answer-preserving speed-ups `accelerate` turns on), `probe` and `flops`
-(`prefill_probe` for `harness bench`), `random_init` (architectures with random weights).
+(`prefill_probe` for `harness bench`), `random_init` (architectures with random weights), `scoring`
+(`score_frames`: FRAG's per-frame yes/no score, each frame as an image).
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ _HELP = {
     "config": "architecture for random_init",
     "attn_implementation": "attention kernels (flash_attention_2 needs the flash-attn package)",
     "devices": "GPUs this replica spans, layer by layer (set by harness run --gpus-per-replica)",
+    "score_max_pixels": "most pixels per frame when scoring frames for FRAG (None: the folder's image limits)",
 }
 
 
@@ -87,7 +89,7 @@ class Qwen25VL(Backbone):
                  max_pixels: int | None = None, max_new_tokens: int = 16, timing: str = "exact",
                  rope: str = "original", random_init: bool = False, config: str = "qwen2.5-vl-7b",
                  attn_implementation: str = "sdpa", device: str = "cpu", dtype: str = "float32",
-                 devices: Sequence[str] | None = None):
+                 devices: Sequence[str] | None = None, score_max_pixels: int | None = None):
         import torch  # heavy imports stay out of `import backbones` (listing entries needs neither)
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -104,6 +106,7 @@ class Qwen25VL(Backbone):
             attn_implementation
         self.checks_answers = not self.random_init  # random weights answer noise
         self.min_override, self.max_override = min_pixels, max_pixels
+        self.score_max_pixels = None if score_max_pixels is None else int(score_max_pixels)
         if self.random_init:
             self.model_name, self.source = f"random:{config}", None
             self.processor = random_processor(CONFIGS[config]["patch"], TSPO_MIN_PIXELS, TSPO_MAX_PIXELS)
@@ -148,7 +151,8 @@ class Qwen25VL(Backbone):
     def config(self) -> dict:
         return {"model": self.model_name, "weights": self._weights, "pixels": self.pixels,
                 "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_new_tokens": self.max_new_tokens,
-                "timing": self.timing, "rope": self.rope, "attn_implementation": self.attn_implementation}
+                "timing": self.timing, "rope": self.rope, "attn_implementation": self.attn_implementation,
+                **({} if self.score_max_pixels is None else {"score_max_pixels": self.score_max_pixels})}
 
     def inputs(self, requests: Sequence[Request]):
         """Left-padded model inputs for a batch of (frames, timestamps, prompt), timing stated our way: under
@@ -215,6 +219,12 @@ class Qwen25VL(Backbone):
 
         return prefill_probe(self, requests, self._accelerated)
 
+    def score_frames(self, frames: np.ndarray, prompt: str) -> np.ndarray:
+        """FRAG's score of each frame alone, as an image: P("A") of the first token (`scoring`)."""
+        from backbones.qwen2_5_vl.scoring import score_frames
+
+        return score_frames(self, frames, prompt)
+
 
 @BACKBONES.register("mini-qwen2.5-vl", description="the shipped mini Qwen2.5-VL (~1M parameters, trained here "
                     "on needle frames; CPU)", help=_HELP, choices={"dtype": DTYPES, "pixels": PIXEL_PRESETS,
@@ -227,6 +237,7 @@ class MiniQwen25VL(Qwen25VL):
 
     def __init__(self, model: str = "mini-qwen2.5-vl", pixels: str = "model", min_pixels: int | None = None,
                  max_pixels: int | None = None, max_new_tokens: int = 16, timing: str = "exact",
-                 rope: str = "transformers", device: str = "cpu", dtype: str = "float32"):
+                 rope: str = "transformers", device: str = "cpu", dtype: str = "float32",
+                 score_max_pixels: int | None = None):
         super().__init__(model, pixels, min_pixels, max_pixels, max_new_tokens, timing, rope, device=device,
-                         dtype=dtype)
+                         dtype=dtype, score_max_pixels=score_max_pixels)

@@ -10,6 +10,7 @@ One spec string names an encoder everywhere (`--sampler topk:encoder=...`, `harn
                                           open_clip:hf-hub:ORG/REPO also works
     scenedetect:content                   no model: PySceneDetect's content value between consecutive candidates
                                           (kind "frame-diff", harness.features.framediff)
+    backbone:mini-qwen2.5-vl              a backbone scoring each frame alone (FRAG; harness.features.backbone_scorer)
 
 Encoders (`ClipEncoder`, `OpenClipEncoder`) give float32 projected features (`get_image_features`,
 `encode_image`), not L2-normalised (TSPO's agent needs their scale), query-independent on the image side, so image features are cached per video. `BlipItmScorer` scores (frame, question) pairs: BLIP's ITM head is
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.features import framediff
+from harness.features import backbone_scorer, framediff
 from harness.util.frames import check_frames
 from harness.util.text import one_line
 from harness.util.checks import check_choices, torch_device
@@ -371,7 +372,8 @@ def model_type(model: str) -> str:
 
 
 def load_encoder(spec: str, device: str = "cpu", dtype: str = "float32"):
-    """The scorer a spec names: ClipEncoder, OpenClipEncoder, BlipItmScorer or framediff.ContentDiffScorer."""
+    """The scorer a spec names: ClipEncoder, OpenClipEncoder, BlipItmScorer, framediff.ContentDiffScorer or
+    backbone_scorer.BackboneScorer."""
     from harness.shipped import resolve_model
 
     spec = str(spec)
@@ -379,6 +381,8 @@ def load_encoder(spec: str, device: str = "cpu", dtype: str = "float32"):
         return OpenClipEncoder(spec, device, dtype)
     if spec.startswith(framediff.PREFIX):
         return framediff.ContentDiffScorer(spec)
+    if spec.startswith(backbone_scorer.PREFIX):
+        return backbone_scorer.BackboneScorer(spec, device, dtype)
     check_hub_name(spec)
     model = resolve_model(spec)
     try:
