@@ -66,6 +66,18 @@ def _frames_used(row: dict) -> int | None:
     return None if sel is None else len(sel["frame_indices"])
 
 
+def _cost(rows: list[dict]) -> dict:
+    """Measured cost per question, over the rows that recorded it (runs written before costs were recorded: None):
+    seconds the sampler took to choose per 1000 questions (its own computation; the shared feature pass is in
+    events.jsonl), candidates scored, video-LLM passes (scoring and answering)."""
+    costed = [r for r in rows if r.get("cost") is not None]
+    select = [(r["prediction"].get("timings") or {}).get("select") for r in rows if r.get("selection")]
+    select = [s for s in select if s is not None]
+    return {"select_s_per_1k": 1000 * float(np.mean(select)) if select else None,
+            "frames_scored": float(np.mean([r["cost"]["frames_scored"] for r in costed])) if costed else None,
+            "backbone_passes": float(np.mean([r["cost"]["backbone_passes"] for r in costed])) if costed else None}
+
+
 def _tokens_used(row: dict) -> float | None:
     for where in (row, row.get("prediction") or {}):
         for key in TOKEN_KEYS:
@@ -132,7 +144,7 @@ def _run_record(run: RunRows, base: RunRows, opts: dict) -> dict:
                 "evidence_recall": m["evidence_recall"],
                 "frames_mean": frames[0], "frames_min": frames[1], "frames_max": frames[2],
                 "tokens_mean": tokens[0], "tokens_min": tokens[1], "tokens_max": tokens[2],
-                "run": run.dir.name})
+                **_cost(run.rows), "run": run.dir.name})
     return rec
 
 
@@ -246,7 +258,7 @@ def display_runs(c: Comparison) -> tuple[list[str], list[list[str]]]:
     pct = round(100 * c.confidence)
     cols = ["task", "backbone", "K", "sampler", "n", "accuracy", f"diff vs {c.baseline}", f"{pct}% CI",
             "n paired", "McNemar p", "parse-fail %", "errors", "evidence recall", "frames/q mean (min-max)",
-            "visual tokens/q mean (min-max)"]
+            "visual tokens/q mean (min-max)", "select s/1k q", "frames scored/q", "backbone passes/q"]
     cells = []
     for r in c.table.to_dict("records"):
         ci = "-" if missing(r["ci_low"]) else f"[{_num(r['ci_low'], signed=True)}, {_num(r['ci_high'], signed=True)}]"
@@ -254,7 +266,8 @@ def display_runs(c: Comparison) -> tuple[list[str], list[list[str]]]:
                       _num(r["diff"], signed=True), ci, str(r["n_paired"]), _p(r["mcnemar_p"]),
                       _num(r["parse_fail_pct"]), str(r["errors"]), _num(r["evidence_recall"]),
                       _range(r["frames_mean"], r["frames_min"], r["frames_max"], 0),
-                      _range(r["tokens_mean"], r["tokens_min"], r["tokens_max"], 0)])
+                      _range(r["tokens_mean"], r["tokens_min"], r["tokens_max"], 0),
+                      _num(r["select_s_per_1k"], 2), _num(r["frames_scored"]), _num(r["backbone_passes"])])
     return cols, cells
 
 

@@ -13,7 +13,8 @@ def prompt_digest(prompt: str) -> str:
 
 
 def make_row(sample: Sample, prompt: str, selection: Selection | None, prediction: Prediction,
-             parsers: dict | None = None, visual_tokens: int | None = None, video_check: dict | None = None) -> dict:
+             parsers: dict | None = None, visual_tokens: int | None = None, video_check: dict | None = None,
+             cost: dict | None = None) -> dict:
     row = {
         "sample_id": sample.id,
         "video": sample.video,
@@ -31,12 +32,14 @@ def make_row(sample: Sample, prompt: str, selection: Selection | None, predictio
         row["visual_tokens"] = int(visual_tokens)
     if video_check is not None:  # the decoded video is not the one the annotation describes (e.g. 5 s for 181 s)
         row["video_check"] = video_check
+    if cost is not None:  # what this row's selection and answer took: `harness compare`'s cost columns
+        row["cost"] = cost
     return row
 
 
 def answered_row(task, sample: Sample, prompt: str, selection: Selection, answer: str | Exception, timings: dict,
                  visual_tokens: int | None, describe: Callable[[Exception], str],
-                 video_check: dict | None = None) -> dict:
+                 video_check: dict | None = None, cost: dict | None = None) -> dict:
     """The row of a question the backbone answered (`answer` is its text) or failed on (the exception): scored by
     the task, every parser's letter where the task has several."""
     parsers = None
@@ -48,4 +51,4 @@ def answered_row(task, sample: Sample, prompt: str, selection: Selection, answer
         parsers = task.parse_all(sample, answer)
     except Exception as e:
         prediction = error_prediction(describe(e))
-    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens, video_check)
+    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens, video_check, cost)

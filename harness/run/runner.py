@@ -165,11 +165,13 @@ class Run(Selector):
 
     def write_error(self, item: Planned, message: str) -> None:
         self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
-                                  error_prediction(message), video_check=item.video_check))
+                                  error_prediction(message), video_check=item.video_check,
+                                  cost=item.cost or None))
 
     def write_answer(self, item: Planned, answer, timings: dict, visual_tokens: int | None) -> None:
+        cost = {**item.cost, "backbone_passes": item.cost.get("backbone_passes", 0) + 1}  # + the answer
         row = answered_row(self.task, item.sample, self.prompts[item.sample.id], item.selection, answer, timings,
-                           visual_tokens, self.describe, item.video_check)
+                           visual_tokens, self.describe, item.video_check, cost)
         self._check_answers(row)
         self.write(item, row)
 
@@ -205,7 +207,7 @@ class Run(Selector):
         timings = dict(item.timings)
         if not self.backbone.answers:  # --backbone none: the selection is the result
             self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
-                                      not_answered(timings)))
+                                      not_answered(timings), video_check=item.video_check, cost=item.cost))
             return
         try:
             t = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from harness.config import RunConfig, parse_spec
 from harness.errors import HarnessError, is_fatal
-from harness.features.inputs import InputProvider, wants
+from harness.features.inputs import FEATURE_INPUTS, InputProvider, wants
 from harness.records import CandidateGrid, Sample, Selection
 from harness.registry import SAMPLERS, TASKS
 from harness.run import distributed
@@ -22,6 +22,14 @@ from harness.video.datacheck import duration_mismatch
 from harness.video.grid import make_grid, parse_grid_rule
 from harness.video.reader import VideoReader, check_backend, open_video
 from samplers.base import SHORT_GRID_RULES, apply_sampler
+
+
+def selection_cost(sampler, n_candidates: int) -> dict:
+    """What choosing took beyond arithmetic: candidates scored (a sampler with feature inputs scores every candidate
+    of the grid), and video-LLM passes (`backbone:NAME` scorers run the backbone once per scored candidate)."""
+    scored = n_candidates if set(sampler.needs) & set(FEATURE_INPUTS) else 0
+    by_backbone = scored if str(sampler.encoder or "").startswith("backbone:") else 0
+    return {"frames_scored": scored, "backbone_passes": by_backbone}
 
 
 def by_video(samples: list[Sample]) -> list[tuple[str, list[Sample]]]:
@@ -43,6 +51,7 @@ class Planned:
     error: str | None = None
     timings: dict = field(default_factory=dict)  # seconds: open, features, select
     video_check: dict | None = None  # the decoder's duration where it disagrees with the annotation
+    cost: dict = field(default_factory=dict)  # frames scored and backbone passes its selection took
 
 
 @dataclass
@@ -178,7 +187,8 @@ class Selector:
                     plan.items.append(Planned(sample, slot, None, self.describe(e)))
                     continue
                 plan.items.append(Planned(sample, slot, selection, None, {
-                    "open": opened, "features": prepared, "select": time.perf_counter() - t}, checks[sample.id]))
+                    "open": opened, "features": prepared, "select": time.perf_counter() - t}, checks[sample.id],
+                    selection_cost(self.samplers[slot], len(plan.grid))))
             try:
                 yield plan
             finally:
