@@ -24,6 +24,7 @@ from harness.records import CandidateGrid, Sample
 from harness.video.reader import VideoReader
 
 FEATURE_INPUTS = ("scores", "image_features", "text_feature")
+TEXT_INPUTS = ("scores", "text_feature")  # those that depend on the sample's text
 
 
 class InputProvider:
@@ -36,21 +37,21 @@ class InputProvider:
 
     def prepare(self, wants, task, samples: list[Sample], grid: CandidateGrid, reader: VideoReader) -> None:
         """Compute, in one decode pass of this video, the features and scores its samples will need: `wants` is a
-        list of (encoder spec, query mode), e.g. from `wants(samplers)`."""
-        image, itm, diffs = [], [], []
+        list of (encoder spec, query mode, or None when no text is read), e.g. from `wants(samplers)`."""
+        image, itm, diffs = {}, [], []
         for spec, mode in dict.fromkeys(wants):
             scorer = self.store.encoder(spec)
             if scorer.kind == "frame-diff":  # query-independent: one array per video
                 diffs.append(scorer)
                 continue
-            texts = [query_text(task, s, mode) for s in samples]
+            texts = [] if mode is None else [query_text(task, s, mode) for s in samples]
             if scorer.kind == "itm":
                 itm += [(scorer, text) for text in texts]
             else:
-                image.append(scorer)
+                image[spec] = scorer
                 for text in texts:
                     self.store.text_feature(scorer, text)
-        self.store.ensure(samples[0].video, grid, reader, image=image, itm=itm, diffs=diffs)
+        self.store.ensure(samples[0].video, grid, reader, image=list(image.values()), itm=itm, diffs=diffs)
 
     def inputs(self, sampler, task, sample: Sample, grid: CandidateGrid, reader: VideoReader) -> dict:
         out, own = {}, None
@@ -68,23 +69,27 @@ class InputProvider:
                                        f"({sampler.encoder}) do not give")
                 out[need] = self.store.frame_diffs(scorer, sample.video, grid, reader)
                 continue
-            text = query_text(task, sample, sampler.query)
             if scorer.kind == "itm":
                 if need != "scores":
                     raise HarnessError(f"sampler {sampler.name!r} needs {need!r}, which BLIP image-text matching "
                                        f"({sampler.encoder}) does not give; use a CLIP encoder")
+                text = query_text(task, sample, sampler.query)
                 out[need] = self.store.itm_scores(scorer, sample.video, grid, reader, text)
                 continue
             images = self.store.image_features(scorer, sample.video, grid, reader)
-            text_feature = self.store.text_feature(scorer, text)
-            out[need] = {"scores": lambda: cosine_scores(images, text_feature),
-                         "image_features": lambda: images, "text_feature": lambda: text_feature}[need]()
+            if need == "image_features":  # the text is encoded only for samplers that read it
+                out[need] = images
+                continue
+            text_feature = self.store.text_feature(scorer, query_text(task, sample, sampler.query))
+            out[need] = cosine_scores(images, text_feature) if need == "scores" else text_feature
         return out
 
 
-def wants(samplers) -> list[tuple[str, str]]:
-    """(encoder, query mode) of every sampler that needs features."""
-    return [(sp.encoder, sp.query) for sp in samplers if set(sp.needs) & set(FEATURE_INPUTS)]
+def wants(samplers) -> list[tuple[str, str | None]]:
+    """(encoder, query mode) of every sampler that needs features; the mode is None for one that reads only image
+    features (maxinfo), so no text is encoded for it."""
+    return [(sp.encoder, sp.query if set(sp.needs) & set(TEXT_INPUTS) else None) for sp in samplers
+            if set(sp.needs) & set(FEATURE_INPUTS)]
 
 
 def query_text(task, sample: Sample, mode: str) -> str:

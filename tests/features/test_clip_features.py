@@ -268,3 +268,24 @@ def test_video_identity(tmp_path, monkeypatch):
     assert ident == dict(video=str(video.resolve()), video_size=10, video_mtime_ns=video.stat().st_mtime_ns)
     with pytest.raises(VideoError):
         video_identity(tmp_path / "missing.mp4")
+
+
+def test_a_sampler_reading_only_image_features_encodes_no_text(tmp_path, tiny_clip):
+    """maxinfo declares only image_features: its questions' texts are never encoded (before, each was, for nothing),
+    while a sampler that reads the text still gets it."""
+    from harness.config import RunConfig
+    from harness.run.runner import Run
+
+    def run(sampler, out):
+        cfg = RunConfig(task="smoke", task_args={"videos": 2, "duration": 12.0}, backbone="none", frames=4,
+                        samplers=[sampler], out=str(tmp_path / out), cache_dir=str(tmp_path / f"cache-{out}"))
+        r = Run(cfg, progress=False)
+        r.execute()
+        return r.inputs.stats
+
+    image_only = run(f"maxinfo:encoder={tiny_clip}", "maxinfo")
+    assert image_only["image_computed"] == 2 and image_only.get("text_computed", 0) == 0
+    from harness.registry import TASKS
+
+    texts = {s.question for s in TASKS.create("smoke", videos=2, duration=12.0).samples()}
+    assert run(f"topk:encoder={tiny_clip}", "topk")["text_computed"] == len(texts)  # each distinct question once
