@@ -13,6 +13,10 @@ for any backbone, so a new model family overrides only what makes it faster or w
     prepared_frames    turns what a worker's preparer returned into the frames argument of generate(_batch)
     prefill_probe      for `harness bench`: the prefill of a batch as generate_batch runs it, with its FLOPs
     convert_checkpoint `harness convert NAME SRC DST`: an original checkpoint layout to the one the adapter loads
+    takes_scales       True: it answers selections that carry a scale per frame (multi-resolution samplers, Q-Frame)
+                       through `generate_scaled`; False (default): the run refuses such a sampler before it starts
+    generate_scaled    frames each resized to its scale of the frame (multi-image input); the default refuses
+    generate_scaled_batch  several of those; the default answers them one by one
     score_frames       each frame alone with a yes/no prompt: softmax(first-token scores)[token "A"] per frame
                        (FRAG's frame scorer, the `backbone:NAME` encoder); the default refuses
 """
@@ -25,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 Request = tuple[np.ndarray, Sequence[float], str]  # (frames (n, H, W, 3) uint8 RGB, timestamps in s, prompt)
+ScaledRequest = tuple[np.ndarray, Sequence[float], Sequence[float], str]  # (frames, timestamps, scales, prompt)
 
 
 def no_undo() -> None:
@@ -54,6 +59,9 @@ class Backbone(ABC):
     # visual tokens each request of the last generate/generate_batch call gave the language model (None: unknown);
     # the runner records them per row, so tables show the budget actually spent
     last_visual_tokens: list[int] | None = None
+    # True: `generate_scaled` answers selections with a scale per frame (Selection.scales); the engine refuses a
+    # multi-resolution sampler with any backbone that says False, before the run
+    takes_scales: bool = False
 
     def config(self) -> dict:
         """Every parameter that changes the answers (hashed into the run identity)."""
@@ -67,6 +75,19 @@ class Backbone(ABC):
         """Answers to several (frames, timestamps, prompt) requests; the same answers as `generate` one by one.
         Backbones that can batch on the accelerator override this."""
         return [self.generate(frames, timestamps, prompt) for frames, timestamps, prompt in requests]
+
+    def generate_scaled(self, frames: np.ndarray, timestamps: Sequence[float], scales: Sequence[float],
+                        prompt: str) -> str:
+        """frames as `generate` takes them, each to be given to the model at `scales[i]` of its width and height
+        (a multi-resolution selection); only backbones with `takes_scales` implement it."""
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"backbone {self.name or type(self).__name__!r} does not take per-frame scales")
+
+    def generate_scaled_batch(self, requests: Sequence[ScaledRequest]) -> list[str]:
+        """Answers to several (frames, timestamps, scales, prompt) requests; the same as `generate_scaled` one by
+        one."""
+        return [self.generate_scaled(frames, ts, scales, prompt) for frames, ts, scales, prompt in requests]
 
     def accelerate(self) -> Callable[[], None]:
         """Turn on speed-ups for batched work that leave every answer as it is; returns the function that turns

@@ -75,14 +75,25 @@ class Selection:
     positions: tuple[int, ...]  # positions in the candidate grid, ascending (repeats allowed by `short_grid=repeat`)
     frame_indices: tuple[int, ...]  # native frame indices of those positions
     timestamps: tuple[float, ...]  # seconds
+    # per frame, the fraction of the frame's width and height the backbone gets it at (Q-Frame: 1/2, 1/4, 1/8);
+    # None: every frame at the backbone's own resolution (every sampler but the multi-resolution ones)
+    scales: tuple[float, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "positions", _freeze_ints(self.positions))
         object.__setattr__(self, "frame_indices", _freeze_ints(self.frame_indices))
         object.__setattr__(self, "timestamps", _freeze_floats(self.timestamps))
+        if self.scales is not None:
+            scales = _freeze_floats(self.scales)
+            if len(scales) != len(self.positions):
+                raise ValueError(f"sampler {self.sampler!r}: {len(scales)} scales for {len(self.positions)} frames")
+            if not all(0.0 < s <= 1.0 for s in scales):
+                raise ValueError(f"sampler {self.sampler!r}: scales must lie in (0, 1], got {scales}")
+            object.__setattr__(self, "scales", scales)
 
     @classmethod
-    def from_positions(cls, sampler: str, config_hash: str, grid: CandidateGrid, positions) -> "Selection":
+    def from_positions(cls, sampler: str, config_hash: str, grid: CandidateGrid, positions,
+                       scales=None) -> "Selection":
         pos = np.asarray(positions, dtype=np.int64)
         if pos.size and (pos.min() < 0 or pos.max() >= len(grid)):
             raise ValueError(f"sampler {sampler!r} returned positions outside the grid of {len(grid)}")
@@ -90,10 +101,17 @@ class Selection:
             raise ValueError(f"sampler {sampler!r} returned positions that are not ascending")
         idx = np.asarray(grid.indices)[pos] if pos.size else []
         ts = np.asarray(grid.timestamps)[pos] if pos.size else []
-        return cls(sampler, config_hash, pos.tolist(), idx, ts)
+        return cls(sampler, config_hash, pos.tolist(), idx, ts, None if scales is None else list(scales))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The record as stored; `scales` only where present, so records without it (and their hashes) are as
+        they were before the field existed."""
+        out = dataclasses.asdict(self)
+        if out["scales"] is None:
+            del out["scales"]
+        else:
+            out["scales"] = list(out["scales"])
+        return out
 
 
 PARSE_OK = "ok"

@@ -28,6 +28,13 @@ class Sampler(ABC):
         encoder, query     the encoder spec of those inputs and which text of the sample they score against
         grid               the candidate grid this sampler requires (replay: `all`), or None for any
         positions          the selection itself: a pure function of arrays
+        multi_resolution   True: the sampler also gives each frame a scale (`select`), so only a backbone that
+                           takes scales (`Backbone.takes_scales`) can answer with its selections; the run refuses
+                           any other before it starts. Such a sampler sees every grid, also one shorter than K
+                           (its tiers, not the short-grid rule, decide what a short grid gives)
+        select             (positions, scales or None): what `apply_sampler` calls; by default `positions` and no
+                           scales. A multi-resolution sampler returns, per position, the fraction of the frame's
+                           width and height the backbone gets it at (e.g. 1/2, 1/4, 1/8)
         check_samples      a line about samples it has no input for (their rows become errors), said before the run
         frame_scores       the per-candidate scores it ranks by, for score-curve plots
     """
@@ -38,6 +45,7 @@ class Sampler(ABC):
     encoder: str | None = None  # the feature-store encoder of its feature inputs (None: it needs none)
     query: str = "question"  # which text of a sample its text features and scores are computed from
     grid: str | None = None  # the grid rule it requires (e.g. "all": stored native frame numbers), None: any
+    multi_resolution: bool = False  # True: `select` gives a scale per frame, for backbones that take scales
 
     def config(self) -> dict:
         """Every parameter that changes the selection (hashed into the run identity)."""
@@ -50,6 +58,11 @@ class Sampler(ABC):
     @abstractmethod
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Ascending positions in a grid of n >= k candidates."""
+
+    def select(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(ascending positions, a scale in (0, 1] per position or None); the default: `positions` at the
+        backbone's own resolution."""
+        return self.positions(n, k, inputs), None
 
     def sample_inputs(self, sample) -> dict[str, np.ndarray]:
         """Inputs of `needs` the sampler brings itself for this sample, not from the feature store (replay: its
@@ -90,8 +103,10 @@ def apply_sampler(sampler: Sampler, grid: CandidateGrid, k: int, inputs: Mapping
         if need not in sampler.per_sample and len(inputs[need]) != n:
             raise HarnessError(f"sampler {sampler.name!r}: input {need!r} has {len(inputs[need])} values "
                                f"for a grid of {n} candidates")
-    if n < k:
+    scales = None
+    if n < k and not sampler.multi_resolution:
         positions = short_grid_positions(n, k, short_grid)
     else:
-        positions = np.asarray(sampler.positions(n, k, inputs), dtype=np.int64)
-    return Selection.from_positions(sampler.name, sampler.config_hash, grid, positions)
+        positions, scales = sampler.select(n, k, inputs)
+        positions = np.asarray(positions, dtype=np.int64)
+    return Selection.from_positions(sampler.name, sampler.config_hash, grid, positions, scales)

@@ -59,7 +59,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             counts = frozenset(len(k) for k in keys)
             if counts not in preparers:
                 preparers[counts] = run.backbone.frame_preparer(sorted(counts))
-            decoding.preparer = preparers[counts]
+            # multi-resolution selections go to generate_scaled as raw frames: no preparer for their video
+            scaled = any(item.selection.scales is not None for item in plan.selected)
+            decoding.preparer = None if scaled else preparers[counts]
         return decoding
 
     def jobs():
@@ -144,22 +146,26 @@ def answer_batches(run, work: list[Planned], frames: dict, decode_seconds: float
     """Batches of up to batch_size questions of one video, those sharing frames adjacent; each selection's frames
     are one array object (the backbone may preprocess it once for all its questions)."""
     groups: dict[tuple, list[Planned]] = {}
-    for item in work:
-        groups.setdefault(frame_key(item), []).append(item)
-    ordered = [item for items in groups.values() for item in items]
+    for item in work:  # multi-resolution selections (a scale per frame) batch apart, through generate_scaled
+        groups.setdefault((item.selection.scales is not None, frame_key(item)), []).append(item)
     size = max(1, run.cfg.batch_size)
-    for start in range(0, len(ordered), size):
-        batch = ordered[start:start + size]
-        requests = [(frames[frame_key(item)], item.selection.timestamps, run.prompts[item.sample.id])
-                    for item in batch]
+    batches = []
+    for scaled in (False, True):
+        ordered = [item for (s, _), items in groups.items() if s == scaled for item in items]
+        batches += [ordered[start:start + size] for start in range(0, len(ordered), size)]
+    for batch in batches:
+        scaled = batch[0].selection.scales is not None
+        requests = [(frames[frame_key(item)], item.selection.timestamps,
+                     *((item.selection.scales,) if scaled else ()), run.prompts[item.sample.id]) for item in batch]
         t = time.perf_counter()
         try:
-            texts: list = generate_batch(run, requests)
+            texts: list = generate_batch(run, requests, scaled)
         except Exception:  # one bad question must not fail its batch-mates: answer them one by one
+            one = run.backbone.generate_scaled if scaled else run.backbone.generate
             texts = []
             for request in requests:
                 try:
-                    texts.append(run.backbone.generate(*request))
+                    texts.append(one(*request))
                 except Exception as e:
                     texts.append(e)
         seconds = time.perf_counter() - t
@@ -172,8 +178,9 @@ def answer_batches(run, work: list[Planned], frames: dict, decode_seconds: float
             run.write_answer(item, text, timings, n)
 
 
-def generate_batch(run, requests: list) -> list:
-    texts = list(run.backbone.generate_batch(requests))
+def generate_batch(run, requests: list, scaled: bool = False) -> list:
+    batched = run.backbone.generate_scaled_batch if scaled else run.backbone.generate_batch
+    texts = list(batched(requests))
     if len(texts) != len(requests):
         raise HarnessError(f"backbone {run.cfg.backbone!r} returned {len(texts)} answers for "
                            f"{len(requests)} questions")

@@ -51,6 +51,15 @@ def video_checks(rows: list[dict]) -> dict:
             "first": [Path(v).name for v in videos[:3]]}
 
 
+def check_scales(name: str, backbone, samplers) -> None:
+    """A multi-resolution sampler (a scale per frame) needs a backbone that takes scales; `none` answers nothing
+    and takes any selection. One line, before the run."""
+    multi = [s.name for s in samplers if s.multi_resolution]
+    if multi and getattr(backbone, "answers", True) and not getattr(backbone, "takes_scales", False):
+        raise HarnessError(f"backbone {name!r} does not take per-frame scales, which sampler {multi[0]!r} gives "
+                           f"(multi-resolution): use qwen2.5-vl, mini-qwen2.5-vl or --backbone none")
+
+
 class Run(Selector):
     """One `harness run` command: one task and backbone, one run store per sampler."""
 
@@ -58,6 +67,10 @@ class Run(Selector):
         if not cfg.samplers:
             raise HarnessError("at least one --sampler is needed")
         super().__init__(cfg, debug, progress)
+        if backbone is None:  # refused before the model loads, where the registered class says it already
+            factory = BACKBONES.get(cfg.backbone).factory
+            if isinstance(factory, type):
+                check_scales(cfg.backbone, factory, self.samplers)
         # before the model loads or videos are generated: a second run of the same command learns at once
         self._command_lock = command_lock(cfg, self.world.rank)
         # every backbone takes --device and --dtype, so they are never hidden in backbone_args; `backbone`: one
@@ -71,6 +84,7 @@ class Run(Selector):
             spanning = {}
         self.backbone = backbone if backbone is not None else BACKBONES.create(
             cfg.backbone, device=self.device, dtype=cfg.dtype, **spanning, **cfg.backbone_args)
+        check_scales(cfg.backbone, self.backbone, self.samplers)
         self.stores: list[RunStore] = []  # one per sampler, in the order of self.samplers
         self.prompts: dict[str, str] = {}  # sample id -> the exact prompt text
         self.pipeline_stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
@@ -214,7 +228,11 @@ class Run(Selector):
             frames = decode_selection(reader, item.selection.frame_indices)
             timings["decode"] = time.perf_counter() - t
             t = time.perf_counter()
-            text = self.backbone.generate(frames, item.selection.timestamps, self.prompts[item.sample.id])
+            selection, prompt = item.selection, self.prompts[item.sample.id]
+            if selection.scales is None:
+                text = self.backbone.generate(frames, selection.timestamps, prompt)
+            else:  # a multi-resolution selection: each frame at its own scale
+                text = self.backbone.generate_scaled(frames, selection.timestamps, selection.scales, prompt)
             timings["generate"] = time.perf_counter() - t
         except Exception as e:
             self.write_error(item, self.describe(e))

@@ -234,4 +234,5 @@ def selection_record(sample: Sample, sampler, grid, selection, error: str | None
     if selection is None:
         return {**base, "selection": None, "error": error}
     return {**base, "positions": list(selection.positions), "frame_indices": list(selection.frame_indices),
-            "timestamps": list(selection.timestamps)}
+            "timestamps": list(selection.timestamps),
+            **({} if selection.scales is None else {"scales": list(selection.scales)})}
