@@ -27,7 +27,8 @@ Nothing else depends on which model the folder holds, so tests of the mini model
 Modules: `chat` (the conversation format, offline tokenizer and processors), `rope` (both 3-D rope algorithms and
 the timing they take), `fast` (the answer-preserving speed-ups `accelerate` turns on), `probe` and `flops`
 (`prefill_probe` for `harness bench`), `random_init` (architectures with random weights), `scoring`
-(`score_frames`: FRAG's per-frame yes/no score, each frame as an image).
+(`score_frames`: FRAG's per-frame yes/no score, each frame as an image), `scaled` (`generate_scaled`: a
+multi-resolution selection as images, each at its scale of the frame, as Q-Frame gives them).
 """
 from __future__ import annotations
 
@@ -67,6 +68,8 @@ _HELP = {
     "attn_implementation": "attention kernels (flash_attention_2 needs the flash-attn package)",
     "devices": "GPUs this replica spans, layer by layer (set by harness run --gpus-per-replica)",
     "score_max_pixels": "most pixels per frame when scoring frames for FRAG (None: the folder's image limits)",
+    "scaled_jpeg": "multi-resolution selections (qframe): send each resized frame through JPEG quality 75 as the "
+                   "official Q-Frame code does (default off: the decoded pixels)",
 }
 
 
@@ -84,12 +87,14 @@ def lmms_eval_max_pixels(n_frames: int, min_pixels: int = 256 * 28 * 28, user_ma
                                          "attn_implementation": ATTENTION})
 class Qwen25VL(Backbone):
     name = "qwen2.5-vl"
+    takes_scales = True  # `generate_scaled`: each frame an image at its scale (backbones.qwen2_5_vl.scaled)
 
     def __init__(self, model: str = DEFAULT_MODEL, pixels: str = "tspo", min_pixels: int | None = None,
                  max_pixels: int | None = None, max_new_tokens: int = 16, timing: str = "exact",
                  rope: str = "original", random_init: bool = False, config: str = "qwen2.5-vl-7b",
                  attn_implementation: str = "sdpa", device: str = "cpu", dtype: str = "float32",
-                 devices: Sequence[str] | None = None, score_max_pixels: int | None = None):
+                 devices: Sequence[str] | None = None, score_max_pixels: int | None = None,
+                 scaled_jpeg: bool = False):
         import torch  # heavy imports stay out of `import backbones` (listing entries needs neither)
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -107,6 +112,7 @@ class Qwen25VL(Backbone):
         self.checks_answers = not self.random_init  # random weights answer noise
         self.min_override, self.max_override = min_pixels, max_pixels
         self.score_max_pixels = None if score_max_pixels is None else int(score_max_pixels)
+        self.scaled_jpeg = bool(scaled_jpeg)
         if self.random_init:
             self.model_name, self.source = f"random:{config}", None
             self.processor = random_processor(CONFIGS[config]["patch"], TSPO_MIN_PIXELS, TSPO_MAX_PIXELS)
@@ -152,7 +158,8 @@ class Qwen25VL(Backbone):
         return {"model": self.model_name, "weights": self._weights, "pixels": self.pixels,
                 "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "max_new_tokens": self.max_new_tokens,
                 "timing": self.timing, "rope": self.rope, "attn_implementation": self.attn_implementation,
-                **({} if self.score_max_pixels is None else {"score_max_pixels": self.score_max_pixels})}
+                **({} if self.score_max_pixels is None else {"score_max_pixels": self.score_max_pixels}),
+                **({"scaled_jpeg": True} if self.scaled_jpeg else {})}
 
     def inputs(self, requests: Sequence[Request]):
         """Left-padded model inputs for a batch of (frames, timestamps, prompt), timing stated our way: under
@@ -194,6 +201,16 @@ class Qwen25VL(Backbone):
                                       temperature=None, top_p=None, top_k=None)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [text.strip() for text in self.processor.batch_decode(new, skip_special_tokens=True)]
+
+    def generate_scaled(self, frames: np.ndarray, timestamps: Sequence[float], scales: Sequence[float],
+                        prompt: str) -> str:
+        return self.generate_scaled_batch([(frames, timestamps, scales, prompt)])[0]
+
+    def generate_scaled_batch(self, requests) -> list[str]:
+        """A multi-resolution selection per request: its frames as images, each at its scale (`scaled`)."""
+        from backbones.qwen2_5_vl.scaled import generate_scaled_batch
+
+        return generate_scaled_batch(self, requests)
 
     def accelerate(self) -> Callable[[], None]:
         """Grouped vision attention, the vision tower and the video preprocessing once per distinct video of a
@@ -238,6 +255,6 @@ class MiniQwen25VL(Qwen25VL):
     def __init__(self, model: str = "mini-qwen2.5-vl", pixels: str = "model", min_pixels: int | None = None,
                  max_pixels: int | None = None, max_new_tokens: int = 16, timing: str = "exact",
                  rope: str = "transformers", device: str = "cpu", dtype: str = "float32",
-                 score_max_pixels: int | None = None):
+                 score_max_pixels: int | None = None, scaled_jpeg: bool = False):
         super().__init__(model, pixels, min_pixels, max_pixels, max_new_tokens, timing, rope, device=device,
-                         dtype=dtype, score_max_pixels=score_max_pixels)
+                         dtype=dtype, score_max_pixels=score_max_pixels, scaled_jpeg=scaled_jpeg)
