@@ -6,6 +6,10 @@ per-sample input it declares in `needs`, and `positions` turns that into the fra
 do: `sorted(stored[:K])`. When fewer than K are stored (short videos: TSPO stores the whole 1 fps grid), `short`
 decides: `harness` uses the stored frames as they are (fewer than K), `tspo-uniform` falls back to K uniform frames
 `np.linspace(0, N-1, K, dtype=int)` over all N native frames, as TSPO's `load_video_index` does.
+
+A harness file whose selections carry per-frame `scales` (a multi-resolution sampler's, e.g. qframe) replays them
+whole, each frame with its scale: the replay is then multi-resolution itself (only a backbone that takes scales
+answers it), and K does not cut the stored frames (the stored tiers already spent the budget).
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ class Replay(Sampler):
         self.file, self.short = Path(file), short
         self.selections = load_selections(self.file, format)
         self.format = self.selections.format
+        self.multi_resolution = self.selections.has_scales  # stored scales: replayed with their frames
+        if self.multi_resolution:
+            self.needs = self.per_sample = ("stored_indices", "stored_scales")
 
     def config(self) -> dict:
         # the content decides the selection, not where the file lies
@@ -55,7 +62,10 @@ class Replay(Sampler):
         return f"sampler {self.name}: {report.summary()}" if report.unmatched_samples else None
 
     def sample_inputs(self, sample) -> dict[str, np.ndarray]:
-        return {"stored_indices": self.stored_indices(sample)}
+        out = {"stored_indices": self.stored_indices(sample)}
+        if self.multi_resolution:  # an empty array: this record has no scales
+            out["stored_scales"] = np.asarray(self.selections.get(sample).scales or (), np.float64)
+        return out
 
     def stored_indices(self, sample) -> np.ndarray:
         """The stored native frame indices of this sample, in stored order."""
@@ -66,10 +76,23 @@ class Replay(Sampler):
         return np.asarray(entry.frame_indices, dtype=np.int64)
 
     def positions(self, n: int, k: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        return replay_indices(self._stored(n, inputs), k, n, self.short)
+
+    def select(self, n: int, k: int, inputs: Mapping[str, np.ndarray]):
+        """Stored scales: every stored frame with its scale, in time order; otherwise `positions`."""
+        scales = np.asarray(inputs.get("stored_scales", ()), np.float64)
+        if not scales.size:
+            return self.positions(n, k, inputs), None
+        stored = self._stored(n, inputs)
+        order = np.argsort(stored, kind="stable")
+        return stored[order], scales[order]
+
+    @staticmethod
+    def _stored(n: int, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         stored = np.asarray(inputs["stored_indices"], dtype=np.int64)
         if stored.size == 0:
             raise HarnessError("replay: the stored selection is empty")
         if stored.max() >= n:
             raise HarnessError(f"replay: stored frame index {int(stored.max())} is beyond the video's {n} frames "
                                f"(another video file or decoder than the one the selection was made on?)")
-        return replay_indices(stored, k, n, self.short)
+        return stored

@@ -36,6 +36,8 @@ def write_harness(rows: Iterable[Mapping], out_file, header: Mapping | None = No
         out = {"sample_id": str(row["sample_id"]), "frame_indices": [int(i) for i in frames]}
         if sel.get("timestamps") is not None:
             out["timestamps"] = [float(t) for t in sel["timestamps"]]
+        if sel.get("scales") is not None:  # a multi-resolution sampler's per-frame scales travel with the frames
+            out["scales"] = [float(x) for x in sel["scales"]]
         lines.append(json.dumps(out, ensure_ascii=False))
     atomic_write(out_file, "\n".join(lines) + "\n")
     return len(lines) - 1

@@ -134,11 +134,23 @@ def frame_indices(values, where: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def stored_scales(values, n: int, where: str) -> tuple[float, ...] | None:
+    """Per-frame scales from a stored list (None where the record has none): n numbers in (0, 1]."""
+    if values is None:
+        return None
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise HarnessError(f"{where}: scales must be a list of {n} numbers, one per frame index")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1 for v in values):
+        raise HarnessError(f"{where}: scales must be numbers in (0, 1], got {values!r}")
+    return tuple(float(v) for v in values)
+
+
 @dataclass(frozen=True)
 class StoredSelection:
     key: Any  # join key (see record_key)
     label: str  # the record, for messages
     frame_indices: tuple[int, ...]  # native frame indices in stored order
+    scales: tuple[float, ...] | None = None  # per frame, a multi-resolution sampler's scale (harness files only)
 
 
 @dataclass
@@ -173,6 +185,11 @@ class SelectionFile:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    @property
+    def has_scales(self) -> bool:
+        """Some stored selection carries per-frame scales (a multi-resolution sampler's, e.g. qframe)."""
+        return any(e.scales is not None for e in self.entries.values())
 
     def get(self, sample) -> StoredSelection | None:
         return self.entries.get(sample_key(self.kind, sample))
@@ -253,19 +270,20 @@ def _load_harness(path: Path, data: bytes, digest: str) -> SelectionFile:
             raise HarnessError(f"{path}:{number}: no sample_id")
         key = str(row["sample_id"])
         if "frame_indices" in row:
-            values = row["frame_indices"]
+            values, scales = row["frame_indices"], row.get("scales")
         elif "selection" in row:  # a run's predictions.jsonl row
             if row["selection"] is None:
                 missing.append(key)
                 continue
             if not isinstance(row["selection"], dict):
                 raise HarnessError(f"{path}:{number}: selection must be an object, got {row['selection']!r}")
-            values = row["selection"].get("frame_indices")
+            values, scales = row["selection"].get("frame_indices"), row["selection"].get("scales")
         else:
             raise HarnessError(f"{path}:{number}: no frame_indices (nor a run row's selection)")
         if key in entries:
             raise HarnessError(f"{path}:{number}: sample {key!r} appears twice")
-        entries[key] = StoredSelection(key, key, frame_indices(values, f"{path}:{number}"))
+        indices = frame_indices(values, f"{path}:{number}")
+        entries[key] = StoredSelection(key, key, indices, stored_scales(scales, len(indices), f"{path}:{number}"))
     if not entries and not missing:
         raise HarnessError(f"{path}: no selections in the file")
     return SelectionFile(path, "harness", "harness", entries, missing, header, digest)
