@@ -186,15 +186,18 @@ class Qwen25VL(Backbone):
     def generate_batch(self, requests: Sequence[Request]) -> list[str]:
         """One greedy `generate` over the batch; accelerated, questions sharing a video continue from one prefill of
         its prompt prefix (`fast.generate_shared_prefix`, which declines what it cannot reproduce)."""
-        import torch
-
         if self._accelerated:
             texts = fast.generate_shared_prefix(self, requests)
             if texts is not None:
                 return texts
-        inputs = self.inputs(requests).to(self.device)  # the model casts pixels to its own dtype
-        video = self.model.config.video_token_id
-        self.last_visual_tokens = (inputs["input_ids"] == video).sum(dim=-1).tolist()
+        return self.greedy(self.inputs(requests), self.model.config.video_token_id)
+
+    def greedy(self, inputs, visual_token: int) -> list[str]:
+        """Greedy answers to processor output (counting its `visual_token`s per request), new text only."""
+        import torch
+
+        inputs = inputs.to(self.device)  # the model casts pixels to its own dtype
+        self.last_visual_tokens = (inputs["input_ids"] == visual_token).sum(dim=-1).tolist()
         with torch.inference_mode():
             # Greedy; anything else (e.g. the 7B's repetition_penalty) comes from the folder's generation config.
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,

@@ -83,14 +83,5 @@ def scaled_inputs(backbone, requests: Sequence[tuple]):
 
 
 def generate_scaled_batch(backbone, requests: Sequence[tuple]) -> list[str]:
-    """Greedy answers for a batch of scaled requests (see the module docstring)."""
-    import torch
-
-    inputs = scaled_inputs(backbone, requests).to(backbone.device)
-    image = backbone.model.config.image_token_id
-    backbone.last_visual_tokens = (inputs["input_ids"] == image).sum(dim=-1).tolist()
-    with torch.inference_mode():
-        out = backbone.model.generate(**inputs, max_new_tokens=backbone.max_new_tokens, do_sample=False,
-                                      temperature=None, top_p=None, top_k=None)
-    new = out[:, inputs["input_ids"].shape[1]:]
-    return [text.strip() for text in backbone.processor.batch_decode(new, skip_special_tokens=True)]
+    """Greedy answers for a batch of scaled requests (see the module docstring), image tokens counted."""
+    return backbone.greedy(scaled_inputs(backbone, requests), backbone.model.config.image_token_id)
