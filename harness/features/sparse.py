@@ -77,7 +77,8 @@ class LazyScores:
         self.store._finite(values, self.scorer, f"lazy scores of {self.video}")
         self.known.update(zip(missing.tolist(), values.tolist()))
         self.computed += len(missing)
-        self.store.stats["sparse_computed"] += len(missing)
+        self.store.stats["sparse_computed"] += 1  # entries written (the run's "entries computed")
+        self.store.stats["sparse_frames_scored"] += len(missing)
         self._write_cache()
 
     def _score(self, frames: np.ndarray) -> np.ndarray:
@@ -102,7 +103,7 @@ class LazyScores:
             warnings.warn(f"ignoring feature cache file {self.store.cache.path(self.key)} and recomputing it: "
                           f"{problem}", stacklevel=2)
             return {}
-        self.store.stats["sparse_cached"] += int(positions.size)
+        self.store.stats["sparse_cached"] += 1
         return dict(zip(positions.astype(np.int64).tolist(), scores.astype(np.float64).tolist()))
 
     def _write_cache(self) -> None:
