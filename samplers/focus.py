@@ -262,7 +262,8 @@ _RANGES = {"coarse_every_sec": (False, 0.0, None), "fine_every_sec": (False, 0.0
            "min_zoom_segments": (True, 0, None), "extra_samples_per_region": (True, 0, None),
            "min_variance_threshold": (False, 0, None), "fine_uniform_ratio": (False, 0, 1), "top_ratio": (False, 0, 1),
            "temperature": (False, 0.0, None), "region_half_window_sec": (False, 0, None),
-           "min_gap_sec": (False, 0, None), "gap_ratio_of_avg": (False, 0, None), "disable_gap_below_sec": (False, 0, None)}
+           "min_gap_sec": (False, 0, None), "gap_ratio_of_avg": (False, 0, None),
+           "disable_gap_below_sec": (False, 0, None)}
 
 
 def _check(name: str, value, whole: bool, low, high) -> None:
