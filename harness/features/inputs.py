@@ -6,6 +6,11 @@
                     not L2-normalised (as TSPO's agent takes them)
     text_feature    (d,) float32 projected feature of the query under that encoder
 
+    lazy_scores     a callable (harness.features.sparse.LazyScores): grid positions -> the `scores` of those
+                    candidates only, computed on demand and cached sparsely per (video, question); its `scored` count
+                    is the selection's "frames scored". Nothing is precomputed for it (`wants` leaves it out)
+    timestamps      (n,) float64 seconds of the candidates (from the grid; no features)
+
 Under a frame-difference `encoder` (`scenedetect:content`, kind "frame-diff") `scores` is instead each candidate's
 difference to the previous one, the same for every question of a video.
 
@@ -18,12 +23,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from harness.errors import HarnessError
+from harness.features.sparse import LazyScores
 from harness.features.store import FeatureStore, cosine_scores
 from harness.records import CandidateGrid, Sample
 from harness.video.reader import VideoReader
 
-FEATURE_INPUTS = ("scores", "image_features", "text_feature")
+FEATURE_INPUTS = ("scores", "image_features", "text_feature")  # precomputed per video in `prepare`
+LAZY_INPUTS = ("lazy_scores",)  # computed while the sampler runs, only where it asks
+GRID_INPUTS = ("timestamps",)
 TEXT_INPUTS = ("scores", "text_feature")  # those that depend on the sample's text
 
 
@@ -56,6 +66,13 @@ class InputProvider:
     def inputs(self, sampler, task, sample: Sample, grid: CandidateGrid, reader: VideoReader) -> dict:
         out, own = {}, None
         for need in sampler.needs:
+            if need in GRID_INPUTS:
+                out[need] = np.asarray(grid.timestamps, np.float64)
+                continue
+            if need in LAZY_INPUTS:
+                out[need] = LazyScores(self.store, self.store.encoder(sampler.encoder), sample.video, grid, reader,
+                                       query_text(task, sample, sampler.query))
+                continue
             if need not in FEATURE_INPUTS:  # e.g. replay's stored frame numbers: the sampler brings them itself
                 own = sampler.sample_inputs(sample) if own is None else own
                 if need not in own:
@@ -90,6 +107,12 @@ def wants(samplers) -> list[tuple[str, str | None]]:
     features (maxinfo), so no text is encoded for it."""
     return [(sp.encoder, sp.query if set(sp.needs) & set(TEXT_INPUTS) else None) for sp in samplers
             if set(sp.needs) & set(FEATURE_INPUTS)]
+
+
+def encoder_specs(samplers) -> list[str]:
+    """Every encoder the samplers will load, precomputed (`wants`) or lazy, so a bad name fails before the run."""
+    return list(dict.fromkeys(sp.encoder for sp in samplers
+                              if set(sp.needs) & (set(FEATURE_INPUTS) | set(LAZY_INPUTS))))
 
 
 def query_text(task, sample: Sample, mode: str) -> str:

@@ -6,6 +6,8 @@
     ITM scores       (n,) per (video, grid, BLIP scorer, question text): BLIP's matching head reads the question
     frame diffs      (n,) float64 per (video, grid, frame-diff scorer and its parameters): a value per candidate
                      against the previous candidate (PySceneDetect's content value), query-independent, any dtype
+    sparse scores    (m,) float64 and their m grid positions per (video, grid, scorer, question): only the candidates
+                     a lazy sampler asked for (harness.features.sparse), grown as it asks for more
 
 `FeatureStore.ensure` computes whatever is missing for one video in a single decode pass, chunk by chunk (an hour
 of frames never sits in memory), feeding every chunk to every encoder that still needs it, and counts what it
@@ -120,6 +122,12 @@ class FeatureCache:
     def load(self, key: str, name: str = ARRAY, shape: tuple | None = None) -> np.ndarray | None:
         """The array `name` of the entry for `key`, or None when there is none or it is not to be trusted (with a
         warning). `shape`: the shape the caller expects, checked when given."""
+        arrays = self.load_arrays(key, name, shape)
+        return None if arrays is None else arrays[name]
+
+    def load_arrays(self, key: str, name: str = ARRAY, shape: tuple | None = None) -> dict | None:
+        """Every array of the entry for `key` by name (a sparse entry: its scores and their positions), under the
+        checks of `load`; None when there is none or it is not to be trusted (with a warning)."""
         from safetensors import SafetensorError, safe_open
 
         path = self.path(key)
@@ -133,9 +141,9 @@ class FeatureCache:
         except (SafetensorError, OSError, ValueError) as e:
             problem = f"unreadable ({one_line(e)})"
         if problem:
-            warnings.warn(f"ignoring feature cache file {path} and recomputing it: {problem}", stacklevel=2)
+            warnings.warn(f"ignoring feature cache file {path} and recomputing it: {problem}", stacklevel=3)
             return None
-        return tensors[name]
+        return tensors
 
     @staticmethod
     def _problem(key: str, metadata: dict, tensors: dict, name: str, shape) -> str | None:

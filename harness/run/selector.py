@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from harness.config import RunConfig, parse_spec
 from harness.errors import HarnessError, is_fatal
-from harness.features.inputs import FEATURE_INPUTS, InputProvider, wants
+from harness.features.inputs import FEATURE_INPUTS, LAZY_INPUTS, InputProvider, encoder_specs, wants
 from harness.records import CandidateGrid, Sample, Selection
 from harness.registry import SAMPLERS, TASKS
 from harness.run import distributed
@@ -24,10 +24,12 @@ from harness.video.reader import VideoReader, check_backend, open_video
 from samplers.base import SHORT_GRID_RULES, apply_sampler
 
 
-def selection_cost(sampler, n_candidates: int) -> dict:
+def selection_cost(sampler, n_candidates: int, inputs=None) -> dict:
     """What choosing took beyond arithmetic: candidates scored (a sampler with feature inputs scores every candidate
-    of the grid), and video-LLM passes (`backbone:NAME` scorers run the backbone once per scored candidate)."""
+    of the grid; one with lazy scores the distinct candidates it asked for, their `scored` count), and video-LLM
+    passes (`backbone:NAME` scorers run the backbone once per scored candidate)."""
     scored = n_candidates if set(sampler.needs) & set(FEATURE_INPUTS) else 0
+    scored += sum(inputs[need].scored for need in LAZY_INPUTS if need in (inputs or {}))
     by_backbone = scored if str(sampler.encoder or "").startswith("backbone:") else 0
     return {"frames_scored": scored, "backbone_passes": by_backbone}
 
@@ -96,7 +98,7 @@ class Selector:
                                    f"{self.grid_rule})")
         self.inputs = InputProvider(Path(cfg.cache_dir), self.device, cfg.dtype)
         self.n_available: int | None = None  # samples of the task before --limit (known once samples() ran)
-        for spec, _ in wants(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
+        for spec in encoder_specs(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
             self.inputs.store.encoder(spec)
 
     def samples(self) -> list[Sample]:
@@ -132,9 +134,13 @@ class Selector:
         reader = open_video(video, self.cfg.decode_backend)
         return reader, make_grid(reader.meta.frame_count, reader.meta.fps, self.grid_rule)
 
-    def selection(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader):
+    def selection(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader, cost: dict | None = None):
+        """The sampler's selection for one sample; `cost`, when given, receives what choosing took."""
         inputs = self.inputs.inputs(sampler, self.task, sample, grid, reader)
-        return apply_sampler(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
+        selection = apply_sampler(sampler, grid, self.cfg.frames, inputs, self.cfg.short_grid)
+        if cost is not None:
+            cost.update(selection_cost(sampler, len(grid), inputs))
+        return selection
 
     def prepare(self, group: list[Sample], grid: CandidateGrid, reader: VideoReader) -> tuple[str | None, float]:
         """Features for every question of one video, in one decode pass: (the error, or None; seconds)."""
@@ -180,15 +186,14 @@ class Selector:
                 if failed:
                     plan.items.append(Planned(sample, slot, None, failed))
                     continue
-                t = time.perf_counter()
+                t, cost = time.perf_counter(), {}
                 try:
-                    selection = self.selection(self.samplers[slot], sample, plan.grid, reader)
+                    selection = self.selection(self.samplers[slot], sample, plan.grid, reader, cost)
                 except Exception as e:
                     plan.items.append(Planned(sample, slot, None, self.describe(e)))
                     continue
                 plan.items.append(Planned(sample, slot, selection, None, {
-                    "open": opened, "features": prepared, "select": time.perf_counter() - t}, checks[sample.id],
-                    selection_cost(self.samplers[slot], len(plan.grid))))
+                    "open": opened, "features": prepared, "select": time.perf_counter() - t}, checks[sample.id], cost))
             try:
                 yield plan
             finally:
