@@ -53,6 +53,7 @@ class RunCheck:
     accuracy: float
     passed: bool = True
     verdict: str = ""
+    kind: str = ""  # identical, differs; regression, insignificant drop, drop within max-drop, improvement, unchanged
     differences: int = 0  # exact: samples that differ
     first: list[SampleDiff] = field(default_factory=list)  # exact: the first `shown` of them
     b: int = 0  # baseline right, run wrong
@@ -153,6 +154,7 @@ def _exact(check: RunCheck, rows: list[dict], base: dict, shown: int) -> None:
             check.first.append(SampleDiff(row["sample_id"], fields, parsed, digest, new[1], new[2],
                                           None if sel is None else [int(i) for i in sel["frame_indices"]]))
     check.passed = check.differences == 0
+    check.kind = "identical" if check.passed else "differs"
     check.verdict = ("identical: every answer and selection as in the baseline" if check.passed else
                      f"{check.differences} of {check.n} samples differ from the baseline")
 
@@ -165,14 +167,19 @@ def _accuracy_verdicts(checks: list[RunCheck], max_drop: float, alpha: float) ->
         test = f"exact McNemar p={check.p:.4g}, Holm {p_holm:.4g}"
         if drop > max_drop and p_holm < alpha:
             check.passed = False
+            check.kind = "regression"
             check.verdict = f"regression: {check.change:+.1f} points ({test} < alpha {alpha:g})"
         elif drop > max_drop:
+            check.kind = "insignificant drop"
             check.verdict = f"insignificant drop: {check.change:+.1f} points ({test} >= alpha {alpha:g})"
         elif drop > 0:
+            check.kind = "drop within max-drop"
             check.verdict = f"drop within --max-drop {max_drop:g}: {check.change:+.1f} points ({test})"
         elif drop < 0:
+            check.kind = "improvement"
             check.verdict = f"improvement: {check.change:+.1f} points ({test})"
         else:
+            check.kind = "unchanged"
             check.verdict = f"unchanged accuracy ({test})"
 
 

@@ -20,7 +20,7 @@ def _p(value) -> str:
 def summary_line(reg: Regression) -> str:
     """The last line: the verdict and what it was checked with."""
     failed = [r for r in reg.runs if not r.passed]
-    how = (f"mode exact" if reg.mode == "exact" else
+    how = ("mode exact" if reg.mode == "exact" else
            f"mode accuracy, --max-drop {reg.max_drop:g} points, --alpha {reg.alpha:g}, Holm over {len(reg.runs)} runs")
     if not failed:
         return f"PASS: {len(reg.runs)} runs match baseline {reg.baseline} ({how})"
@@ -36,7 +36,7 @@ def _run_table(reg: Regression) -> tuple[list[str], list[list[str]], str]:
         return cols, cells, "lrrrrl"
     cols = ["run", "n", "baseline acc", "acc", "change", "lost/won", "p", "p Holm", "result"]
     cells = [[r.label, str(r.n), f"{r.baseline_accuracy:.1f}", f"{r.accuracy:.1f}", f"{r.change:+.1f}",
-              f"{r.b}/{r.c}", _p(r.p), _p(r.p_holm), ("pass" if r.passed else "FAIL") + f": {r.verdict.split(':')[0]}"]
+              f"{r.b}/{r.c}", _p(r.p), _p(r.p_holm), ("pass" if r.passed else "FAIL") + f": {r.kind}"]
              for r in reg.runs]
     return cols, cells, "lrrrrrrrl"
 
@@ -56,7 +56,8 @@ def _diff_table(run: RunCheck) -> tuple[list[str], list[list[str]], str]:
 
 def _diff_title(run: RunCheck) -> str:
     more = f" (first {len(run.first)})" if len(run.first) < run.differences else ""
-    return f"{run.label}: {run.differences} differing samples{more}; baseline frames are digests of frame indices"
+    return (f"{run.label}: {run.differences} differing sample{'s' if run.differences != 1 else ''}{more}; baseline "
+            f"frames are digests of frame indices")
 
 
 def rich_text(reg: Regression) -> str:
