@@ -35,6 +35,8 @@ COMMANDS = {
     "prompts": ("results", "print the exact prompts a task gives a backbone"),
     "data": ("data", "check a task's annotations and videos"),
     "selections": ("results", "export a run's frame selections"),
+    "baseline": ("results", "save run directories as a regression baseline file (harness baseline save)"),
+    "regress": ("results", "check runs against a baseline: exit 0 pass, 1 regression, 2 bad input"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Commands that read what runs wrote: `harness compare`, `table`, `selections export` and `prompts`."""
+"""Commands that read what runs wrote: `harness compare`, `table`, `selections export`, `prompts`, `baseline save`
+and `regress`."""
 from __future__ import annotations
 
 import sys
@@ -119,5 +120,69 @@ def cmd_prompts(args) -> int:
     return 0
 
 
+EXIT_CODES = "Exit codes: 0 every run passes, 1 a regression, 2 bad input (see docs/ci.md)"
+
+
+def add_baseline(p) -> None:
+    bsub = p.add_subparsers(dest="baseline_command", metavar="ACTION", required=True)
+    p = bsub.add_parser("save", help="write the baseline file of finished run directories", epilog=EPILOG,
+                        description="Per run its identity (task, backbone, sampler spec and config hash, K, grid, "
+                                    "protocol), its subset (--limit), per sample the id, gold and parsed letters, "
+                                    "correctness and a digest of the selected frame indices, and the summary "
+                                    "metrics: a compact versioned JSON file to commit and check with harness "
+                                    "regress. Regenerate it when a change of results is deliberate.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, metavar="FILE", help="baseline file to write (JSON)")
+
+
+def cmd_baseline(args) -> int:
+    from harness.report.baseline import save
+
+    doc = save(args.run_dirs, args.out)
+    n = sum(len(e["samples"]) for e in doc["runs"])
+    print(f"wrote baseline {args.out}: {len(doc['runs'])} runs, {n} samples")
+    return 0
+
+
+def add_regress(p) -> None:
+    p.description = ("Check runs against a baseline file (harness baseline save), each with the entry of its "
+                     "identity, on the run's own samples (a --limit subset compares only its samples). "
+                     "--mode exact: every parsed answer and selection as in the baseline. --mode accuracy: fail "
+                     "when accuracy drops by more than --max-drop points and the exact McNemar test, Holm-adjusted "
+                     "across the runs, is below --alpha. A run matching no baseline entry is bad input. "
+                     + EXIT_CODES + ".")
+    p.epilog = EXIT_CODES + ". " + EPILOG
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--baseline", required=True, metavar="FILE", help="baseline file from harness baseline save")
+    p.add_argument("--mode", default="exact", choices=["exact", "accuracy"],
+                   help="exact: any changed answer or selection fails; accuracy: a significant drop fails "
+                        "(default exact)")
+    p.add_argument("--max-drop", type=float, default=0.0, metavar="POINTS",
+                   help="accuracy mode: drops of at most this many points pass (default 0)")
+    p.add_argument("--alpha", type=float, default=0.05, help="accuracy mode: significance level of the "
+                                                             "Holm-adjusted McNemar test (default 0.05)")
+    p.add_argument("--format", default="rich", choices=["rich", "md", "json", "junit"],
+                   help="what to print (default rich)")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE (one test case per run)")
+    p.add_argument("--show", type=int, default=10, metavar="N",
+                   help="exact mode: differing samples listed per run (default 10)")
+
+
+def cmd_regress(args) -> int:
+    from harness.report.regress import regress
+    from harness.report.regress_output import junit, render, summary_line
+    from harness.util.fileio import atomic_write
+
+    reg = regress(args.run_dirs, args.baseline, mode=args.mode, max_drop=args.max_drop, alpha=args.alpha,
+                  shown=args.show)
+    sys.stdout.write(render(reg, args.format))
+    if args.junit:
+        atomic_write(args.junit, junit(reg))
+    if args.format in ("json", "junit"):  # stdout stays parseable: the verdict goes to stderr
+        status(f"harness regress: {summary_line(reg)}")
+    return reg.exit_code
+
+
 COMMANDS = {"compare": (add_compare, cmd_compare), "table": (add_table, cmd_table),
-            "selections": (add_selections, cmd_selections), "prompts": (add_prompts, cmd_prompts)}
+            "selections": (add_selections, cmd_selections), "prompts": (add_prompts, cmd_prompts),
+            "baseline": (add_baseline, cmd_baseline), "regress": (add_regress, cmd_regress)}

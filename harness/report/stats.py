@@ -167,3 +167,20 @@ def bootstrap_accuracy(x, n_resamples: int = 10000, seed: int = 0, confidence: f
     means = _resample_means(x.astype(np.float64)[:, None], n_resamples, seed, chunk)[:, 0]
     low, high = _percentile_interval(means, confidence)
     return BootstrapCI(float(x.mean()), low, high, int(x.size), int(n_resamples), float(confidence), int(seed))
+
+
+# -- multiple testing -------------------------------------------------------------------------------------------------
+def holm(p_values) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given: with the m p-values sorted ascending,
+    p_(1) <= ... <= p_(m), the adjusted p_(i) is max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting where the
+    adjusted p is below alpha controls the family-wise error rate at alpha. E.g. (0.01, 0.04, 0.03):
+    0.01 * 3 = 0.03, 0.03 * 2 = 0.06, max(0.06, 0.04 * 1) = 0.06 -> (0.03, 0.06, 0.06)."""
+    ps = [float(p) for p in p_values]
+    for p in ps:
+        if not 0.0 <= p <= 1.0 or math.isnan(p):
+            raise HarnessError(f"a p-value must lie in [0, 1], got {p}")
+    m, adjusted, running = len(ps), [0.0] * len(ps), 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda i: ps[i])):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted

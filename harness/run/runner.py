@@ -110,7 +110,10 @@ class Run(Selector):
         prompt_hash = short_hash([self.prompts[s.id] for s in samples], 16)
         base = {"run": self.cfg.to_json(), "task_config": self.task.config(), "grid": self.grid_rule,
                 "prompt_style": self.backbone.prompt_style, "prompts_sha256": prompt_hash, "n_samples": len(samples),
-                "versions": package_versions(), "git_commit": git_commit()}
+                "versions": package_versions(), "git_commit": git_commit(),
+                # which samples (harness baseline/regress compare a subset's samples only); not identity
+                "subset": {"limit": self.cfg.limit, "stratify": self.task.stratify_key,
+                           "available": self.n_available, "selected": len(samples)}}
         # the spec as typed (e.g. "aks:encoder=mini-clip,depth=3") labels tables; the identity holds the full config
         self.stores = [RunStore(Path(self.cfg.out), self.identity(s, self.n_available), {**base, "sampler_spec": spec},
                                 rank=self.world.rank, world=self.world.size).open(self.cfg.retry_errors)
