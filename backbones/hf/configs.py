@@ -15,7 +15,9 @@ Where each real-size number comes from (never written from memory):
   InternViT-300M (24 layers, width 1024, MLP 4096, 16 heads, 448 px, patch 14): InternVL2.5's config.json and
   transformers' InternVLVisionConfig defaults, which agree; text Qwen2.5-7B (InternVL3-8B's language model):
   width 3584, 28 layers, 28 heads, 4 KV heads, MLP 18944, rope theta 1e6, as Qwen2.5-VL-7B's config.json
-  (backbones/qwen2_5_vl/random_init.py, checked there).
+  (backbones/qwen2_5_vl/random_init.py, checked there), embeddings untied as Qwen2.5-7B's.
+Check: built on the meta device these give 8.767B (qwen3-vl-8b; the published 8.77B), 7.947B (internvl3-8b; InternVL3-8B is published as 7.9B) and
+8.291B (qwen2-vl-7b; the published 8.29B) parameters.
 * qwen2-vl-7b (Qwen/Qwen2-VL-7B-Instruct): the text dims of Qwen2.5-VL-7B above (the same Qwen2-7B language model);
   vision: transformers' Qwen2VLVisionConfig defaults, whose docstring names Qwen2-VL-7B-Instruct (32 blocks, width
   1280, 16 heads, patch 14, out 3584); mrope_section [16, 24, 24].
@@ -77,8 +79,8 @@ CONFIGS: dict[str, dict] = {
                      vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                  image_size=[56, 56], patch_size=[14, 14]),
                      downsample_ratio=0.5),
-        "internvl3-8b": dict(text=dict(model_type="qwen2", **QWEN25_7B_TEXT, rope_parameters={
-                                 "rope_type": "default", "rope_theta": 1e6}),
+        "internvl3-8b": dict(text=dict(model_type="qwen2", **QWEN25_7B_TEXT, tie_word_embeddings=False,
+                                       rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
                              vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
                                          num_attention_heads=16, image_size=[448, 448], patch_size=[14, 14]),
                              downsample_ratio=0.5),
@@ -136,7 +138,8 @@ def build_config(family, arch: dict, tokenizer):
         v = arch["vision"]
         tokens = int((v["image_size"][0] // v["patch_size"][0]) ** 2 * arch["downsample_ratio"] ** 2)
         return tf.InternVLConfig(text_config=text, vision_config=v, image_token_id=ids("<IMG_CONTEXT>"),
-                                 downsample_ratio=arch["downsample_ratio"], image_seq_length=tokens)
+                                 downsample_ratio=arch["downsample_ratio"], image_seq_length=tokens,
+                                 tie_word_embeddings=text.get("tie_word_embeddings", True))
     if name == "smolvlm2":
         return tf.SmolVLMConfig(text_config=text, vision_config=arch["vision"], image_token_id=ids("<image>"),
                                 scale_factor=arch["scale_factor"], pad_token_id=tokenizer.pad_token_id)
