@@ -43,6 +43,8 @@ if not DATA.is_dir():
 LMMS_TASKS = Path(lmms_eval.__file__).parent / "tasks"
 # our prompt style -> the lmms-eval --model name it stands for
 MODEL_OF_STYLE = {"default": "qwen2_5_vl", "llava_vid": "llava_vid"}
+# the transformers families (backbones/hf): their prompt style is the lmms-eval --model name itself
+HF_STYLES = ["qwen2_vl", "qwen3_vl", "llava_onevision", "llava_hf", "internvl_hf", "huggingface"]
 # lmms-eval's CLI default for --reasoning_tags (applied to every response before process_results)
 REASONING_TAGS = '[["<think>", "</think>"], ["<analysis>", "</analysis>"]]'
 RANDOM = "<random.choice>"
@@ -173,7 +175,7 @@ def check_prompts(bench, task, config, pairs, styles, label="prompts"):
 @pytest.mark.parametrize("bench", list(BENCHES))
 def test_prompts_match_lmms_eval_on_every_record(bench, tmp_path):
     task, config, pairs = paired(bench, tmp_path)
-    styles = ["default", "llava_vid"] + {"mlvu": ["plm"], "videomme": ["gpt4v", "qwen3_vl"]}.get(bench, [])
+    styles = ["default", "llava_vid"] + {"mlvu": ["plm"], "videomme": ["gpt4v"]}.get(bench, []) + HF_STYLES
     check_prompts(bench, task, config, pairs, styles)
 
 
