@@ -15,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 MAIN_PYTHON=${MAIN_PYTHON:-.venv/bin/python}  # the main environment, whose numpy version is pinned here
 NUMPY=$( ("$MAIN_PYTHON" -c "import numpy; print(numpy.__version__)" 2>/dev/null) || echo "")
-"$VENV/bin/pip" install --quiet "numpy${NUMPY:+==$NUMPY}" scipy "pytest>=8"
+"$VENV/bin/pip" install --quiet "numpy${NUMPY:+==$NUMPY}" scipy==1.17.1 "pytest>=8"
 "$VENV/bin/pip" install --quiet --no-deps -e .
 "$VENV/bin/python" -c "import numpy, scipy; print('numpy', numpy.__version__, '| scipy', scipy.__version__)"
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/report/test_stats_scipy.py "$@"
