@@ -80,6 +80,12 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value < low:
                 raise HarnessError(f"{name(key)} must be at least {low}, got {value}")
+        for key, known in CHOICES.items():  # named here, with a close match, before any stage reads them
+            value = getattr(self, key)
+            if value not in known:
+                close = difflib.get_close_matches(value, known, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise HarnessError(f"{name(key)} must be one of {', '.join(known)}, got {value!r}{hint}")
         if self.frames > MAX_FRAMES:
             raise HarnessError(f"{name('frames')} must be at most {MAX_FRAMES}, got {self.frames}: more frames than "
                                f"any video-LLM takes")
@@ -93,6 +99,10 @@ class RunConfig:
         return asdict(self)
 
 
+# the values a string option may take (harness.video.reader's backends, samplers.base's short-grid rules, the
+# dtypes backends accept; tests/faults/test_bad_input.py checks these lists against their owners)
+CHOICES = {"dtype": ("float32", "bfloat16", "float16"), "short_grid": ("all", "repeat"),
+           "decode_backend": ("decord", "pyav", "torchcodec")}
 MAX_FRAMES = 4096  # a frame budget above any video-LLM's (Qwen2.5-VL's processor caps a video at 768 frames)
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table",

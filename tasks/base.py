@@ -4,7 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from harness.records import Prediction, Sample
-from harness.scoring.summary import score_strict, summarise
+from harness.scoring.summary import evidence_recall, score_strict, summarise
 
 
 class Task(ABC):
@@ -17,6 +17,7 @@ class Task(ABC):
         query          the text query-conditioned samplers score frames against
         score          the answer text -> a Prediction (never a guessed letter)
         parse_all      every answer parser's letter, recorded per row (None: the task has one parser)
+        evidence_recall  how much of a question's ground-truth evidence a selection's timestamps cover
         metrics        the summary written to metrics.json
     """
 
@@ -67,6 +68,10 @@ class Task(ABC):
     def parse_all(self, sample: Sample, text: str | None) -> dict | None:
         """Every parser's letter for this answer, e.g. {"strict": "B", "lmms-eval": "B"}; None: one parser only."""
         return None
+
+    def evidence_recall(self, sample: Sample, timestamps) -> float | None:
+        """Share of the sample's evidence intervals [start, end) holding a selected frame; None without evidence."""
+        return evidence_recall(sample.evidence, timestamps)
 
     def metrics(self, rows: list[dict]) -> dict:
         return summarise(rows, self.category_keys)

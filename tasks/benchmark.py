@@ -19,6 +19,7 @@ are 0-100 and carry their protocol: framework, version, lmms-eval task, parser a
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -35,6 +36,7 @@ from harness.errors import HarnessError
 from harness.scoring.lmms_parsers import lmms_eval_letter
 from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
 from harness.scoring.summary import summarise
+from tasks import evidence as key_scenes
 from tasks.base import Task
 from tasks.schema import label, safe_relpath
 
@@ -48,6 +50,8 @@ COMMON_HELP = {
     "video_root": "directory holding the videos (default: lmms-eval's layout under $HF_HOME)",
     "skip_missing": "drop samples whose video is missing instead of stopping (the count is recorded)",
     "parser": "answer parser that scores: lmms-eval (0.7.3), lmms-eval-0.7.1, or the harness's strict one",
+    "evidence": "KFS-Bench key-scene file (CSV id,segment_id,scene_id,start,end) whose scenes give evidence recall "
+                "(KFS-Bench's scene hit rate); user-supplied, never shipped",
 }
 COMMON_CHOICES = {"parser": tuple(PARSERS)}
 
@@ -198,7 +202,7 @@ class BenchmarkTask(Task):
     schemas: tuple = ()  # the tasks.schema.Schema of each record format the task reads (ids name records)
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
-                 parser: str = "lmms-eval"):
+                 parser: str = "lmms-eval", evidence: str | None = None):
         if parser not in PARSERS:
             raise HarnessError(f"unknown parser {parser!r} (known: {', '.join(PARSERS)})")
         self.annotations = str(annotations) if annotations else None
@@ -207,6 +211,9 @@ class BenchmarkTask(Task):
         self.parser = parser
         self.missing: MissingReport | None = None
         self._samples: list[Sample] | None = None
+        self.evidence = str(evidence) if evidence else None
+        self._scenes: dict | None = None  # question id -> KFS-Bench scenes, once read
+        self._unmatched: list[str] = []  # the evidence file's ids that are no question of this task
 
     location_keys = ("video_root",)
 
@@ -215,12 +222,15 @@ class BenchmarkTask(Task):
                "video_root": str(self.video_root), "skip_missing": self.skip_missing, "parser": self.parser}
         if self.annotations:  # the content decides the samples, not the file name
             cfg["annotations_sha256"] = file_sha256(self.annotations)
+        if self.evidence:  # only when given: runs without an evidence file keep their identity
+            cfg.update(evidence=self.evidence, evidence_sha256=file_sha256(self.evidence))
         return cfg
 
     def identity(self) -> dict:
         out = super().identity()
         if self.annotations:  # a local file is a location; its content (annotations_sha256) is the identity
             del out["annotations"]
+        out.pop("evidence", None)  # likewise the evidence file: its content is evidence_sha256
         return out
 
     # -- data -----------------------------------------------------------------------------------------------------
@@ -258,8 +268,29 @@ class BenchmarkTask(Task):
             if dupes:
                 raise HarnessError(f"{source}: {len(dupes)} duplicate sample ids in the annotations of "
                                    f"{self.name} (first: {', '.join(dupes[:MISSING_EXAMPLES])})")
-            self._samples = out
+            self._samples = self._with_evidence(out) if self.evidence else out
         return list(self._samples)
+
+    def _with_evidence(self, samples: list[Sample]) -> list[Sample]:
+        """The samples with the evidence file's segments as their evidence (questions it does not annotate: none);
+        ids of the file that are no question here are counted, named on stderr and in the metrics."""
+        self._scenes = key_scenes.read_scenes(self.evidence)
+        self._unmatched = key_scenes.match_ids(self.evidence, self._scenes, [s.id for s in samples], self.name)
+        if self._unmatched:
+            print(f"harness: evidence file {self.evidence}: {len(self._unmatched)} of {len(self._scenes)} question "
+                  f"ids are no question of {self.name} (first: {', '.join(self._unmatched[:MISSING_EXAMPLES])}); "
+                  f"they are left out", file=sys.stderr)
+        return [dataclasses.replace(s, evidence=tuple(iv for scene in self._scenes.get(s.id, ()) for iv in scene))
+                for s in samples]
+
+    def evidence_recall(self, sample: Sample, timestamps) -> float | None:
+        """With an evidence file: KFS-Bench's scene hit rate of the question's scenes (None where the file does
+        not annotate it); without: the base rule on the sample's own evidence."""
+        if self.evidence is None:
+            return super().evidence_recall(sample, timestamps)
+        if self._scenes is None:
+            self.load_samples()
+        return key_scenes.scene_recall(self._scenes.get(sample.id, ()), timestamps)
 
     def samples(self) -> list[Sample]:
         """The samples whose videos exist; missing videos stop the run unless `skip_missing`."""
@@ -322,6 +353,12 @@ class BenchmarkTask(Task):
         out["by_parser"] = parser_accuracies(rows)
         if self.missing is not None and self.missing.videos:
             out["data"] = self.missing.to_json()
+        if self.evidence:
+            annotated = {r["sample_id"] for r in rows if r.get("evidence")}
+            out["evidence"] = {"file": Path(self.evidence).name, "sha256": file_sha256(self.evidence),
+                               "format": key_scenes.FORMAT, "recall": key_scenes.RULE,
+                               "questions_annotated": len(annotated), "questions": len(rows),
+                               "file_ids_not_in_task": len(self._unmatched)}
         return out
 
 

@@ -168,8 +168,9 @@ class VideoMME(BenchmarkTask):
                  "domain, task_type and sub_category")
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
-                 parser: str = "lmms-eval", subtitles: bool = False, subtitle_root: str | None = None):
-        super().__init__(annotations, video_root, skip_missing, parser)
+                 parser: str = "lmms-eval", subtitles: bool = False, subtitle_root: str | None = None,
+                 evidence: str | None = None):
+        super().__init__(annotations, video_root, skip_missing, parser, evidence=evidence)
         self.subtitles = bool(subtitles)
         self.subtitle_root = Path(subtitle_root) if subtitle_root else hf_home() / "videomme" / "subtitle"
         self.lmms_task = "videomme_w_subtitle" if self.subtitles else "videomme"

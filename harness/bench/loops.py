@@ -1,8 +1,11 @@
 """The two ways `harness bench` answers the same questions with one loaded backbone.
 
-* Reference loop, as lmms-eval runs a video model: per question, open the video, decode K frames
-  (`np.linspace(0, N-1, K, dtype=int)`, which is `uniform` over `--grid all`), preprocess and `generate` at batch 1,
-  one question after another.
+* Reference loop: an lmms-eval-style loop written here, not lmms-eval's own code (lmms-eval is never imported):
+  per question, open the video, decode K frames (`np.linspace(0, N-1, K, dtype=int)`, the rule of lmms-eval's
+  video models, which is `uniform` over `--grid all`), build the task's lmms-eval prompt, preprocess and `generate`
+  with the harness backbone at batch 1, one question after another. It imitates the shape of lmms-eval's loop
+  (sequential, batch 1, decode per question); it is not checked against lmms-eval's model files (qwen-vl-utils'
+  frame resampling and pixel limits, chat template) on the same video and K.
 * Runner loop: the harness's `Run` with the same task, backbone and frames (`uniform`, grid `all`, K), decode
   worker processes and batches of the questions that share frames, the backbone's `accelerate()` speed-ups on.
 """
@@ -19,7 +22,7 @@ from harness.bench.device import sync
 
 
 def uniform_frames(sample, cfg: BenchConfig):
-    """(frames, timestamps) of a sample's K uniform frames, decoded the lmms-eval way."""
+    """(frames, timestamps) of a sample's K uniform frames, decoded with lmms-eval's linspace rule."""
     from harness.video.reader import open_video
 
     with open_video(sample.video, cfg.decode_backend) as reader:
@@ -28,7 +31,7 @@ def uniform_frames(sample, cfg: BenchConfig):
 
 
 def reference_loop(backbone, task, samples, cfg: BenchConfig) -> dict:
-    """lmms-eval's way: per question decode, preprocess, generate at batch 1, in sequence."""
+    """The lmms-eval-style loop written here: per question decode, preprocess, generate at batch 1, in sequence."""
     answers, decode, generate = {}, [], []
     t0 = time.perf_counter()
     for sample in samples:

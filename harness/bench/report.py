@@ -45,7 +45,7 @@ def render_markdown(r: dict) -> str:
         "| loop | questions | seconds | questions/s | s/question | prefill s (batch) | prefill TFLOP/s | "
         "of bf16 rate | peak GiB |",
         "|---|---|---|---|---|---|---|---|---|",
-        f"| reference (lmms-eval way) | {ref['questions']} | {ref['seconds']:.1f} | "
+        f"| reference (lmms-eval-style loop written here) | {ref['questions']} | {ref['seconds']:.1f} | "
         f"{r['questions_per_s']['reference']:.3f} | {ref['seconds'] / ref['questions']:.2f} | "
         f"{prefill_cells(pr)} | {mem(ref['peak_memory_gib'])} |",
         f"| harness runner | {fast['questions']} | {fast['seconds']:.1f} | {r['questions_per_s']['harness']:.3f} | "

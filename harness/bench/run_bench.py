@@ -1,4 +1,5 @@
-"""`harness bench`: questions per second end to end, the lmms-eval way against the harness runner, on one model.
+"""`harness bench`: questions per second end to end, an lmms-eval-style reference loop written here (not lmms-eval's
+code: per question, decode K uniform frames, prompt, generate at batch 1) against the harness runner, on one model.
 
 1. A long-video set is written (N videos of M minutes at HxW, F fps, fixed GOP) and Video-MME style questions on
    it (`harness.bench.videos`), cached under a folder named by those settings.

@@ -21,8 +21,8 @@ from harness.errors import HarnessError, fatal_line, is_fatal
 # command -> (module under harness.cli, one line for `harness --help`), in the order --help lists them
 COMMANDS = {
     "run": ("evaluate", "evaluate samplers on a task with a backbone (no arguments: the offline default)"),
-    "bench": ("tools", "questions per second: the lmms-eval loop against the harness runner, on a generated "
-                       "video set"),
+    "bench": ("tools", "questions per second: an lmms-eval-style loop written here against the harness "
+                       "runner, on a generated video set"),
     "select": ("evaluate", "write one sampler's frame selections for a task to a file (no backbone)"),
     "features": ("evaluate", "precompute a task's frame features and scores into the feature store"),
     "compare": ("results", "accuracy differences to a baseline with bootstrap CIs and McNemar tests"),

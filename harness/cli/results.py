@@ -16,6 +16,9 @@ def add_compare_options(p) -> None:
                                                     "'none' for none (default category)")
     p.add_argument("--resamples", type=int, default=10000, help="paired bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--cluster", default="auto", choices=["auto", "video", "none"],
+                   help="bootstrap resampling: whole videos (video), questions (none), or videos where a video has "
+                        "several questions (auto, default)")
     p.add_argument("--questions", type=int, default=20, help="questions in the HTML report's browser (default 20)")
 
 
@@ -28,7 +31,8 @@ def write_report_bundle(args, run_dirs, decode_backend: str) -> dict:
     from harness.report.bundle import write_bundle
 
     files = write_bundle(run_dirs, args.report, baseline=args.baseline, by=_by(args), questions=args.questions,
-                         decode_backend=decode_backend, seed=args.seed, n_resamples=args.resamples)
+                         decode_backend=decode_backend, seed=args.seed, n_resamples=args.resamples,
+                         cluster=args.cluster)
     for line in files["skipped"]:
         status(f"harness: {line}")
     status(f"report: {files['report.html']}")
@@ -53,7 +57,7 @@ def cmd_compare(args) -> int:
     from harness.report.compare import compare, render, write_leaderboard
 
     c = compare(args.run_dirs, baseline=args.baseline, by=_by(args), n_resamples=args.resamples, seed=args.seed,
-                mcnemar_method=args.mcnemar)
+                mcnemar_method=args.mcnemar, cluster=args.cluster)
     sys.stdout.write(render(c, args.format))  # only the table: --format json stays parseable
     if args.leaderboard:
         status(f"leaderboard: {write_leaderboard(c, args.leaderboard)}")

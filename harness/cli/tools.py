@@ -32,8 +32,9 @@ def add_bench(p) -> None:
     from harness.bench.config import BenchConfig
 
     p.description = ("Writes (or reuses) a set of long H.264 videos and Video-MME style questions on them, then "
-                     "answers every question twice with one loaded backbone: the reference loop (per question "
-                     "decode, preprocess, generate at batch 1) and the harness runner (--workers, --batch-size); "
+                     "answers every question twice with one loaded backbone: the reference loop (an lmms-eval-style "
+                     "loop written here, not lmms-eval's code: per question decode K uniform frames, prompt, "
+                     "preprocess, generate at batch 1) and the harness runner (--workers, --batch-size); "
                      "compares the answers, times the prefill against the card's measured bf16 matmul rate and "
                      "writes OUT/<device>-<backbone>.json and .md.")
     add_options(p, BenchConfig, ["videos", "minutes", "height", "width", "fps", "gop", "questions", "frames",

@@ -9,7 +9,7 @@ from harness.report.reader import load_run
 
 
 def write_bundle(run_dirs, out_dir, baseline: str = "uniform", by: str | None = "category", questions: int = 20,
-                 decode_backend: str = "decord", seed: int = 0, n_resamples: int = 10000) -> dict:
+                 decode_backend: str = "decord", seed: int = 0, n_resamples: int = 10000, cluster: str = "auto") -> dict:
     """Comparison tables (md, csv, tex, json), plots (png, svg) and report.html of `run_dirs` in `out_dir`.
     Returns the files by name; "skipped" lists the plots that could not be drawn, and why."""
     from harness.report import plots
@@ -18,7 +18,7 @@ def write_bundle(run_dirs, out_dir, baseline: str = "uniform", by: str | None = 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    c = compare(run_dirs, baseline=baseline, by=by, n_resamples=n_resamples, seed=seed)
+    c = compare(run_dirs, baseline=baseline, by=by, n_resamples=n_resamples, seed=seed, cluster=cluster)
     files = {f"table.{fmt}": write_leaderboard(c, out / f"comparison.{fmt}") for fmt in ("md", "csv", "tex", "json")}
     answered = c.table["accuracy"].notna().any()  # a --backbone none sweep has evidence recall only
     builders = {"accuracy_vs_frames" if answered else "recall_vs_frames": lambda: plots.accuracy_vs_frames(

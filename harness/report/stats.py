@@ -6,6 +6,9 @@ answer "does B beat A on *these* questions?", which is more sensitive than compa
 * `paired_bootstrap`: percentile confidence interval of acc(B) - acc(A), resampling questions with replacement.
 * `mcnemar`: test of "A and B are equally often right" from the discordant pairs; exact binomial by default,
   chi-square with continuity correction on request.
+* `cluster_bootstrap`: the same interval resampling whole videos (clusters) instead of questions, for benchmarks
+  that ask several questions per video (their outcomes are correlated, so the question bootstrap is too narrow).
+* `holm`: Holm's step-down adjustment of several p-values (several samplers against one baseline).
 """
 from __future__ import annotations
 
@@ -169,18 +172,78 @@ def bootstrap_accuracy(x, n_resamples: int = 10000, seed: int = 0, confidence: f
     return BootstrapCI(float(x.mean()), low, high, int(x.size), int(n_resamples), float(confidence), int(seed))
 
 
-# -- multiple testing -------------------------------------------------------------------------------------------------
-def holm(p_values) -> list[float]:
-    """Holm's step-down adjusted p-values (Holm 1979), in the order given: with the m p-values sorted ascending,
-    p_(1) <= ... <= p_(m), the adjusted p_(i) is max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting where the
-    adjusted p is below alpha controls the family-wise error rate at alpha. E.g. (0.01, 0.04, 0.03):
-    0.01 * 3 = 0.03, 0.03 * 2 = 0.06, max(0.06, 0.04 * 1) = 0.06 -> (0.03, 0.06, 0.06)."""
-    ps = [float(p) for p in p_values]
-    for p in ps:
-        if not 0.0 <= p <= 1.0 or math.isnan(p):
-            raise HarnessError(f"a p-value must lie in [0, 1], got {p}")
-    m, adjusted, running = len(ps), [0.0] * len(ps), 0.0
-    for rank, i in enumerate(sorted(range(m), key=lambda i: ps[i])):
-        running = max(running, min(1.0, (m - rank) * ps[i]))
-        adjusted[i] = running
-    return adjusted
+# -- cluster bootstrap ------------------------------------------------------------------------------------------------
+def cluster_ids(keys) -> np.ndarray:
+    """One integer per question naming its cluster (e.g. its video), numbered in order of first appearance."""
+    order: dict = {}
+    return np.array([order.setdefault(k, len(order)) for k in keys], dtype=np.int64)
+
+
+def _cluster_ratio_means(values: np.ndarray, clusters, n_resamples: int, seed: int, chunk: int) -> np.ndarray:
+    """Mean of `values` (per question) over bootstrap resamples of whole clusters.
+
+    With C clusters, cluster c holding n_c questions whose values sum to s_c, resample r draws C cluster indices
+    j_1..j_C with replacement and gives sum_i s_{j_i} / sum_i n_{j_i}: the mean over every question of the drawn
+    clusters (a cluster drawn twice counts twice). The draws are `rng.integers(0, C, size=C)` per resample from one
+    `np.random.default_rng(seed)`, as in `_resample_means`; so with one question per cluster, clusters numbered in
+    question order, it gives exactly the unclustered bootstrap."""
+    ids = np.asarray(clusters)
+    if ids.shape != values.shape:
+        raise HarnessError(f"one cluster per question expected ({values.size} questions, {ids.size} clusters)")
+    ids = cluster_ids(ids.tolist())
+    n_clusters = int(ids.max()) + 1
+    sums = np.bincount(ids, weights=values, minlength=n_clusters)
+    counts = np.bincount(ids, minlength=n_clusters).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_resamples)
+    rows = max(1, chunk // n_clusters)
+    for start in range(0, n_resamples, rows):
+        stop = min(n_resamples, start + rows)
+        idx = rng.integers(0, n_clusters, size=(stop - start, n_clusters))
+        out[start:stop] = sums[idx].sum(axis=1) / counts[idx].sum(axis=1)
+    return out
+
+
+def cluster_bootstrap(a, b, clusters, n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95,
+                      chunk: int = 1 << 20) -> BootstrapCI:
+    """Paired cluster bootstrap CI of acc(B) - acc(A): questions on one video are not independent (Video-MME asks 3
+    per video), so whole videos are resampled, each keeping all its questions and both runs' outcomes on them
+    (Field & Welsh 2007, "Bootstrapping clustered data"; Davison & Hinkley 1997, section 3.8, strategy 1).
+    `clusters[i]` names question i's cluster (its video). The interval is the percentile interval of the
+    resampled differences, as in `paired_bootstrap`; `n` counts questions."""
+    a, b = _pair(a, b)
+    _check(n_resamples, confidence, a.size)
+    diff = b.astype(np.float64) - a.astype(np.float64)
+    means = _cluster_ratio_means(diff, clusters, n_resamples, seed, chunk)
+    low, high = _percentile_interval(means, confidence)
+    return BootstrapCI(float(diff.mean()), low, high, int(a.size), int(n_resamples), float(confidence), int(seed))
+
+
+def cluster_bootstrap_accuracy(x, clusters, n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95,
+                               chunk: int = 1 << 20) -> BootstrapCI:
+    """Cluster bootstrap CI of one run's accuracy (whole videos resampled, as in `cluster_bootstrap`)."""
+    x = _outcomes(x, "run")
+    _check(n_resamples, confidence, x.size)
+    means = _cluster_ratio_means(x.astype(np.float64), clusters, n_resamples, seed, chunk)
+    low, high = _percentile_interval(means, confidence)
+    return BootstrapCI(float(x.mean()), low, high, int(x.size), int(n_resamples), float(confidence), int(seed))
+
+
+# -- multiple comparisons ---------------------------------------------------------------------------------------------
+def holm(pvalues) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the input order.
+
+    With the m p-values sorted ascending, p_(1) <= ... <= p_(m), the adjusted value of the i-th smallest is
+    max_{j <= i} min(1, (m - j + 1) * p_(j)): monotone in the sorted order and capped at 1. Rejecting where the
+    adjusted p is below alpha controls the family-wise error rate at alpha. E.g. (0.01, 0.04, 0.03) ->
+    (0.03, 0.06, 0.06)."""
+    p = [float(v) for v in pvalues]
+    if any(not 0.0 <= v <= 1.0 for v in p):  # also refuses NaN
+        raise HarnessError(f"p-values must lie in [0, 1], got {p}")
+    m = len(p)
+    out = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(sorted(range(m), key=lambda k: p[k])):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

@@ -14,7 +14,9 @@ def prompt_digest(prompt: str) -> str:
 
 def make_row(sample: Sample, prompt: str, selection: Selection | None, prediction: Prediction,
              parsers: dict | None = None, visual_tokens: int | None = None, video_check: dict | None = None,
-             cost: dict | None = None) -> dict:
+             cost: dict | None = None, task=None) -> dict:
+    """The row; evidence recall is the task's rule (`Task.evidence_recall`), the interval rule without a task."""
+    recall = task.evidence_recall if task is not None else (lambda s, ts: evidence_recall(s.evidence, ts))
     row = {
         "sample_id": sample.id,
         "video": sample.video,
@@ -23,7 +25,7 @@ def make_row(sample: Sample, prompt: str, selection: Selection | None, predictio
         "prompt_sha256": prompt_digest(prompt),
         "selection": None if selection is None else selection.to_json(),
         "evidence": [list(iv) for iv in sample.evidence],
-        "evidence_recall": None if selection is None else evidence_recall(sample.evidence, selection.timestamps),
+        "evidence_recall": None if selection is None else recall(sample, selection.timestamps),
         "prediction": prediction.to_json(),
     }
     if parsers is not None:
@@ -51,4 +53,4 @@ def answered_row(task, sample: Sample, prompt: str, selection: Selection, answer
         parsers = task.parse_all(sample, answer)
     except Exception as e:
         prediction = error_prediction(describe(e))
-    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens, video_check, cost)
+    return make_row(sample, prompt, selection, prediction, parsers, visual_tokens, video_check, cost, task)

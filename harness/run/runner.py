@@ -183,7 +183,7 @@ class Run(Selector):
     def write_error(self, item: Planned, message: str) -> None:
         self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
                                   error_prediction(message), video_check=item.video_check,
-                                  cost=item.cost or None))
+                                  cost=item.cost or None, task=self.task))
 
     def write_answer(self, item: Planned, answer, timings: dict, visual_tokens: int | None) -> None:
         cost = {**item.cost, "backbone_passes": item.cost.get("backbone_passes", 0) + 1}  # + the answer
@@ -224,7 +224,8 @@ class Run(Selector):
         timings = dict(item.timings)
         if not self.backbone.answers:  # --backbone none: the selection is the result
             self.write(item, make_row(item.sample, self.prompts[item.sample.id], item.selection,
-                                      not_answered(timings), video_check=item.video_check, cost=item.cost))
+                                      not_answered(timings), video_check=item.video_check, cost=item.cost,
+                                      task=self.task))
             return
         try:
             t = time.perf_counter()

@@ -174,7 +174,8 @@ def test_renderers(group):
     cat_rows = list(csv.DictReader(io.StringIO(render(c, "csv", part="categories"))))
     assert {r["value"] for r in cat_rows} == {"x", "y"}
     doc = json.loads(render(c, "json"))
-    assert doc["bootstrap"] == {"n_resamples": 200, "seed": 0, "confidence": 0.95} and doc["mcnemar"] == "exact"
+    assert doc["bootstrap"] == {"n_resamples": 200, "seed": 0, "confidence": 0.95, "cluster": "auto"}
+    assert doc["mcnemar"] == "exact" and doc["multiple_comparisons"] == "holm"
     assert doc["runs"][0]["diff"] is None and doc["runs"][1]["diff"] == pytest.approx(30.0)
     assert len(doc["categories"]) == 4
     with pytest.raises(HarnessError, match="unknown comparison format"):
