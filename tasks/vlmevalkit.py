@@ -29,7 +29,7 @@ import math
 
 from harness.errors import HarnessError
 from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
-from harness.scoring.vlmevalkit import NO_ANSWER, mcq_letter, mlvu_letter
+from harness.scoring.vlmevalkit import API_FAILURE, NO_ANSWER, mcq_letter, mlvu_letter
 
 PROTOCOLS = ("lmms-eval", "vlmevalkit")
 VLMEVALKIT_COMMIT = "e8e78f05f3080fe28154f2130321f17951c3be94"
@@ -102,12 +102,13 @@ def prompt_of(messages: list[dict]) -> str:
 def score_vlmevalkit(benchmark: str, sample: Sample, text_: str | None) -> Prediction:
     """Scored as VLMEvalKit's evaluate does without a judge; its "Z" (nothing matched) is recorded as parse_failed."""
     if benchmark == "mlvu":
-        letter = mlvu_letter(text_, sample.options, sample.answer_letter)
+        letter, right = mlvu_letter(text_, sample.options, sample.answer)
     else:
         letter = mcq_letter(benchmark, text_, sample.question)
+        right = sample.answer_letter is not None and letter == sample.answer_letter
     if letter is None or letter == NO_ANSWER:
         return Prediction(text_, None, False, PARSE_FAILED)
-    return Prediction(text_, letter, sample.answer_letter is not None and letter == sample.answer_letter, PARSE_OK)
+    return Prediction(text_, letter, right, PARSE_OK)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,8 +164,9 @@ def longvideobench_rating(rows: list[dict]) -> dict:
 def mlvu_acc(rows: list[dict]) -> dict:
     """MLVU's `_acc.csv` as a dict: per task {success, overall, acc}, then M-Avg (micro) and G-Avg (not computed)."""
     tasks: dict[str, list[int]] = {}
-    for r in rows:
-        tasks.setdefault(str(r["categories"].get("task_type")), []).append(_score(r))
+    for r in rows:  # VLMEvalKit scores an answer holding its API-failure text -1, and sums scores as successes
+        failed = API_FAILURE in str(r["prediction"].get("raw_text") or "")
+        tasks.setdefault(str(r["categories"].get("task_type")), []).append(-1 if failed else _score(r))
     out = {t: {"success": sum(v), "overall": len(v), "acc": round(sum(v) / len(v) * 100, 1)} for t, v in tasks.items()}
     success = sum(out[t]["success"] for t in out if t in MLVU_TASKS)
     overall = sum(out[t]["overall"] for t in out if t in MLVU_TASKS)

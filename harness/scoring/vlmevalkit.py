@@ -106,17 +106,21 @@ def mcq_letter(benchmark: str, text: str | None, question: str) -> str | None:
     return can_infer(str(text), matched_choices(question_choices(question))) or NO_ANSWER
 
 
-def mlvu_letter(text: str | None, candidates, gold_letter: str | None) -> str | None:
-    """MLVU: the gold letter when the ")"-check matches it, else the letter `can_infer` gives over the candidate
-    texts ("Z" when none); right exactly when it equals the gold letter. None: no answer."""
+def mlvu_letter(text: str | None, candidates, gold: int | None) -> tuple[str | None, bool]:
+    """MLVU: (letter, right). VLMEvalKit knows the gold as a text: its ")"-check compares with the letter of the
+    *last* candidate equal to that text, its `can_infer` fallback with the *first* (they differ only where two
+    candidates are the same text). The letter is the ")"-check's when it matches, else `can_infer`'s over the
+    candidate texts ("Z": none). (None, False): no answer."""
     if text is None:
-        return None
+        return None, False
     text = str(text)
+    same = [i for i, c in enumerate(candidates) if gold is not None and c == candidates[gold]]
     head = text
     if ")" in head:
         at = head.index(")")
         head = head[at - 1:at]
-    if gold_letter is not None and head == gold_letter:
-        return head
+    if same and head == chr(ord("A") + same[-1]):
+        return head, True
     choices = {chr(ord("A") + i): c for i, c in enumerate(candidates)}
-    return can_infer(text, choices) or NO_ANSWER
+    letter = can_infer(text, choices) or NO_ANSWER
+    return letter, bool(same) and letter == chr(ord("A") + same[0])
