@@ -5,6 +5,7 @@ helpers the dataset modules take from `vlmeval.smp` are replaced: `load`/`dump` 
 dataset's own `evaluate` runs on a prediction table given to it), the rest are inert."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import types
@@ -60,11 +61,8 @@ def install(repo: str) -> None:
     if not os.path.isdir(root):
         raise SystemExit(f"{repo} has no vlmeval/ folder (give the root of a VLMEvalKit checkout)")
     _module("decord", VideoReader=_FakeReader)
-    if "portalocker" not in sys.modules:
-        try:
-            import portalocker  # noqa: F401
-        except ImportError:
-            _module("portalocker", Lock=_inert)
+    if importlib.util.find_spec("portalocker") is None:
+        _module("portalocker", Lock=_inert)
     smp_names = dict(load=_load, dump=_dump, md5=_inert, get_cache_path=_inert, download_file=_inert,
                      file_size=_inert, get_file_extension=lambda p: p.rpartition(".")[2],
                      get_intermediate_file_path=_intermediate, modelscope_flag_set=lambda: False,
