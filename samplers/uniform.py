@@ -6,6 +6,7 @@ from typing import Mapping
 import numpy as np
 
 from harness.registry import SAMPLERS
+from harness.util.frames import vlmevalkit_nframe
 from samplers.base import Sampler
 
 
@@ -27,7 +28,13 @@ def segment_centre(n: int, k: int) -> np.ndarray:
     return ((2 * i + 1) * n) // (2 * k)
 
 
-VARIANTS = {"linspace-floor": linspace_floor, "linspace-round": linspace_round, "segment-centre": segment_centre}
+def vlmevalkit(n: int, k: int) -> np.ndarray:
+    """VLMEvalKit's nframe rule: int(i * (n / (k + 1))) for i = 1..k, in its float arithmetic (both ends out)."""
+    return np.asarray(vlmevalkit_nframe(n, k), dtype=np.int64)
+
+
+VARIANTS = {"linspace-floor": linspace_floor, "linspace-round": linspace_round, "segment-centre": segment_centre,
+            "vlmevalkit": vlmevalkit}
 
 
 @SAMPLERS.register("uniform", description="evenly spaced candidates (query-independent)",

@@ -39,6 +39,7 @@ from harness.scoring.summary import summarise
 from tasks import evidence as key_scenes
 from tasks.base import Task
 from tasks.schema import label, safe_relpath
+from tasks.vlmevalkit import PROTOCOL_HELP, check_protocol, protocol_record, score_vlmevalkit
 
 LMMS_EVAL_VERSION = "0.7.3"
 # parser name -> lmms-eval version of its extractor (None: the harness's own strict extractor)
@@ -49,11 +50,13 @@ COMMON_HELP = {
     "annotations": "local annotation file in the official format (default: the Hugging Face dataset)",
     "video_root": "directory holding the videos (default: lmms-eval's layout under $HF_HOME)",
     "skip_missing": "drop samples whose video is missing instead of stopping (the count is recorded)",
-    "parser": "answer parser that scores: lmms-eval (0.7.3), lmms-eval-0.7.1, or the harness's strict one",
+    "parser": "answer parser that scores: lmms-eval (0.7.3), lmms-eval-0.7.1, or the harness's strict one "
+              "(default: lmms-eval; vlmevalkit under protocol=vlmevalkit)",
+    "protocol": PROTOCOL_HELP,
     "evidence": "KFS-Bench key-scene file (CSV id,segment_id,scene_id,start,end) whose scenes give evidence recall "
                 "(KFS-Bench's scene hit rate); user-supplied, never shipped",
 }
-COMMON_CHOICES = {"parser": tuple(PARSERS)}
+COMMON_CHOICES = {"parser": (*PARSERS, "vlmevalkit"), "protocol": ("lmms-eval", "vlmevalkit")}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -201,10 +204,23 @@ class BenchmarkTask(Task):
     averaging = "micro: correct / questions over all questions and within each category"
     schemas: tuple = ()  # the tasks.schema.Schema of each record format the task reads (ids name records)
 
+    vlmevalkit_dataset = ""  # VLMEvalKit's dataset class for protocol=vlmevalkit ("": it has none)
+
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
-                 parser: str = "lmms-eval", evidence: str | None = None):
-        if parser not in PARSERS:
-            raise HarnessError(f"unknown parser {parser!r} (known: {', '.join(PARSERS)})")
+                 parser: str | None = None, protocol: str = "lmms-eval", evidence: str | None = None):
+        self.protocol_name = check_protocol(protocol, self.name)
+        if protocol == "vlmevalkit":
+            if not self.vlmevalkit_dataset:
+                raise HarnessError(f"task {self.name!r} has no VLMEvalKit protocol (VLMEvalKit has no {self.name} "
+                                   f"dataset); use --protocol lmms-eval")
+            if parser not in (None, "vlmevalkit"):
+                raise HarnessError(f"parser {parser!r} is lmms-eval's or the harness's; protocol=vlmevalkit scores "
+                                   f"with VLMEvalKit's matching (parser=vlmevalkit)")
+            parser = "vlmevalkit"
+        parser = parser or "lmms-eval"
+        if parser not in PARSERS and not (parser == "vlmevalkit" and protocol == "vlmevalkit"):
+            raise HarnessError(f"unknown parser {parser!r} (known: {', '.join(PARSERS)}; vlmevalkit with "
+                               f"protocol=vlmevalkit)")
         self.annotations = str(annotations) if annotations else None
         self.video_root = Path(video_root) if video_root else hf_home() / self.default_video_subdir
         self.skip_missing = bool(skip_missing)
@@ -219,7 +235,8 @@ class BenchmarkTask(Task):
 
     def config(self) -> dict:
         cfg = {"annotations": self.annotations or f"hf:{self.hf_dataset}:{self.hf_split}",
-               "video_root": str(self.video_root), "skip_missing": self.skip_missing, "parser": self.parser}
+               "video_root": str(self.video_root), "skip_missing": self.skip_missing, "parser": self.parser,
+               "protocol": self.protocol_name}
         if self.annotations:  # the content decides the samples, not the file name
             cfg["annotations_sha256"] = file_sha256(self.annotations)
         if self.evidence:  # only when given: runs without an evidence file keep their identity
@@ -231,6 +248,8 @@ class BenchmarkTask(Task):
         if self.annotations:  # a local file is a location; its content (annotations_sha256) is the identity
             del out["annotations"]
         out.pop("evidence", None)  # likewise the evidence file: its content is evidence_sha256
+        if self.protocol_name == "lmms-eval":  # the default keeps the run directories made before protocols existed
+            del out["protocol"]
         return out
 
     # -- data -----------------------------------------------------------------------------------------------------
@@ -326,10 +345,14 @@ class BenchmarkTask(Task):
                 out[name] = extract_strict(text, sample.options).letter
             else:
                 out[name] = lmms_eval_letter(self.parser_benchmark, text, version)
+        if self.protocol_name == "vlmevalkit":
+            out["vlmevalkit"] = score_vlmevalkit(self.parser_benchmark, sample, text).parsed
         return out
 
     def score(self, sample: Sample, text: str | None) -> Prediction:
         """Scored with the configured parser; a parse failure is recorded and wrong (never a random guess)."""
+        if self.protocol_name == "vlmevalkit":
+            return score_vlmevalkit(self.parser_benchmark, sample, text)
         letter = self.parse_all(sample, text)[self.parser]
         if letter is None:
             return Prediction(text, None, False, PARSE_FAILED)
@@ -337,6 +360,8 @@ class BenchmarkTask(Task):
                           PARSE_OK)
 
     def protocol(self) -> dict:
+        if self.protocol_name == "vlmevalkit":
+            return protocol_record(self.parser_benchmark, self.vlmevalkit_dataset, self.vlmevalkit_note())
         version = PARSERS[self.parser]
         return {"framework": "lmms-eval", "version": LMMS_EVAL_VERSION, "task": self.lmms_task,
                 "parser": self.parser,
@@ -347,10 +372,23 @@ class BenchmarkTask(Task):
     def parser_note(self) -> str:
         return ""
 
+    def vlmevalkit_note(self) -> str:
+        return ""
+
+    def vlmevalkit_metrics(self, rows: list[dict]) -> dict:
+        """VLMEvalKit's own output for these rows (its rating dict or accuracy table)."""
+        raise NotImplementedError
+
+    def messages(self, sample: Sample) -> list[dict]:
+        """VLMEvalKit's message list for a sample (protocol=vlmevalkit; the video as {"type": "video"})."""
+        raise HarnessError(f"task {self.name!r}: VLMEvalKit messages exist only under protocol=vlmevalkit")
+
     def metrics(self, rows: list[dict]) -> dict:
         out = summarise(rows, self.category_keys)
         out["protocol"] = self.protocol()
         out["by_parser"] = parser_accuracies(rows)
+        if self.protocol_name == "vlmevalkit":
+            out["vlmevalkit"] = self.vlmevalkit_metrics(rows)
         if self.missing is not None and self.missing.videos:
             out["data"] = self.missing.to_json()
         if self.evidence:

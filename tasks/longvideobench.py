@@ -21,6 +21,7 @@ from harness.records import Sample
 from harness.registry import TASKS
 from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, resolve_video
 from tasks.schema import Schema
+from tasks.vlmevalkit import longvideobench_messages, longvideobench_rating, prompt_of
 
 POST_PROMPT = "Answer with the option's letter from the given choices directly.\n"
 DURATION_GROUPS = {"15": "8-15 s", "60": "15-60 s", "600": "180-600 s", "3600": "900-3600 s"}
@@ -60,6 +61,7 @@ class LongVideoBench(BenchmarkTask):
     annotation_format = "lvb_val.json: a list of records with id, video_path, question, candidates, correct_choice"
     default_video_subdir = "datasets/longvideobench/videos"
     parser_benchmark = "longvideobench"
+    vlmevalkit_dataset = "LongVideoBench"
     category_keys = ("duration_group", "question_category")
     stratify_key = "duration_group"
     averaging = ("micro: correct / questions, overall (lmms-eval lvb_acc, reported here on 0-100), per "
@@ -82,19 +84,29 @@ class LongVideoBench(BenchmarkTask):
                       "video_file": video_path},
         )]
 
+    def messages(self, sample: Sample) -> list[dict]:
+        if self.protocol_name != "vlmevalkit":
+            return super().messages(sample)
+        return longvideobench_messages(sample.question, sample.options)
+
+    def vlmevalkit_metrics(self, rows: list[dict]) -> dict:
+        return {"rating": longvideobench_rating(rows)}
+
     def prompt(self, sample: Sample, style: str = "default") -> str:
+        if self.protocol_name == "vlmevalkit":
+            return prompt_of(self.messages(sample))
         options = "\n".join(f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(sample.options))
         return f"{sample.question}\n{options}\n{POST_PROMPT}"
 
     def parser_note(self) -> str:
-        if self.parser == "strict":
+        if self.parser in ("strict", "vlmevalkit"):
             return ""
         return ("; where lmms-eval picks a random valid letter (no A-E in the answer) the harness records "
                 "parse_failed and scores it wrong")
 
     def metrics(self, rows: list[dict]) -> dict:
         out = super().metrics(rows)
-        if self.parser != "strict" and rows:
+        if self.parser not in ("strict", "vlmevalkit") and rows:
             # lmms-eval would guess among the valid letters where we record a failure: its expected accuracy
             n_options = {s.id: len(s.options) for s in (self._samples or [])}
             guess = sum(1.0 / n_options.get(r["sample_id"], 5) for r in rows

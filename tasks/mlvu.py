@@ -27,6 +27,7 @@ from harness.records import Sample
 from harness.registry import TASKS
 from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, resolve_video, split_options
 from tasks.schema import Schema
+from tasks.vlmevalkit import MLVU_TASKS, mlvu_acc, mlvu_messages, prompt_of
 
 POST_PROMPT = "\nOnly give the best option.\nBest option: ("
 POST_PROMPT_PLM = "\nOnly give the best option."
@@ -60,13 +61,17 @@ class MLVU(BenchmarkTask):
                  "M-Avg); micro: correct / questions (VLMEvalKit M-Avg) also reported")
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
-                 parser: str = "lmms-eval", split: str = "dev", legacy_prompt: bool = False):
+                 parser: str | None = None, split: str = "dev", legacy_prompt: bool = False,
+                 protocol: str = "lmms-eval"):
         if split not in SPLITS:
             raise HarnessError(f"unknown MLVU split {split!r} (known: {', '.join(SPLITS)})")
         self.split, self.legacy_prompt = split, bool(legacy_prompt)
         self.hf_dataset, self.lmms_task, self.default_video_subdir = SPLITS[split]
         self.hf_split = "test"
-        super().__init__(annotations, video_root, skip_missing, parser)
+        super().__init__(annotations, video_root, skip_missing, parser, protocol)
+        if protocol == "vlmevalkit" and (split != "dev" or legacy_prompt):
+            raise HarnessError("protocol=vlmevalkit is VLMEvalKit's MLVU_MCQ (the dev questions): it takes neither "
+                               "split=test nor legacy_prompt")
 
     def config(self) -> dict:
         return {**super().config(), "split": self.split, "legacy_prompt": self.legacy_prompt}
@@ -89,7 +94,25 @@ class MLVU(BenchmarkTask):
             metadata={**record, "video_file": video},
         )]
 
+    vlmevalkit_dataset = "MLVU_MCQ"
+
+    def messages(self, sample: Sample) -> list[dict]:
+        if self.protocol_name != "vlmevalkit":
+            return super().messages(sample)
+        return mlvu_messages(sample.question, sample.options)
+
+    def vlmevalkit_note(self) -> str:
+        return ("; VLMEvalKit's system sentence (MLVU_SYS) precedes the video there and follows the frames here, "
+                "as the first text")
+
+    def vlmevalkit_metrics(self, rows: list[dict]) -> dict:
+        acc = mlvu_acc(rows)
+        missing = [t for t in MLVU_TASKS if t not in acc]
+        return {"acc": acc, **({"M-Avg_missing_tasks": missing} if missing else {})}
+
     def prompt(self, sample: Sample, style: str = "default") -> str:
+        if self.protocol_name == "vlmevalkit":
+            return prompt_of(self.messages(sample))
         question = sample.metadata["question"]
         if self.split == "test":
             return question  # mlvu_test.yaml has no lmms_eval_specific_kwargs

@@ -39,6 +39,7 @@ from harness.records import Sample
 from harness.registry import TASKS
 from tasks.benchmark import COMMON_CHOICES, COMMON_HELP, BenchmarkTask, hf_home, resolve_video
 from tasks.schema import Schema, safe_relpath
+from tasks.vlmevalkit import prompt_of, videomme_messages, videomme_rating
 
 OPTION_PROMPT = ("Select the best answer to the following multiple-choice question based on the video and the "
                  "subtitles. Respond with only the letter (A, B, C, or D) of the correct option.")
@@ -168,9 +169,10 @@ class VideoMME(BenchmarkTask):
                  "domain, task_type and sub_category")
 
     def __init__(self, annotations: str | None = None, video_root: str | None = None, skip_missing: bool = False,
-                 parser: str = "lmms-eval", subtitles: bool = False, subtitle_root: str | None = None,
-                 evidence: str | None = None):
-        super().__init__(annotations, video_root, skip_missing, parser, evidence=evidence)
+                 parser: str | None = None, subtitles: bool = False, subtitle_root: str | None = None,
+                 protocol: str = "lmms-eval", subtitle_frames: str | None = None, evidence: str | None = None):
+        super().__init__(annotations, video_root, skip_missing, parser, protocol, evidence=evidence)
+        self.subtitle_frames = vlmevalkit_subtitle_frames(protocol, subtitles, subtitle_frames)
         self.subtitles = bool(subtitles)
         self.subtitle_root = Path(subtitle_root) if subtitle_root else hf_home() / "videomme" / "subtitle"
         self.lmms_task = "videomme_w_subtitle" if self.subtitles else "videomme"
@@ -179,6 +181,8 @@ class VideoMME(BenchmarkTask):
         cfg = {**super().config(), "subtitles": self.subtitles}
         if self.subtitles:
             cfg["subtitle_root"] = str(self.subtitle_root)
+        if self.subtitle_frames:
+            cfg["subtitle_frames"] = self.subtitle_frames
         return cfg
 
     def video_file(self, video_id: str) -> str:
@@ -203,7 +207,23 @@ class VideoMME(BenchmarkTask):
             metadata={**{k: v for k, v in record.items() if k != "question"}, "video_file": file},
         )]
 
+    vlmevalkit_dataset = "Video-MME"
+
+    def messages(self, sample: Sample) -> list[dict]:
+        if self.protocol_name != "vlmevalkit":
+            return super().messages(sample)
+        subs = None
+        if self.subtitles:
+            srt = self.subtitle_root / safe_relpath(str(sample.metadata["videoID"]) + ".srt")
+            subs = vlmevalkit_subtitles(srt, sample.video, self.subtitle_frames) if srt.is_file() else ""
+        return videomme_messages(sample.question, [str(o) for o in sample.metadata["options"]], subs)
+
+    def vlmevalkit_metrics(self, rows: list[dict]) -> dict:
+        return {"rating": videomme_rating(rows)}
+
     def prompt(self, sample: Sample, style: str = "default") -> str:
+        if self.protocol_name == "vlmevalkit":
+            return prompt_of(self.messages(sample))
         options = "\n".join(str(o) for o in sample.metadata["options"])
         if style == "qwen3_vl":
             body = f"{QWEN3_PRE}{sample.question}\nOptions:\n{options}\n{QWEN3_POST}"
@@ -228,3 +248,71 @@ class VideoMME(BenchmarkTask):
         as_lmms_eval = self.video_root / (video_id + ".mp4")
         frame_num = SUBTITLE_FRAMES.get(style, SUBTITLE_FRAMES["default"])
         return _cached_subtitles(str(srt), str(as_lmms_eval), frame_num)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# subtitles, as VLMEvalKit's Video-MME builds them (protocol=vlmevalkit)
+
+
+def vlmevalkit_subtitle_frames(protocol: str, subtitles: bool, rule: str | None) -> str | None:
+    """The frame rule VLMEvalKit's subtitle lines follow (its dataset's nframe=K or fps=F), required with subtitles
+    under protocol=vlmevalkit and refused elsewhere."""
+    if protocol != "vlmevalkit" or not subtitles:
+        if rule is not None:
+            raise HarnessError("subtitle_frames applies only with subtitles=true and protocol=vlmevalkit")
+        return None
+    name, _, arg = str(rule or "").partition(":")
+    try:
+        ok = name in ("nframe", "fps") and float(arg) > 0 and (name == "fps" or float(arg).is_integer())
+    except ValueError:
+        ok = False
+    if not ok:
+        raise HarnessError(f"subtitle_frames must be nframe:K or fps:F (the VLMEvalKit dataset's frame rule, e.g. "
+                           f"nframe:64 for Video-MME_64frame_subs), got {rule!r}")
+    return f"{name}:{int(float(arg)) if name == 'nframe' else float(arg)!r}"
+
+
+def vlmevalkit_frame_indices(n_frames: int, fps: float, rule: str) -> list[int]:
+    """VLMEvalKit's save_video_frames indices: nframe:K -> int(i * N/(K+1)), i = 1..K; fps:F -> int(i * fps/F)
+    for i < int(N / fps * F)."""
+    name, _, arg = rule.partition(":")
+    if name == "nframe":
+        step = n_frames / (int(arg) + 1)
+        return [int(i * step) for i in range(1, int(arg) + 1)]
+    step = fps / float(arg)
+    return [int(i * step) for i in range(int(n_frames / fps * float(arg)))]
+
+
+def subtitle_lines_at(subs, frame_indices, fps: float) -> str:
+    """For each frame, the text of the first subtitle whose (start, end) holds its time strictly ("\\N" -> " "),
+    kept when not blank; joined by newlines. `subs`: (start ms, end ms, text) in file order."""
+    out = []
+    for index in frame_indices:
+        t = int(round(index * (1000 / fps)))  # pysubs2.make_time(fps=fps, frames=index), in its arithmetic
+        found = next((s_text.replace("\\N", " ") for start, end, s_text in subs if start < t < end), "")
+        if found.strip():
+            out.append(found)
+    return "\n".join(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def vlmevalkit_subtitles(srt_path, video_path: str, rule: str) -> str:
+    """The subtitle lines VLMEvalKit's Video-MME puts in its template: the SRT read by pysubs2 (VLMEvalKit's reader,
+    which strips unknown HTML tags and writes <i> as {\\i1}), the frames of `rule` on the decord reading of the
+    video (frame count and average fps)."""
+    try:
+        import pysubs2
+    except ImportError:
+        raise HarnessError("Video-MME subtitles under protocol=vlmevalkit need pysubs2 (pip install pysubs2), the "
+                           "SRT reader VLMEvalKit uses") from None
+    try:
+        import decord
+        reader = decord.VideoReader(str(video_path))
+        n_frames, fps = len(reader), float(reader.get_avg_fps())
+    except Exception as e:
+        raise HarnessError(f"cannot read the frame count of {video_path} for its subtitles: {e}") from None
+    try:
+        subs = [(s.start, s.end, s.text) for s in pysubs2.load(str(srt_path), encoding="utf-8")]
+    except Exception as e:
+        raise HarnessError(f"subtitle file {srt_path} cannot be read by pysubs2: {e}") from None
+    return subtitle_lines_at(subs, vlmevalkit_frame_indices(n_frames, fps, rule), fps)

@@ -55,6 +55,9 @@ def add_task_options(p) -> None:
     p.add_argument("--skip-missing", action="store_true",
                    help="drop samples whose video is missing, and record how many (task option skip_missing)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--protocol", choices=("lmms-eval", "vlmevalkit"),
+                   help="the toolkit whose prompts, answer matching and metrics a benchmark task follows (task "
+                        "option protocol; default lmms-eval)")
 
 
 def run_config(args):
@@ -66,6 +69,8 @@ def run_config(args):
         cfg.task_args = {**cfg.task_args, "video_root": args.video_root}
     if args.skip_missing:
         cfg.task_args = {**cfg.task_args, "skip_missing": True}
+    if args.protocol:
+        cfg.task_args = {**cfg.task_args, "protocol": args.protocol}
     return cfg.validate()
 
 

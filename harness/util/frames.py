@@ -14,3 +14,10 @@ def check_frames(frames, allow_empty: bool = False) -> np.ndarray:
         least = "" if allow_empty else " with n >= 1"
         raise HarnessError(f"frames must be (n, H, W, 3) uint8{least}, got {frames.shape} {frames.dtype}")
     return frames
+
+
+def vlmevalkit_nframe(frame_count: int, k: int) -> list[int]:
+    """VLMEvalKit's nframe rule in its float arithmetic: step = frame_count / (k + 1), then int(i * step) for
+    i = 1..k (both ends excluded; repeats where k >= frame_count)."""
+    step = frame_count / (k + 1)
+    return [int(i * step) for i in range(1, k + 1)]

@@ -11,11 +11,13 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.records import CandidateGrid
+from harness.util.frames import vlmevalkit_nframe
 
 GRID_RULES = {
     "1fps": "every round(fps)-th frame, Python's banker's rounding (lmms-eval, TSPO)",
     "int-fps": "every int(fps)-th frame (AKS)",
     "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
+    "nframe:K": "K frames int(i * (frame_count / (K + 1))) for i = 1..K, both ends excluded (VLMEvalKit's nframe)",
     "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
     "all": "every native frame",
 }
@@ -23,7 +25,7 @@ GRID_RULES = {
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N with N >= 1)")
+                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N or nframe:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
@@ -40,14 +42,14 @@ def parse_grid_rule(rule: str) -> str:
         if not (f > 0 and math.isfinite(f)):
             raise _bad(rule, "F must be positive")
         return f"fps:{int(f) if f.is_integer() else f!r}"
-    if sep and name == "count":
+    if sep and name in ("count", "nframe"):
         try:
             n = int(arg)
         except ValueError:
             raise _bad(rule, f"{arg!r} is not a whole number") from None
         if n < 1:
             raise _bad(rule, "N must be at least 1")
-        return f"count:{n}"
+        return f"{name}:{n}"
     raise _bad(rule)
 
 
@@ -70,6 +72,8 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         f = float(arg)
         step = fps / f
         idx = [int(i * step) for i in range(int(frame_count / fps * f))]
+    elif name == "nframe":
+        idx = vlmevalkit_nframe(frame_count, int(arg))
     else:
         idx = np.linspace(0, frame_count - 1, int(arg)).astype(int) if frame_count else []
     idx = np.unique(np.asarray(idx, dtype=np.int64))  # sorted, repeats dropped

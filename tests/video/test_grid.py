@@ -104,7 +104,7 @@ def test_bad_video_numbers():
 
 
 def test_every_rule_is_described():
-    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "all"}
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
