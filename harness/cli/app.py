@@ -33,7 +33,9 @@ COMMANDS = {
     "list": ("tools", "list registered tasks, backbones and samplers"),
     "table": ("results", "accuracy table of run directories"),
     "prompts": ("results", "print the exact prompts a task gives a backbone"),
-    "data": ("data", "check a task's annotations and videos"),
+    "data": ("data", "check a task's annotations and videos, or fetch them"),
+    "models": ("reproduce", "fetch the checkpoints the reproduction recipes need"),
+    "reproduce": ("reproduce", "run a published table's recipe and print a verdict (published vs measured)"),
     "selections": ("results", "export a run's frame selections"),
 }
 
