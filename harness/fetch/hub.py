@@ -34,8 +34,8 @@ class RemoteFile:
 
 
 def is_offline() -> bool:
-    import huggingface_hub
-    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+    import huggingface_hub.constants
+    return bool(huggingface_hub.constants.is_offline_mode())
 
 
 def gigabytes(n: int) -> str:

@@ -13,7 +13,7 @@ HUB_CACHE = "hub"  # under $HF_HOME, where huggingface_hub keeps models
 
 
 def _endpoint() -> str:
-    import huggingface_hub
+    import huggingface_hub.constants
     return huggingface_hub.constants.ENDPOINT
 
 
