@@ -130,7 +130,6 @@ def test_the_fetch_command_end_to_end_with_hf_endpoint(tmp_path):
                         {"HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")})
     assert done.returncode == 0, done.stderr
     assert f"annotations={tmp_path / 'data/datasets/longvideobench/lvb_val.json'}" in done.stdout
-    assert "2 ok" in done.stdout or "ok: 2" in done.stdout or " 2 " in done.stdout, done.stdout
 
 
 def test_offline_says_what_would_be_fetched_from_where(tmp_path):
