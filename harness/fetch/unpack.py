@@ -21,6 +21,12 @@ def _target(dest: Path, name: str, flat: bool, archive: Path) -> Path | None:
     return dest / (p.name if flat else p)
 
 
+def _write(target: Path, src) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 22)
+
+
 def unzip(archive: Path, dest: Path, flat: bool) -> int:
     n = 0
     with zipfile.ZipFile(archive) as z:
@@ -28,9 +34,8 @@ def unzip(archive: Path, dest: Path, flat: bool) -> int:
             target = _target(dest, info.filename, flat, archive)
             if target is None or info.is_dir():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 22)
+            with z.open(info) as src:
+                _write(target, src)
             n += 1
     return n
 
@@ -63,9 +68,8 @@ def untar(stream_or_path, dest: Path, flat: bool, name: Path) -> int:
             target = _target(dest, member.name, flat, name)
             if target is None or not member.isfile():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 22)
+            with tar.extractfile(member) as src:
+                _write(target, src)
             n += 1
     return n
 
