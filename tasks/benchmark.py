@@ -19,7 +19,6 @@ are 0-100 and carry their protocol: framework, version, lmms-eval task, parser a
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -291,16 +290,8 @@ class BenchmarkTask(Task):
         return list(self._samples)
 
     def _with_evidence(self, samples: list[Sample]) -> list[Sample]:
-        """The samples with the evidence file's segments as their evidence (questions it does not annotate: none);
-        ids of the file that are no question here are counted, named on stderr and in the metrics."""
-        self._scenes = key_scenes.read_scenes(self.evidence)
-        self._unmatched = key_scenes.match_ids(self.evidence, self._scenes, [s.id for s in samples], self.name)
-        if self._unmatched:
-            print(f"harness: evidence file {self.evidence}: {len(self._unmatched)} of {len(self._scenes)} question "
-                  f"ids are no question of {self.name} (first: {', '.join(self._unmatched[:MISSING_EXAMPLES])}); "
-                  f"they are left out", file=sys.stderr)
-        return [dataclasses.replace(s, evidence=tuple(iv for scene in self._scenes.get(s.id, ()) for iv in scene))
-                for s in samples]
+        out, self._scenes, self._unmatched = key_scenes.attach(samples, self.evidence, self.name)
+        return out
 
     def evidence_recall(self, sample: Sample, timestamps) -> float | None:
         """With an evidence file: KFS-Bench's scene hit rate of the question's scenes (None where the file does
@@ -392,11 +383,7 @@ class BenchmarkTask(Task):
         if self.missing is not None and self.missing.videos:
             out["data"] = self.missing.to_json()
         if self.evidence:
-            annotated = {r["sample_id"] for r in rows if r.get("evidence")}
-            out["evidence"] = {"file": Path(self.evidence).name, "sha256": file_sha256(self.evidence),
-                               "format": key_scenes.FORMAT, "recall": key_scenes.RULE,
-                               "questions_annotated": len(annotated), "questions": len(rows),
-                               "file_ids_not_in_task": len(self._unmatched)}
+            out["evidence"] = key_scenes.metrics_entry(self.evidence, file_sha256(self.evidence), rows, len(self._unmatched))
         return out
 
 

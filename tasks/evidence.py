@@ -105,3 +105,27 @@ def match_ids(path, scenes: dict, sample_ids: list[str], task: str) -> list[str]
                            f"{task!r} (file: {', '.join(unknown[:EXAMPLES])}; task: "
                            f"{', '.join(sample_ids[:EXAMPLES])}){hint}; is it the file of another benchmark?")
     return unknown
+
+
+def attach(samples, path: str, task_name: str, examples: int = 5):
+    """(samples with the file's scenes as their evidence, the scenes by id, the file's ids that are no question of the
+    task). Questions the file does not annotate get no evidence; unmatched ids are named on stderr and counted."""
+    import dataclasses
+    import sys
+    scenes = read_scenes(path)
+    unmatched = match_ids(path, scenes, [s.id for s in samples], task_name)
+    if unmatched:
+        print(f"harness: evidence file {path}: {len(unmatched)} of {len(scenes)} question ids are no question of "
+              f"{task_name} (first: {', '.join(unmatched[:examples])}); they are left out", file=sys.stderr)
+    out = [dataclasses.replace(s, evidence=tuple(iv for scene in scenes.get(s.id, ()) for iv in scene))
+           for s in samples]
+    return out, scenes, unmatched
+
+
+def metrics_entry(path: str, sha256: str, rows, unmatched: int) -> dict:
+    """What metrics.json says about the evidence file: which file, its rule, how many questions it annotates."""
+    from pathlib import Path
+
+    annotated = {r["sample_id"] for r in rows if r.get("evidence")}
+    return {"file": Path(path).name, "sha256": sha256, "format": FORMAT, "recall": RULE,
+            "questions_annotated": len(annotated), "questions": len(rows), "file_ids_not_in_task": unmatched}
