@@ -9,13 +9,7 @@
 # Results: OUT_DIR/<device>-<backbone>.json and .md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if compgen -G ".whl*/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl*/*.whl
-  export PYTHONPATH="/tmp/site:$PWD"
-else
-  export PYTHONPATH="$PWD"
-fi
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+source scripts/device_env.sh  # carried wheels, offline environment
 BACKBONE="${BACKBONE:-qwen2.5-vl}"
 case "$BACKBONE" in
   qwen2.5-vl) CONFIG=qwen2.5-vl-7b ;;
