@@ -21,8 +21,17 @@ Check: built on the meta device these give 8.767B (qwen3-vl-8b; the published 8.
 * qwen2-vl-7b (Qwen/Qwen2-VL-7B-Instruct): the text dims of Qwen2.5-VL-7B above (the same Qwen2-7B language model);
   vision: transformers' Qwen2VLVisionConfig defaults, whose docstring names Qwen2-VL-7B-Instruct (32 blocks, width
   1280, 16 heads, patch 14, out 3584); mrope_section [16, 24, 24].
-LLaVA-OneVision-7B, LLaVA-NeXT-Video-7B and SmolVLM2-2.2B have no real-size preset yet: their config.json could
-not be read here to check the numbers (their folders load with `model=`).
+* llava-onevision-7b (llava-hf/llava-onevision-qwen2-7b-ov-hf): vision SigLIP so400m without its head (26 layers,
+  width 1152, MLP 4304, 16 heads, 384 px, patch 14), feature layer -1 "full": transformers' LlavaOnevisionConfig
+  defaults, whose docstring names that checkpoint; text Qwen2-7B, the same dims as Qwen2.5-7B above.
+* llava-next-video-7b (llava-hf/LLaVA-NeXT-Video-7B-hf): vision CLIP ViT-L/14-336 (24 layers, width 1024, MLP 4096,
+  16 heads), feature layer -2 "default", 2x2 average pooling of video features: transformers'
+  LlavaNextVideoConfig defaults, whose docstring names that checkpoint; text Vicuna-7B v1.5 (the Llama-2-7B dims:
+  32 layers, width 4096, MLP 11008, 32 heads, vocabulary 32064 with the two image/video tokens and padding).
+  Check on the meta device: 8.030B (llava-onevision-7b; published 8.03B) and 7.063B (llava-next-video-7b;
+  published 7.06B).
+SmolVLM2-2.2B has no real-size preset: transformers' SmolVLM defaults are not that checkpoint's vision tower, and its
+config.json could not be read here to check the numbers (its folder loads with `model=`).
 """
 from __future__ import annotations
 
@@ -61,12 +70,23 @@ CONFIGS: dict[str, dict] = {
                                         deepstack_visual_indexes=[8, 16, 24])),
     },
     "llava-onevision": {
+        "llava-onevision-7b": dict(text=dict(model_type="qwen2", **QWEN25_7B_TEXT, tie_word_embeddings=False,
+                                             rope_parameters={"rope_type": "default", "rope_theta": 1e6}),
+                                   vision=dict(model_type="siglip_vision_model", hidden_size=1152,
+                                               intermediate_size=4304, num_hidden_layers=26, num_attention_heads=16,
+                                               image_size=384, patch_size=14, vision_use_head=False)),
         "tiny": dict(text=dict(model_type="qwen2", vocab_size=320, hidden_size=64, intermediate_size=128,
                                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
                      vision=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
                                  num_hidden_layers=2, num_attention_heads=2, image_size=56, patch_size=14)),
     },
     "llava-next-video": {
+        "llava-next-video-7b": dict(text=dict(model_type="llama", vocab_size=32064, hidden_size=4096,
+                                              intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                                              num_key_value_heads=32, rms_norm_eps=1e-5),
+                                    vision=dict(model_type="clip_vision_model", hidden_size=1024,
+                                                intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                                                image_size=336, patch_size=14, projection_dim=768)),
         "tiny": dict(text=dict(model_type="llama", vocab_size=320, hidden_size=64, intermediate_size=128,
                                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
                      vision=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64,

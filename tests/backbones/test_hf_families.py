@@ -148,3 +148,26 @@ def test_bad_options_are_one_line_errors():
         BACKBONES.create("internvl", random_init=True, config="tiny", min_pixels=100)
     with pytest.raises(HarnessError, match="pixels"):
         BACKBONES.create("qwen2-vl", random_init=True, config="tiny", pixels="tspo")
+
+
+# Published parameter counts of the checkpoints each real-size preset stands for (their model cards), to the
+# precision they are published; a wrong width, depth or vocabulary moves the count past it.
+PUBLISHED = [("qwen3-vl", "qwen3-vl-8b", 8.77, 0.005), ("qwen2-vl", "qwen2-vl-7b", 8.29, 0.005),
+             ("internvl", "internvl3-8b", 7.9, 0.05), ("llava-onevision", "llava-onevision-7b", 8.03, 0.005),
+             ("llava-next-video", "llava-next-video-7b", 7.06, 0.005)]
+
+
+@pytest.mark.parametrize("family,config,billions,tolerance", PUBLISHED)
+def test_real_size_presets_match_published_parameter_counts(family, config, billions, tolerance):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from backbones.hf.configs import CONFIGS, arch_sizes, build_config
+    from backbones.hf.families import FAMILIES as FAMILY_TABLE
+    from backbones.hf.offline import build_processor
+
+    arch = CONFIGS[family][config]
+    cfg = build_config(FAMILY_TABLE[family], arch, build_processor(FAMILY_TABLE[family], arch_sizes(arch)).tokenizer)
+    with torch.device("meta"):  # shapes only: no memory, no weights
+        model = AutoModelForImageTextToText.from_config(cfg)
+    assert abs(sum(p.numel() for p in model.parameters()) / 1e9 - billions) <= tolerance
