@@ -13,13 +13,14 @@ processor (offline.py); otherwise `model` is a hub id or folder loaded as is. `d
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from backbones.base import Backbone, Request
 from backbones.hf.configs import CONFIGS
 from backbones.hf.families import FAMILIES, Family, video_kwargs, video_metadata
+from backbones.hf.shared import generate_shared_prefix
 from harness.errors import HarnessError
 from harness.registry import BACKBONES
 from harness.util.checks import check_choices, torch_device
@@ -48,6 +49,7 @@ _HELP = {
 
 class HFVideoLLM(Backbone):
     family: Family
+    _accelerated = False  # `accelerate` on: generate_batch shares each video's prompt prefix (shared.py)
 
     def __init__(self, model: str | None = None, pixels: str | None = None, min_pixels: int | None = None,
                  max_pixels: int | None = None, max_new_tokens: int = 16, random_init: bool = False,
@@ -154,15 +156,19 @@ class HFVideoLLM(Backbone):
 
     def inputs(self, requests: Sequence[Request]):
         """Left-padded processor output for a batch of (frames, timestamps, prompt)."""
-        videos = [self._video(f, ts) for f, ts, _ in requests]
+        return self.processor_inputs([self._text(p) for _, _, p in requests],
+                                     [self._video(f, ts) for f, ts, _ in requests])
+
+    def processor_inputs(self, texts: Sequence[str], videos):
+        """Left-padded processor output for chat texts, each with its (frames, timestamps) video."""
         counts = {len(f) for f, _ in videos}
         kwargs = video_kwargs(self.family, self.pixel_limits, max(counts))
         if len(counts) > 1 and "size" in kwargs and self.family.name == "qwen3-vl":
             raise HarnessError("one qwen3-vl batch must share its frame count (the pixel budget counts frames)")
         if self.family.times == "metadata":
             kwargs["video_metadata"] = [video_metadata(ts) for _, ts in videos]
-        return self.processor(text=[self._text(p) for _, _, p in requests], videos=[f for f, _ in videos],
-                              padding=True, padding_side="left", return_tensors="pt", **kwargs)
+        return self.processor(text=list(texts), videos=[f for f, _ in videos], padding=True, padding_side="left",
+                              return_tensors="pt", **kwargs)
 
     def _visual_count(self, ids) -> list[int]:
         import torch
@@ -176,6 +182,10 @@ class HFVideoLLM(Backbone):
     def generate_batch(self, requests: Sequence[Request]) -> list[str]:
         """Greedy answers; requests are batched by frame count (video processors stack one frame count per batch),
         left-padded, the answers those of `generate` one by one."""
+        if self._accelerated:
+            texts = generate_shared_prefix(self, requests)
+            if texts is not None:
+                return texts
         groups: dict[int, list[int]] = {}
         for i, (frames, _, _) in enumerate(requests):
             groups.setdefault(len(frames), []).append(i)
@@ -199,6 +209,15 @@ class HFVideoLLM(Backbone):
                                       temperature=None, top_p=None, top_k=None)
         new = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)], counts
+
+    def accelerate(self) -> Callable[[], None]:
+        """Shared prompt prefixes in `generate_batch` (`shared`): each distinct video's head runs once; the answers
+        stay as they are."""
+        self._accelerated = True
+
+        def off() -> None:
+            self._accelerated = False
+        return off
 
     def score_frames(self, frames: np.ndarray, prompt: str, batch_size: int = 8) -> np.ndarray:
         """FRAG's score (backbones.base): each frame alone as one image with `prompt`, softmax over the vocabulary
