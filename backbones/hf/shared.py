@@ -5,8 +5,8 @@ Every family's prompt is `head + prompt + tail`, where the head (system turn, us
 video) is the same for every question and the prompt comes after the video. Per distinct video, the head and the
 video go through the processor and the model once (batch 1, no padding: the attention kernels' fast causal path);
 each question then continues from a copy of that KV cache (a device-memory copy; cache cropping differs between
-transformers versions) with its own `prompt + tail` tokens, one question at a time. Nothing is padded, so every question sees the positions and
-tokens it sees alone (Qwen's 3-D rope continues from the offsets the head's pass computed).
+transformers versions) with its own `prompt + tail` tokens, one question at a time. Nothing is padded, so every
+question sees the positions and tokens it sees alone (Qwen's 3-D rope continues from the offsets the head's pass computed).
 
 Declined (None: the batch runs the plain way, answers unchanged) where splitting the text could change the tokens:
 the tokenizer must give `tokens(head) + tokens(prompt + tail)` exactly for `tokens(head + prompt + tail)`, which
