@@ -173,7 +173,7 @@ class HFVideoLLM(Backbone):
     def _visual_count(self, ids) -> list[int]:
         import torch
 
-        return torch.isin(ids, torch.tensor(self._visual_ids)).sum(dim=-1).tolist()
+        return torch.isin(ids, torch.tensor(self._visual_ids, device=ids.device)).sum(dim=-1).tolist()
 
     # -- answers -----------------------------------------------------------------------------------------------
     def generate(self, frames: np.ndarray, timestamps: Sequence[float], prompt: str) -> str:
