@@ -210,6 +210,12 @@ class HFVideoLLM(Backbone):
         new = out[:, inputs["input_ids"].shape[1]:]
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)], counts
 
+    def prefill_probe(self, requests: Sequence[Request]):
+        """One batch's prefill as `generate_batch` runs it now, FLOPs counted on one run (`probe`)."""
+        from backbones.hf.probe import prefill_probe
+
+        return prefill_probe(self, requests, self._accelerated)
+
     def accelerate(self) -> Callable[[], None]:
         """Shared prompt prefixes in `generate_batch` (`shared`): each distinct video's head runs once; the answers
         stay as they are."""

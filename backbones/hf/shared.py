@@ -6,7 +6,8 @@ video) is the same for every question and the prompt comes after the video. Per 
 video go through the processor and the model once (batch 1, no padding: the attention kernels' fast causal path);
 each question then continues from a copy of that KV cache (a device-memory copy; cache cropping differs between
 transformers versions) with its own `prompt + tail` tokens, one question at a time. Nothing is padded, so every
-question sees the positions and tokens it sees alone (Qwen's 3-D rope continues from the offsets the head's pass computed).
+question sees the positions and tokens it sees alone (Qwen's 3-D rope continues from the offsets the head's pass
+computed).
 
 Declined (None: the batch runs the plain way, answers unchanged) where splitting the text could change the tokens:
 the tokenizer must give `tokens(head) + tokens(prompt + tail)` exactly for `tokens(head + prompt + tail)`, which
@@ -16,6 +17,7 @@ and where no two questions share a video (nothing to gain).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Sequence
 
 from backbones.base import Request
@@ -38,10 +40,18 @@ def _splits_exactly(tokenizer, head: str, suffix: str) -> bool:
     return whole == tokenizer(head)["input_ids"] + tokenizer(suffix, add_special_tokens=False)["input_ids"]
 
 
-def generate_shared_prefix(backbone, requests: Sequence[Request]) -> list[str] | None:
-    """Greedy answers with one pass of each distinct video's head, or None when declined (see the module)."""
-    import torch
+@dataclass
+class SharedPlan:
+    """The CPU side of a shared-prefix batch: per distinct video its head's processor output, and per question its
+    video and its own token ids."""
 
+    heads: dict  # first request of a video -> processor output of head + video
+    owner: list[int]  # request -> the first request with its frames
+    own_ids: list[list[int]]  # request -> its prompt + tail tokens
+
+
+def plan_shared_prefix(backbone, requests: Sequence[Request]) -> SharedPlan | None:
+    """The plan of `generate_shared_prefix`, or None when declined (see the module)."""
     owner = shared_video_rows(requests)
     if len(set(owner)) == len(requests):
         return None
@@ -55,25 +65,39 @@ def generate_shared_prefix(backbone, requests: Sequence[Request]) -> list[str] |
         return None
     if not all(_splits_exactly(tok, head, s) for s in suffixes):
         return None
-    answers, visual = [""] * len(requests), [0] * len(requests)
-    for u in sorted(set(owner)):
-        rows = [i for i, o in enumerate(owner) if o == u]
-        frames, timestamps, _ = requests[u]
-        inputs = backbone.processor_inputs([head], [backbone._video(frames, timestamps)]).to(backbone.device)
-        prefix = inputs["input_ids"]
-        count = backbone._visual_count(prefix)[0]
-        with torch.inference_mode():
-            out = backbone.model(**inputs, use_cache=True, logits_to_keep=1)
+    heads = {u: backbone.processor_inputs([head], [backbone._video(*requests[u][:2])]) for u in sorted(set(owner))}
+    own = [tok(s, add_special_tokens=False)["input_ids"] for s in suffixes]
+    return SharedPlan(heads=heads, owner=owner, own_ids=own)
+
+
+def run_shared_prefix(backbone, plan: SharedPlan, max_new_tokens: int) -> list:
+    """Generated token ids (new tokens only) per request: each head once into a KV cache, then every question
+    from a copy of its video's cache."""
+    import torch
+
+    out: list = [None] * len(plan.owner)
+    with torch.inference_mode():
+        for u, inputs in plan.heads.items():
+            inputs = inputs.to(backbone.device)
+            prefix = inputs["input_ids"]
+            first = backbone.model(**inputs, use_cache=True, logits_to_keep=1)
             # transformers renamed past_key_values to cache (5.2x); the output's field says which this one takes
-            name = "cache" if "cache" in out.keys() else "past_key_values"
-            cache = out[name]
-            for i in rows:
-                own = torch.tensor([tok(suffixes[i], add_special_tokens=False)["input_ids"]], device=prefix.device)
-                ids = torch.cat([prefix, own], dim=1)
-                out = backbone.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                              **{name: copy.deepcopy(cache)}, max_new_tokens=backbone.max_new_tokens,
+            name = "cache" if "cache" in first.keys() else "past_key_values"
+            for i in (i for i, o in enumerate(plan.owner) if o == u):
+                ids = torch.cat([prefix, torch.tensor([plan.own_ids[i]], device=prefix.device)], dim=1)
+                new = backbone.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                              **{name: copy.deepcopy(first[name])}, max_new_tokens=max_new_tokens,
                                               do_sample=False, temperature=None, top_p=None, top_k=None)
-                answers[i] = backbone.processor.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)[0].strip()
-                visual[i] = count
-    backbone.last_visual_tokens = visual
-    return answers
+                out[i] = new[:, ids.shape[1]:]
+    return out
+
+
+def generate_shared_prefix(backbone, requests: Sequence[Request]) -> list[str] | None:
+    """Greedy answers with one pass of each distinct video's head, or None when declined (see the module)."""
+    plan = plan_shared_prefix(backbone, requests)
+    if plan is None:
+        return None
+    new = run_shared_prefix(backbone, plan, backbone.max_new_tokens)
+    counts = {u: backbone._visual_count(inputs["input_ids"])[0] for u, inputs in plan.heads.items()}
+    backbone.last_visual_tokens = [counts[u] for u in plan.owner]
+    return [backbone.processor.batch_decode(ids, skip_special_tokens=True)[0].strip() for ids in new]

@@ -83,3 +83,27 @@ def test_declines_when_no_two_questions_share_frames(built):
         assert b.generate_batch([REQUESTS[0], REQUESTS[1]]) == [b.generate(*REQUESTS[0]), b.generate(*REQUESTS[1])]
     finally:
         off()
+
+
+@pytest.mark.parametrize("name", ["qwen3-vl", "internvl"])
+def test_prefill_probe_runs_the_vision_tower_once_per_video_when_shared(built, name):
+    """Two questions on one video: plain, the tower runs twice (counted FLOPs); shared, once, and the language
+    model reads the head once (the decoder formula with each question's own tokens over its cached head)."""
+    from harness.util.flops import language_flops
+
+    b = built(name)
+    requests = [REQUESTS[0], REQUESTS[2]]
+    plain = b.prefill_probe(requests)
+    off = b.accelerate()
+    try:
+        shared = b.prefill_probe(requests)
+        shared.run()
+    finally:
+        off()
+    assert plain.tokens == shared.tokens and plain.vision_videos == 2 and shared.vision_videos == 1
+    assert plain.flops["vision"] > 0 and shared.flops["vision"] == pytest.approx(plain.flops["vision"] / 2)
+    [head] = shared.extra["shared_prefix_tokens"]
+    text = b.model.config.text_config
+    own = [n - head for n in shared.tokens]
+    assert shared.flops["language"] == language_flops(text, [head] + own, [0, head, head])
+    assert plain.flops["language"] == language_flops(text, plain.tokens)
