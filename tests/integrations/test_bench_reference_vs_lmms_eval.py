@@ -86,15 +86,16 @@ def lmms_eval_path(monkeypatch, processor, video: str, k: int) -> dict:
 
     recorder, loaded = _Recorder(processor, stop=True), {}
 
-    class StubModel:
-        config = types.SimpleNamespace()
+    import torch
+
+    class StubModel(torch.nn.Module):  # no weights; lmms-eval only reads its config before the processor call
+        def __init__(self):
+            super().__init__()
+            self.config = types.SimpleNamespace()
 
         @classmethod
         def from_pretrained(cls, pretrained, **kwargs):
             return cls()
-
-        def eval(self):
-            return self
 
     def processor_from_pretrained(pretrained, **kwargs):
         loaded.update(kwargs)  # max_pixels / min_pixels lmms-eval asks for
