@@ -16,8 +16,11 @@
     than K frames when M < K (N=240 at 24 fps, K=32: 20 frames), and decodes M frames per question, not K. The two
     agree only where qwen-vl-utils keeps every frame (a video of at most 2 fps and an even N up to 768). The
     reference keeps the runner's frames so both loops answer the same questions on the same frames;
-  - pixels per frame are lmms-eval's only with `--backbone-arg pixels=lmms-eval` (256*28*28 up to qwen-vl-utils'
-    cap); the bench's qwen2.5-vl default is `pixels=tspo` (at most 300*28*28), fewer visual tokens for large frames.
+  - pixels per frame: the bench's qwen2.5-vl default is `pixels=tspo` (at most 300*28*28). `pixels=lmms-eval`
+    computes qwen-vl-utils' cap for the K frames it gets, but qwen-vl-utils computes it for the M frames it decodes
+    (before lmms-eval keeps K), so it matches lmms-eval only where M = K: for the bench's 5-minute 720p 30 fps
+    videos at K=64 (M=600), lmms-eval's frames are 392x728 and the adapter's 560x1008 (not fixed: the adapter
+    sees the K selected frames, not the video's length).
   So the reference is lmms-eval's loop shape (sequential, batch 1, decode per question, same chat layout), not its
   frames, decode volume or default pixels: the bench's speed-ups compare two harness code paths on one backbone.
 * Runner loop: the harness's `Run` with the same task, backbone and frames (`uniform`, grid `all`, K), decode

@@ -25,7 +25,7 @@ def reference_note(backbone: str) -> str:
     if backbone in ("qwen2.5-vl", "mini-qwen2.5-vl"):
         return note + (" Against lmms-eval 0.7.3's own qwen2_5_vl path (checked on CPU): the same chat text; other "
                        "frames (lmms-eval lets qwen-vl-utils decode 2 frames a second, then keeps K of those); "
-                       "lmms-eval's pixels per frame only with pixels=lmms-eval.")
+                       "for large frames other pixels per frame (docs/lmms-eval-plugin.md).")
     return note + f" Not checked against lmms-eval's own model file for {backbone}."
 
 
