@@ -138,3 +138,19 @@ def test_lmms_eval_with_the_harness_model_answers_as_harness_run(harness_runs, s
     assert same_frames == same_prompt == same_answer == len(ids)
     assert 100 * accuracy == pytest.approx(harness_metrics["accuracy"], abs=1e-9)
     assert all("error" not in r for r in records.values())
+
+
+def test_model_args_as_lmms_eval_parses_them(tmp_path):
+    """lmms-eval's own parser (create_from_arg_string) hands over quoted specs whole; a misspelt arg is one line."""
+    from harness.errors import HarnessError
+    from harness.integrations.lmms_eval_model import HarnessLMM
+
+    model = HarnessLMM.create_from_arg_string(
+        f'sampler="aks:encoder=mini-clip,depth=3",frames=4,backbone_args="max_new_tokens=4",selections=,'
+        f'cache_dir={tmp_path}', {"device": "cpu", "batch_size": 1, "max_batch_size": None})
+    config = model.harness_config()
+    assert config["sampler"]["spec"] == "aks:encoder=mini-clip,depth=3" and config["sampler"]["config"]["depth"] == 3
+    assert config["frames"] == 4 and config["backbone"]["config"]["max_new_tokens"] == 4
+    assert model.answerer.selections is None
+    with pytest.raises(HarnessError, match="unknown option 'frmes' of model harness; did you mean frames"):
+        HarnessLMM.create_from_arg_string("frmes=8", {"device": "cpu"})
