@@ -1,11 +1,28 @@
 """The two ways `harness bench` answers the same questions with one loaded backbone.
 
 * Reference loop: an lmms-eval-style loop written here, not lmms-eval's own code (lmms-eval is never imported):
-  per question, open the video, decode K frames (`np.linspace(0, N-1, K, dtype=int)`, the rule of lmms-eval's
-  video models, which is `uniform` over `--grid all`), build the task's lmms-eval prompt, preprocess and `generate`
-  with the harness backbone at batch 1, one question after another. It imitates the shape of lmms-eval's loop
-  (sequential, batch 1, decode per question); it is not checked against lmms-eval's model files (qwen-vl-utils'
-  frame resampling and pixel limits, chat template) on the same video and K.
+  per question, open the video, decode K frames (`np.linspace(0, N-1, K, dtype=int)` over the N native frames:
+  the runner's `uniform` over `--grid all`), build the task's lmms-eval prompt, preprocess and `generate` with the
+  harness backbone at batch 1, one question after another.
+  Checked against lmms-eval 0.7.3's own `qwen2_5_vl` path (lmms_eval/models/simple/qwen2_5_vl.py with
+  qwen-vl-utils 0.0.14) on the same video, K and context by tests/integrations/test_bench_reference_vs_lmms_eval.py
+  (side environment, scripts/lmms_eval_plugin.sh):
+  - the chat text reaching the processor is the same (lmms-eval's explicit "You are a helpful assistant." system
+    turn, then one user turn: the video, then the context; the adapter's template adds the same system turn);
+  - the frames differ by design: lmms-eval's path first lets qwen-vl-utils decode M = min(max(2 * seconds, 4),
+    min(768, N)) frames (floored to even) at `round(linspace(0, N-1, M))`, then keeps `linspace(0, M-1, K,
+    dtype=int)` of those (duplicates dropped, the last appended): a two-stage rule that picks other frames than
+    the single linspace (e.g. N=600 at 30 fps, K=8: frames 0, 77, 169, ... against 0, 85, 171, ...), gives fewer
+    than K frames when M < K (N=240 at 24 fps, K=32: 20 frames), and decodes M frames per question, not K. The two
+    agree only where qwen-vl-utils keeps every frame (a video of at most 2 fps and an even N up to 768). The
+    reference keeps the runner's frames so both loops answer the same questions on the same frames;
+  - pixels per frame: the bench's qwen2.5-vl default is `pixels=tspo` (at most 300*28*28). `pixels=lmms-eval`
+    computes qwen-vl-utils' cap for the K frames it gets, but qwen-vl-utils computes it for the M frames it decodes
+    (before lmms-eval keeps K), so it matches lmms-eval only where M = K: for the bench's 5-minute 720p 30 fps
+    videos at K=64 (M=600), lmms-eval's frames are 392x728 and the adapter's 560x1008 (not fixed: the adapter
+    sees the K selected frames, not the video's length).
+  So the reference is lmms-eval's loop shape (sequential, batch 1, decode per question, same chat layout), not its
+  frames, decode volume or default pixels: the bench's speed-ups compare two harness code paths on one backbone.
 * Runner loop: the harness's `Run` with the same task, backbone and frames (`uniform`, grid `all`, K), decode
   worker processes and batches of the questions that share frames, the backbone's `accelerate()` speed-ups on.
 """
