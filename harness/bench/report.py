@@ -18,6 +18,10 @@ def result_stem(device: str, backbone: str) -> str:
 
 def render_markdown(r: dict) -> str:
     """The results as a markdown page: the settings, one table row per loop, the prefill and the pipeline split."""
+    if r.get("job") == "long":
+        from harness.bench.run_long import render_long
+
+        return render_long(r)
     c = r["config"]
     ref, fast = r["reference"], r["harness"]
     pr, pf = r["prefill"]["reference"], r["prefill"]["harness"]
