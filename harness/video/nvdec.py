@@ -29,6 +29,7 @@ from harness.errors import HarnessError, VideoError
 from harness.video.reader import VideoReader, _library_error, open_video
 from harness.video.yuv import matrix_name, nv12_to_rgb
 
+BATCH = 32  # frames asked of the decoder at once (then copied out and converted)
 INSTALL = "pip install 'longvideo-harness[gpu-decode]' (PyNvVideoCodec 2.2) on a machine with an NVIDIA GPU"
 
 
@@ -93,6 +94,20 @@ class NvdecReader(VideoReader):
         import torch
 
         unique, inverse = np.unique(idx, return_inverse=True)
+        parts = []
+        with torch.cuda.stream(self._stream) if self._stream is not None else nullcontext():
+            for start in range(0, unique.size, BATCH):  # the decoder's surfaces are few: copy each batch out
+                parts.append(self._batch(unique[start:start + BATCH]))
+            rgb = torch.cat(parts) if len(parts) > 1 else parts[0]
+            out = rgb[torch.as_tensor(inverse.reshape(-1), device=self.device)] if unique.size != idx.size else rgb
+        if self._stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(self._stream)
+            out.record_stream(torch.cuda.current_stream(self.device))
+        return out
+
+    def _batch(self, unique: np.ndarray):
+        import torch
+
         frames = self._decoder.get_batch_frames_by_index(unique.tolist())
         if len(frames) != unique.size:
             raise VideoError(f"nvdec returned {len(frames)} frames of {self.meta.path} for {unique.size} asked")
@@ -103,14 +118,8 @@ class NvdecReader(VideoReader):
             raise VideoError(f"nvdec returned the frame with pts {pts[i]} for frame {unique[i]} of {self.meta.path} "
                              f"(the container index says pts {self._pts[unique[i]]}): its frame index differs from "
                              f"PyAV's; decode this video with pyav or decord")
-        with torch.cuda.stream(self._stream) if self._stream is not None else nullcontext():
-            nv12 = torch.stack([torch.from_dlpack(f) for f in frames]).to(self.device)  # a copy: surfaces are reused
-            rgb = nv12_to_rgb(nv12, self.meta.height, self.meta.width, self._matrix, self._full)
-            out = rgb[torch.as_tensor(inverse.reshape(-1), device=self.device)] if unique.size != idx.size else rgb
-        if self._stream is not None:
-            torch.cuda.current_stream(self.device).wait_stream(self._stream)
-            out.record_stream(torch.cuda.current_stream(self.device))
-        return out
+        nv12 = torch.stack([torch.from_dlpack(f) for f in frames]).to(self.device)  # a copy out of the surfaces
+        return nv12_to_rgb(nv12, self.meta.height, self.meta.width, self._matrix, self._full)
 
     def _release(self):
         self._decoder = None

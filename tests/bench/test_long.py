@@ -55,3 +55,17 @@ def test_long_job_command_line(tmp_path, capsys):
                  "--out", cfg.out, "--label", "cli-long"])
     assert code == 0
     assert "Identical answers: 2 of 2" in capsys.readouterr().out
+
+
+def test_decode_check_writes_its_table(tmp_path, capsys):
+    from harness.bench.decode_check import main as check
+    from harness.bench.videos import video_set
+
+    folder, _ = video_set(_tiny(tmp_path, videos=1))
+    assert check([str(folder), "--backend", "decord", "--instances", "1", "2", "--compare", "5",
+                  "--out", str(tmp_path / "out")]) == 0
+    saved = json.loads((tmp_path / "out" / "decode-check-decord.json").read_text())
+    assert saved["compare"]["max"] == [0, 0, 0] and saved["compare"]["frames"] == 5  # decord and PyAV agree
+    assert [s["instances"] for s in saved["speed"]] == [1, 2] and saved["speed"][1]["grid_frames"] == 12
+    assert check([str(folder), "--backend", "nvdec", "--out", str(tmp_path / "out")]) == 2
+    assert "decode backend 'nvdec' is not available" in capsys.readouterr().err

@@ -70,6 +70,8 @@ def test_frames_equal_the_pyav_reader(fake, clip):
         np.testing.assert_array_equal(nv.get_frames(idx), expected)  # the reader contract: numpy on the host
         assert [decode_index(f) for f in expected] == idx
         assert nv.get_frames([]).shape == (0, 96, 128, 3)
+        every = list(range(40))  # more than one decoder batch (BATCH = 32)
+        np.testing.assert_array_equal(nv.frames_on_device(every).numpy(), ref.get_frames(every))
         with pytest.raises(HarnessError, match="ascending"):
             nv.frames_on_device([5, 2])
 
