@@ -8,7 +8,10 @@
 # Device command (about 8 minutes on an H100 with the defaults; the full size is VIDEOS=10 MINUTES=30,
 # which does not fit one 10-minute call):
 #   bash scripts/bench_long.sh
-# carry: .whl (PyAV, decord; /work/main/.whl) and .whl-nvdec (PyNvVideoCodec 2.2.4, cp312 manylinux_2_28)
+# carry: .whl (PyAV; /work/main/.whl) and .whl-nvdec (PyNvVideoCodec 2.2.4 cp312 manylinux_2_28, and open_clip_torch
+# 3.3.0 + ftfy 6.3.1 + wcwidth 0.9.4 for the CLIP encoder; the image has torch, transformers, regex, tqdm). Both
+# folders and the tree together pass the 64 MiB carry limit: install .whl in one call, then run this script in the
+# next while the machine is still warm (device_env.sh upgrades /tmp/site with .whl-nvdec, PyAV stays there).
 # CPU check of the same script at toy size (no GPU, no nvdec: the check compares decord with PyAV instead):
 #   DEVICE=cpu DTYPE=float32 BACKBONE=mini-qwen2.5-vl CONFIG= ENCODER=mini-clip DECODE=pyav CHECK_BACKEND=decord \
 #     VIDEOS=2 MINUTES=0.2 HEIGHT=96 WIDTH=128 FRAMES=4 bash scripts/bench_long.sh
