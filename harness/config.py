@@ -102,7 +102,7 @@ class RunConfig:
 # the values a string option may take (harness.video.reader's backends, samplers.base's short-grid rules, the
 # dtypes backends accept; tests/faults/test_bad_input.py checks these lists against their owners)
 CHOICES = {"dtype": ("float32", "bfloat16", "float16"), "short_grid": ("all", "repeat"),
-           "decode_backend": ("decord", "pyav", "torchcodec")}
+           "decode_backend": ("decord", "pyav", "torchcodec", "nvdec")}
 MAX_FRAMES = 4096  # a frame budget above any video-LLM's (Qwen2.5-VL's processor caps a video at 768 frames)
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table",

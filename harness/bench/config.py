@@ -28,3 +28,11 @@ class BenchConfig:
     prefill_repeats: int = 3
     matmul_size: int = 8192
     label: str | None = None  # file name stem instead of the device name
+    # --job long (harness.bench.long): 1-fps grid, CLIP features, a sampler, then the backbone; TSPO's way against
+    # the harness's. The size: --videos 10 --minutes 30 --questions 4 --frames 64
+    job: str = "uniform"  # uniform (run_bench) or long (run_long)
+    long_sampler: str = "tspo"  # tspo (zero agent) or aks, over the CLIP features
+    encoder: str = "open_clip:ViT-L-14:random"  # CLIP ViT-L/14 at real size, seeded random weights (offline)
+    reference_questions: int = 0  # the reference answers only the first N questions (0: all); rates per question
+    decode_instances: int = 2  # nvdec decoders at once in the harness way (one thread each)
+    video_codec: str = "auto"  # auto (h264_nvenc if it encodes here, else libx264), h264_nvenc or libx264

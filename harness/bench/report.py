@@ -31,6 +31,8 @@ def reference_note(backbone: str) -> str:
 
 def render_markdown(r: dict) -> str:
     """The results as a markdown page: the settings, one table row per loop, the prefill and the pipeline split."""
+    if r.get("job") == "long":
+        return render_long(r)
     c = r["config"]
     ref, fast = r["reference"], r["harness"]
     pr, pf = r["prefill"]["reference"], r["prefill"]["harness"]
@@ -82,6 +84,45 @@ def render_markdown(r: dict) -> str:
               f"{stats['generate']:.1f} s in {stats['batches']} backbone batches; decode workers (summed over "
               f"processes): {stats['decode']:.1f} s; preprocessing thread: {stats['prepare']:.1f} s.", ""]
     return "\n".join(lines)
+
+
+def render_long(r: dict) -> str:
+    """`harness bench --job long`'s page: the settings, one row per way, the speed-up and the feature pass."""
+    c, ref, fast = r["config"], r["reference"], r["harness"]
+    rt, ft = ref["time_s"], fast["time_s"]
+    a = r["answers"]
+    lines = [
+        f"# harness bench --job long: {r['device']}",
+        "",
+        f"{c['videos']} videos x {c['minutes']:g} min, {c['width']}x{c['height']} at {c['fps']:g} fps (GOP "
+        f"{c['gop']}, {r['video_codec']}), {c['questions']} questions per video, K = {c['frames']} frames from the "
+        f"1-fps grid; encoder {c['encoder']}, sampler {c['long_sampler']}, backbone {c['backbone']} "
+        f"{c['backbone_args']}, {c['dtype']}; decode {c['decode_backend']} (harness: {c['decode_instances']} "
+        f"decoder instances with nvdec).",
+        "",
+        "| way | questions | seconds | s/question | decode grid s | CLIP s | select s | K frames s | backbone s |"
+        " peak GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| reference (TSPO's way) | {ref['questions']} | {ref['seconds']:.1f} | "
+        f"{r['seconds_per_question']['reference']:.2f} | {rt['decode_grid']:.1f} | {rt['clip']:.1f} | "
+        f"{rt['select']:.2f} | {rt['decode_k']:.1f} | {rt['generate']:.1f} | {_gib(ref['peak_memory_gib'])} |",
+        f"| harness (one decode per video) | {fast['questions']} | {fast['seconds']:.1f} | "
+        f"{r['seconds_per_question']['harness']:.2f} | {ft['decode_grid']:.1f} | {ft['clip']:.1f} | "
+        f"{ft['text_select']:.2f} | {ft['gather']:.1f} (kept grid) | {ft['generate']:.1f} | "
+        f"{_gib(fast['peak_memory_gib'])} |",
+        "",
+        f"Speed-up per question: **{r['speedup']:.2f}x**. Identical answers: {a['identical']} of {a['compared']} "
+        f"(the reference answered {'all' if not c['reference_questions'] else 'the first ' + str(ref['questions'])} "
+        f"questions). Harness feature pass: decode {fast['decode_fps']:.0f} grid frames/s, CLIP "
+        f"{fast['clip_fps']:.0f} frames/s ({fast['grid_frames_decoded']} grid frames); backbone "
+        f"{ft['generate']:.1f} s of {fast['seconds']:.1f} s wall ({100 * fast['backbone_share_of_wall']:.0f}%).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _gib(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def write_bench_results(report: dict, out: Path, stem: str) -> tuple[Path, Path]:

@@ -28,6 +28,7 @@ from harness.bench.flops import matmul_rate, prefill
 from harness.bench.loops import reference_loop, runner_loop, uniform_frames
 from harness.bench.report import result_stem, write_bench_results
 from harness.bench.videos import video_set, write_annotations
+from harness.errors import HarnessError
 
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
@@ -35,6 +36,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
     from harness.config import RunConfig, package_versions
     from harness.registry import BACKBONES, TASKS
 
+    if cfg.job == "long":
+        from harness.bench.run_long import run_long
+
+        return run_long(cfg, log)
+    if cfg.job != "uniform":
+        raise HarnessError(f"--job must be uniform or long, got {cfg.job!r}")
     t0 = time.perf_counter()
     folder, paths = video_set(cfg)
     generated = time.perf_counter() - t0

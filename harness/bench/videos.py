@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from fractions import Fraction
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -38,10 +39,35 @@ def _planes(seed: int, n: int, height: int, width: int):
         yield frame
 
 
-def _write_one(path: str, seed: int, n: int, height: int, width: int, fps: float, gop: int) -> str:
-    """H.264 (libx264, ultrafast, fixed GOP, yuv420p) through PyAV, written atomically like `harness.util.synth`.
-    ultrafast keeps the set quick to write; its streams are, if anything, cheaper to decode than camera video,
-    which favours the reference loop (it decodes per question)."""
+def _encoder_options(codec: str, gop: int) -> dict:
+    if codec == "h264_nvenc":  # fastest preset, constant QP, fixed GOP without B-frames or scene-cut keyframes
+        return {"preset": "p1", "rc": "constqp", "qp": "23", "g": str(gop), "bf": "0", "no-scenecut": "1"}
+    return {"preset": "ultrafast", "crf": "23", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+
+
+def video_codec(choice: str) -> str:
+    """The H.264 encoder to write with: `auto` is h264_nvenc where it opens here (a GPU with NVENC and PyAV's
+    FFmpeg built with it), else libx264."""
+    if choice not in ("auto", "h264_nvenc", "libx264"):
+        raise HarnessError(f"--video-codec must be auto, h264_nvenc or libx264, got {choice!r}")
+    if choice != "auto":
+        return choice
+    import av
+
+    try:  # opening the encoder on a small frame is the only reliable test (the codec may exist without a GPU)
+        ctx = av.CodecContext.create("h264_nvenc", "w")
+        ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = 256, 256, "yuv420p", Fraction(1, 30)
+        ctx.open()
+        return "h264_nvenc"
+    except Exception:
+        return "libx264"
+
+
+def _write_one(path: str, seed: int, n: int, height: int, width: int, fps: float, gop: int,
+               codec: str = "libx264") -> str:
+    """H.264 (libx264 ultrafast or h264_nvenc p1, fixed GOP, yuv420p) through PyAV, written atomically like
+    `harness.util.synth`. ultrafast keeps the set quick to write; its streams are, if anything, cheaper to decode
+    than camera video, which favours the reference loop (it decodes per question)."""
     import av
 
     from harness.util.synth import as_rate
@@ -50,8 +76,7 @@ def _write_one(path: str, seed: int, n: int, height: int, width: int, fps: float
     tmp = Path(path).with_name(f".{Path(path).stem}.{os.getpid()}.tmp.mp4")
     try:
         with av.open(str(tmp), "w") as out:
-            stream = out.add_stream("libx264", rate=rate, options={
-                "preset": "ultrafast", "crf": "23", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"})
+            stream = out.add_stream(codec, rate=rate, options=_encoder_options(codec, gop))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.codec_context.time_base = 1 / rate
             for i, planes in enumerate(_planes(seed, n, height, width)):
@@ -65,13 +90,14 @@ def _write_one(path: str, seed: int, n: int, height: int, width: int, fps: float
     return path
 
 
-def video_set(cfg: BenchConfig) -> tuple[Path, list[Path]]:
-    """The cached video set for these settings (written where missing) and its folder."""
+def video_set(cfg: BenchConfig, codec: str = "libx264") -> tuple[Path, list[Path]]:
+    """The cached video set for these settings (written where missing with `codec`) and its folder."""
     if cfg.height % 2 or cfg.width % 2:
         raise HarnessError(f"video size must be even, got {cfg.width}x{cfg.height}")
     if cfg.videos < 1 or cfg.minutes <= 0 or cfg.fps <= 0:
         raise HarnessError("bench needs at least one video of positive length and frame rate")
-    folder = Path(cfg.video_dir) / f"{cfg.width}x{cfg.height}_{cfg.fps:g}fps_{cfg.minutes:g}min_gop{cfg.gop}"
+    folder = Path(cfg.video_dir) / (f"{cfg.width}x{cfg.height}_{cfg.fps:g}fps_{cfg.minutes:g}min_gop{cfg.gop}"
+                                    + ("" if codec == "libx264" else f"_{codec}"))
     folder.mkdir(parents=True, exist_ok=True)
     n = int(round(cfg.minutes * 60 * cfg.fps))
     paths = [folder / f"bench_{i:03d}.mp4" for i in range(cfg.videos)]
@@ -81,7 +107,7 @@ def video_set(cfg: BenchConfig) -> tuple[Path, list[Path]]:
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
             list(pool.map(_write_one, [str(p) for p in missing], [int(p.stem[-3:]) for p in missing],
                           [n] * len(missing), [cfg.height] * len(missing), [cfg.width] * len(missing),
-                          [cfg.fps] * len(missing), [cfg.gop] * len(missing)))
+                          [cfg.fps] * len(missing), [cfg.gop] * len(missing), [codec] * len(missing)))
     return folder, paths
 
 

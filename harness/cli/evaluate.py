@@ -19,7 +19,7 @@ RUN_HELP = {
     "grid": "candidate grid rule: 1fps, int-fps, fps:F, count:N, all (default {default})",
     "limit": "deterministic category-stratified subset of N samples",
     "cache_dir": "feature cache directory (default {default})",
-    "decode_backend": "decord, pyav or torchcodec (default {default})",
+    "decode_backend": "decord, pyav, torchcodec or nvdec (GPU; docs/decode.md) (default {default})",
     "device": "torch device (default {default})",
     "dtype": "model dtype (default {default})",
     "samplers": "sampler, repeatable (default {default}), e.g. uniform:variant=linspace-round",

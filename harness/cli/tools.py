@@ -25,6 +25,13 @@ BENCH_HELP = {
     "decode_backend": "decoder (default {default})", "video_dir": "cache of generated videos (default {default})",
     "out": "results folder (default {default})",
     "label": "file name stem for the results (default: <device>-<backbone>)",
+    "job": "uniform (K uniform frames, the runner) or long (1-fps grid, CLIP, sampler, backbone: TSPO's way against "
+           "the harness's; docs/decode.md) (default {default})",
+    "long_sampler": "--job long: tspo (zero agent) or aks over the CLIP features (default {default})",
+    "encoder": "--job long: CLIP encoder spec (default {default}: ViT-L/14 at real size, random weights)",
+    "reference_questions": "--job long: the reference answers only the first N questions, 0: all (default {default})",
+    "decode_instances": "--job long with nvdec: decoders at once, one thread each (default {default})",
+    "video_codec": "H.264 encoder for the video set: auto, h264_nvenc or libx264 (default {default})",
 }
 
 
@@ -39,8 +46,12 @@ def add_bench(p) -> None:
                      "writes OUT/<device>-<backbone>.json and .md.")
     add_options(p, BenchConfig, ["videos", "minutes", "height", "width", "fps", "gop", "questions", "frames",
                                  "workers", "batch_size", "prefill_repeats", "matmul_size", "backbone",
-                                 "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label"],
-                BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]})
+                                 "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
+                                 "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
+                                 "video_codec"],
+                BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
+                long_sampler={"choices": ["tspo", "aks"]},
+                video_codec={"choices": ["auto", "h264_nvenc", "libx264"]})
 
 
 def cmd_bench(args) -> int:

@@ -27,6 +27,7 @@ _BACKENDS = {
     "decord": ("decord", "pip install decord==0.6.0"),
     "pyav": ("av", "pip install av"),
     "torchcodec": ("torchcodec.decoders", "pip install torchcodec (it needs the system's ffmpeg libraries)"),
+    "nvdec": ("harness.video.nvdec_check", "pip install 'longvideo-harness[gpu-decode]' on a machine with an NVIDIA GPU"),
 }
 
 
@@ -282,7 +283,8 @@ class _TorchCodecReader(VideoReader):
         self._decoder = None
 
 
-_READERS = {"decord": _DecordReader, "pyav": _PyAVReader, "torchcodec": _TorchCodecReader}
+_READERS = {"decord": _DecordReader, "pyav": _PyAVReader, "torchcodec": _TorchCodecReader,
+            "nvdec": lambda path, **kw: importlib.import_module("harness.video.nvdec").NvdecReader(path, **kw)}
 
 
 def open_video(path, backend: str = "decord") -> VideoReader:

@@ -1,0 +1,243 @@
+"""`harness bench --job long`: the full sampler pipeline on long videos, TSPO's way against the harness's way.
+
+Per video: a 1-fps candidate grid, CLIP image features of every grid frame (`--encoder`, default
+`open_clip:ViT-L-14:random`: the ViT-L/14 architecture at real size, seeded random weights, offline), a text feature
+per question, a selection of K frames (`--long-sampler`: `tspo` with the zero agent, or `aks` over the CLIP
+scores), then the backbone answers on those K frames.
+
+* Reference (TSPO's own code's way, written here): per question, open the video, decode the grid, encode it,
+  select, open the video again and decode the K frames, answer at batch 1. Nothing is shared between questions.
+* Harness: per video, decode the grid once (with `nvdec`: `--decode-instances` decoders at once, each on a part of
+  the grid, frames kept on the GPU; CPU backends: one reader with its own threads), encode it once, encode the
+  questions, select for every question, take each question's K frames from the kept grid (no second decode), and
+  answer the video's questions as one batch with the backbone's `accelerate()` speed-ups on.
+
+Both ways encode the grid in the same chunks of `CHUNK` frames with the same on-device preprocessing (bicubic
+resize of the short side, centre crop, the encoder's mean/std: `pixels`), so features, selections and, where the
+backbone is batch-invariant, answers are identical; they are compared question by question. The harness way's
+decode and CLIP phases are timed apart (device synced), so frames per second are reported for each.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from harness.bench.config import BenchConfig
+from harness.bench.device import sync
+from harness.errors import HarnessError
+
+CHUNK = 64  # grid frames per CLIP batch, in both ways
+
+
+def pixels(frames, encoder):
+    """(n, H, W, 3) uint8 frames (a torch tensor on the encoder's device) -> the encoder's normalised input batch:
+    short side resized to the input size (bicubic, antialiased), centre crop, mean/std of the encoder."""
+    import torch
+    import torch.nn.functional as F
+
+    size, mean, std = _input_spec(encoder)
+    x = frames.permute(0, 3, 1, 2).float()
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    x = x[..., top:top + size, left:left + size].clamp_(0, 255) / 255
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _input_spec(encoder) -> tuple[int, tuple, tuple]:
+    if hasattr(encoder.model, "encode_image"):  # open_clip
+        visual = encoder.model.visual
+        size = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
+        return int(size), tuple(visual.image_mean), tuple(visual.image_std)
+    proc = encoder.processor.image_processor  # transformers CLIP
+    crop = proc.crop_size  # a dict or transformers' SizeDict
+    size = crop["height"] if hasattr(crop, "__getitem__") and not isinstance(crop, int) else crop
+    return int(size), tuple(proc.image_mean), tuple(proc.image_std)
+
+
+def image_features(encoder, frames) -> np.ndarray:
+    """(n, d) float32 projected features of a device tensor of uint8 frames (one CLIP batch)."""
+    import torch
+
+    dtype = next(encoder.model.parameters()).dtype
+    with torch.inference_mode():
+        x = pixels(frames, encoder).to(dtype)
+        feats = encoder.model.encode_image(x) if hasattr(encoder.model, "encode_image") else \
+            encoder.model.get_image_features(pixel_values=x)
+        return getattr(feats, "pooler_output", feats).float().cpu().numpy()
+
+
+def _to_device(frames, device):
+    import torch
+
+    return frames if isinstance(frames, torch.Tensor) else torch.from_numpy(frames).to(device)
+
+
+def _decode(reader, indices, device):
+    """Frames of ascending indices: on the GPU from an nvdec reader, else decoded on the host and moved there."""
+    if hasattr(reader, "frames_on_device"):
+        return reader.frames_on_device(indices)
+    return _to_device(reader.get_frames(indices), device)
+
+
+class Pipeline:
+    """The loaded models and the sampler, shared by both ways."""
+
+    def __init__(self, cfg: BenchConfig, backbone, task):
+        from harness.features.encoders import load_encoder
+        from harness.registry import SAMPLERS
+
+        self.cfg, self.backbone, self.task = cfg, backbone, task
+        self.encoder = load_encoder(cfg.encoder, cfg.device, cfg.dtype)
+        if not hasattr(self.encoder, "model") or self.encoder.kind != "features":
+            raise HarnessError(f"--encoder {cfg.encoder!r} is not a CLIP-type encoder (open_clip:... or a CLIP model)")
+        if cfg.long_sampler == "tspo":
+            self.sampler = SAMPLERS.create("tspo", agent="zero", encoder=cfg.encoder, device=cfg.device)
+        elif cfg.long_sampler == "aks":  # the preset's depth (5) needs K >= 32: toy sizes take log2(K)
+            depth = min(5, max(0, int(cfg.frames).bit_length() - 1))
+            self.sampler = SAMPLERS.create("aks", encoder=cfg.encoder, depth=depth if depth < 5 else None)
+        else:
+            raise HarnessError(f"--long-sampler must be tspo or aks, got {cfg.long_sampler!r}")
+
+    def text_feature(self, sample) -> np.ndarray:
+        from harness.features.inputs import query_text
+
+        return self.encoder.text_features([query_text(self.task, sample, self.sampler.query)])[0]
+
+    def select(self, feats: np.ndarray, text: np.ndarray) -> np.ndarray:
+        from harness.features.store import cosine_scores
+
+        inputs = {"image_features": feats, "text_feature": text, "scores": cosine_scores(feats, text)}
+        k = min(self.cfg.frames, len(feats))
+        return np.sort(np.asarray(self.sampler.positions(len(feats), k, inputs), dtype=np.int64))
+
+    def prompt(self, sample) -> str:
+        return self.task.prompt(sample, self.backbone.prompt_style)
+
+
+def _grid(reader):
+    from harness.video.grid import make_grid
+
+    return make_grid(reader.meta.frame_count, reader.meta.fps, "1fps")
+
+
+def reference(pipe: Pipeline, samples) -> dict:
+    """TSPO's way: every question decodes its grid, encodes it, selects, decodes its K frames and answers alone."""
+    from harness.video.reader import open_video
+
+    cfg, timing = pipe.cfg, {"decode_grid": 0.0, "clip": 0.0, "select": 0.0, "decode_k": 0.0, "generate": 0.0}
+    answers, grid_frames = {}, 0
+    t0 = time.perf_counter()
+    for sample in samples:
+        t = time.perf_counter()
+        with open_video(sample.video, cfg.decode_backend) as reader:
+            timing["decode_grid"] += time.perf_counter() - t  # opening (PyAV: the demux index) counts as decoding
+            grid = _grid(reader)
+            feats = []
+            for start in range(0, len(grid.indices), CHUNK):
+                t = time.perf_counter()
+                frames = _decode(reader, grid.indices[start:start + CHUNK], cfg.device)
+                sync(cfg.device)
+                timing["decode_grid"] += time.perf_counter() - t
+                t = time.perf_counter()
+                feats.append(image_features(pipe.encoder, frames))
+                timing["clip"] += time.perf_counter() - t
+            grid_frames += len(grid.indices)
+        t = time.perf_counter()
+        positions = pipe.select(np.concatenate(feats), pipe.text_feature(sample))
+        timing["select"] += time.perf_counter() - t
+        t = time.perf_counter()
+        idx = np.asarray(grid.indices)[positions]
+        with open_video(sample.video, cfg.decode_backend) as reader:
+            frames = reader.get_frames(idx.tolist())
+        timing["decode_k"] += time.perf_counter() - t
+        t = time.perf_counter()
+        answers[sample.id] = pipe.backbone.generate(frames, (idx / grid.fps).tolist(), pipe.prompt(sample))
+        sync(cfg.device)
+        timing["generate"] += time.perf_counter() - t
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
+            "time_s": timing}
+
+
+def harness_way(pipe: Pipeline, samples) -> dict:
+    """One decode and one encode per video; every question's K frames from the kept grid; one batch per video."""
+    cfg = pipe.cfg
+    timing = {"decode_grid": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "generate": 0.0}
+    by_video: dict[str, list] = {}
+    for s in samples:
+        by_video.setdefault(s.video, []).append(s)
+    answers, grid_frames = {}, 0
+    undo = pipe.backbone.accelerate()
+    t0 = time.perf_counter()
+    try:
+        for video, questions in by_video.items():
+            t = time.perf_counter()
+            grid, kept = _decode_grid(video, cfg)
+            sync(cfg.device)
+            timing["decode_grid"] += time.perf_counter() - t
+            grid_frames += len(grid.indices)
+            t = time.perf_counter()
+            feats = np.concatenate([image_features(pipe.encoder, _to_device(kept[s:s + CHUNK], cfg.device))
+                                    for s in range(0, len(grid.indices), CHUNK)])
+            timing["clip"] += time.perf_counter() - t
+            t = time.perf_counter()
+            chosen = [pipe.select(feats, pipe.text_feature(q)) for q in questions]
+            timing["text_select"] += time.perf_counter() - t
+            t = time.perf_counter()
+            requests = []
+            for q, positions in zip(questions, chosen):
+                frames = kept[positions] if isinstance(kept, np.ndarray) else \
+                    kept[_index(positions, kept)].cpu().numpy()
+                idx = np.asarray(grid.indices)[positions]
+                requests.append((frames, (idx / grid.fps).tolist(), pipe.prompt(q)))
+            timing["gather"] += time.perf_counter() - t
+            del kept
+            t = time.perf_counter()
+            for q, answer in zip(questions, pipe.backbone.generate_batch(requests)):
+                answers[q.id] = answer
+            sync(cfg.device)
+            timing["generate"] += time.perf_counter() - t
+    finally:
+        undo()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
+            "time_s": timing, "decode_fps": grid_frames / max(timing["decode_grid"], 1e-9),
+            "clip_fps": grid_frames / max(timing["clip"], 1e-9),
+            "backbone_share_of_wall": timing["generate"] / seconds}
+
+
+def _index(positions, kept):
+    import torch
+
+    return torch.as_tensor(positions, device=kept.device)
+
+
+def _decode_grid(video: str, cfg: BenchConfig):
+    """The 1-fps grid of a video and its frames, decoded once: a CUDA tensor with nvdec (parts of the grid in
+    parallel decoders), else a host array."""
+    from harness.video.reader import iter_frames, open_video
+
+    if cfg.decode_backend == "nvdec":
+        import torch
+
+        from harness.video.nvdec import decode_in_threads
+
+        with open_video(video, "pyav") as reader:  # metadata only (the nvdec readers index it again)
+            grid = _grid(reader)
+        parts = [p for p in np.array_split(np.asarray(grid.indices), max(1, cfg.decode_instances)) if p.size]
+        return grid, torch.cat(decode_in_threads([(video, p) for p in parts], cfg.decode_instances, cfg.device))
+    with open_video(video, cfg.decode_backend) as reader:
+        grid = _grid(reader)
+        return grid, np.concatenate([frames for _, frames in iter_frames(reader, grid.indices, CHUNK)])
+
+
+def compare(ref: dict, fast: dict) -> dict:
+    same = [k for k, v in ref["answers"].items() if fast["answers"].get(k) == v]
+    return {"compared": len(ref["answers"]), "identical": len(same),
+            "differing": sorted(k for k in ref["answers"] if k not in same)}
