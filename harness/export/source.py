@@ -100,12 +100,14 @@ def find_runs(paths) -> list[Path]:
 def pick(runs: list[RunRows], sampler: str | None, frames: int | None) -> list[RunRows]:
     """The runs matching --sampler (the spec as typed, or the sampler's name) and --frames; an empty pick is bad
     input naming what there is."""
-    chosen = [r for r in runs if (sampler is None or sampler in (r.sampler, r.sampler_name))
-              and (frames is None or r.frames == frames)]
+    every = runs
+    if sampler is not None:  # the spec as typed picks exactly; else every run of that sampler name
+        runs = [r for r in runs if r.sampler == sampler] or [r for r in runs if r.sampler_name == sampler]
+    chosen = [r for r in runs if frames is None or r.frames == frames]
     if not chosen:
-        have = sorted({f"{r.sampler} (K={r.frames})" for r in runs})
+        have = sorted({f"{r.sampler} (K={r.frames})" for r in every})
         want = " ".join(x for x in (sampler and f"--sampler {sampler}", frames and f"--frames {frames}") if x)
-        close = difflib.get_close_matches(sampler or "", sorted({r.sampler for r in runs}), n=1, cutoff=0.5)
+        close = difflib.get_close_matches(sampler or "", sorted({r.sampler for r in every}), n=1, cutoff=0.5)
         raise HarnessError(f"no run matches {want} (runs: {', '.join(have)})"
                            + (f"; did you mean --sampler {close[0]}?" if close else ""))
     return chosen
