@@ -1,0 +1,173 @@
+"""The exports read by the toolkits' own code, in the side environment (scripts/export_roundtrip.sh; never in CI):
+
+* lmms-eval 0.7.3 (skipped unless it imports): its local log loader (`lmms_eval.baselines.loader.load_baseline`,
+  what `--baseline PATH` reads), its job scheduler's output-folder parser, its logs viewer's run listing and sample
+  pages (when fastapi is there), its own task functions: `process_results` on each exported sample's answer gives the
+  exported metric value, its aggregation gives the exported result, its clustered stderr the exported one;
+* VLMEvalKit (skipped unless VLMEVALKIT_SRC names a copy of its repository and openpyxl imports): the exported .xlsx
+  read as its `load` reads xlsx (`pd.read_excel`), then its dataset's own `evaluate(..., model="exact_matching")`
+  (imported with scripts/vlmevalkit_stubs.py, as scripts/parity_vlmevalkit.py does) gives the metrics the run wrote
+  (metrics.json `vlmevalkit`).
+"""
+import asyncio
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from export_runs import harness, metrics_of, rows_of
+
+ROOT = Path(__file__).resolve().parents[2]
+LMMS_TASK = {"videomme": "videomme", "longvideobench": "longvideobench_val_v", "mlvu": "mlvu_dev"}
+METRIC = {"videomme": "videomme_perception_score", "longvideobench": "lvb_acc", "mlvu": "mlvu_percetion_score"}
+
+
+def lmms_export(run_dir, out):
+    assert harness("export", run_dir, "--format", "lmms-eval", "--out", out) == 0
+    [res] = list(Path(out).rglob("*_results.json"))
+    [samples] = list(res.parent.glob("*_samples_*.jsonl"))
+    return res, samples
+
+
+def job_scheduler():
+    """lmms-eval's JobScheduler class, imported without its package `__init__`, which starts with the HTTP server's
+    imports (uvicorn: lmms-eval's server extra, absent from the [parity] install)."""
+    import types
+
+    import lmms_eval
+
+    if "lmms_eval.entrypoints" not in sys.modules:
+        pkg = types.ModuleType("lmms_eval.entrypoints")
+        pkg.__path__ = [os.path.join(os.path.dirname(lmms_eval.__file__), "entrypoints")]
+        sys.modules["lmms_eval.entrypoints"] = pkg
+    return importlib.import_module("lmms_eval.entrypoints.job_scheduler").JobScheduler
+
+
+def hf_doc(task: str, sample, row) -> dict:
+    """The sample as the Hugging Face row lmms-eval's task functions read."""
+    md = sample.metadata
+    if task == "videomme":
+        return {**{k: md[k] for k in ("question_id", "duration", "domain", "sub_category", "task_type", "videoID")},
+                "answer": row["answer"]}
+    if task == "longvideobench":
+        return {"id": sample.id, "duration_group": int(md["duration_group"]),
+                "question_category": md["question_category"], "correct_choice": sample.answer,
+                **{f"option{i}": (sample.options[i] if i < len(sample.options) else "N/A") for i in range(5)}}
+    return {"question": md["question"], "task_type": md["task_type"], "answer": row["answer"]}
+
+
+@pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
+def test_lmms_eval_reads_the_export(stand_in_run, tmp_path, task):
+    pytest.importorskip("lmms_eval")
+    from lmms_eval.api.metrics import clustered_stderr
+    from lmms_eval.baselines.loader import load_baseline
+    from harness.registry import TASKS
+
+    utils = importlib.import_module(f"lmms_eval.tasks.{task}.utils")
+    run_dir = stand_in_run(task)
+    res, samples = lmms_export(run_dir, tmp_path / "out")
+    results = json.loads(res.read_text())
+    lines = [json.loads(x) for x in samples.read_text().splitlines()]
+    rows = {r["sample_id"]: r for r in rows_of(run_dir)}
+    # its local baseline loader finds the results file beside the samples and a score per doc it can score
+    scores, agg = load_baseline(str(samples), LMMS_TASK[task])
+    assert agg == results
+    if task == "videomme":  # the metric dict carries `score`... and pred/answer: lmms-eval compares those
+        for x in lines:
+            row = rows[x["harness"]["sample_id"]]
+            if row["prediction"]["parse_status"] == "ok":
+                assert scores[x["doc_id"]] == float(row["prediction"]["correct"])
+    # its job scheduler's parser of an output folder
+    parsed = job_scheduler()._parse_output_directory(str(tmp_path / "out"))
+    assert parsed == {res.parent.name: {"results": str(res), "samples": [str(samples)]}}
+    # its own process_results on each answer gives the exported value (LongVideoBench: where the answer parses;
+    # where it does not, lmms-eval draws a random letter and the export writes "")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    by_id = {s.id: s for s in TASKS.create(task, **cfg["run"]["task_args"]).load_samples()}
+    for x in lines:
+        row = rows[x["harness"]["sample_id"]]
+        if row["prediction"]["parse_status"] == "error":
+            continue
+        theirs = getattr(utils, f"{task}_process_results")(hf_doc(task, by_id[row["sample_id"]], row),
+                                                           [row["prediction"]["raw_text"]])
+        if task != "longvideobench" or row["prediction"]["parse_status"] == "ok":
+            assert theirs[METRIC[task]] == x[METRIC[task]], x["harness"]["sample_id"]
+    values = [x[METRIC[task]] for x in lines]
+    aggregate = getattr(utils, {"videomme": "videomme_aggregate_results", "longvideobench":
+                                "longvideobench_aggregate_results", "mlvu": "mlvu_aggregate_results_dev"}[task])
+    r = results["results"][LMMS_TASK[task]]
+    assert aggregate(values) == pytest.approx(r[f"{METRIC[task]},none"])
+    if task == "videomme":
+        assert clustered_stderr([v["score"] for v in values], [v["videoID"] for v in values]) == \
+            pytest.approx(r["videomme_perception_score_stderr_clustered,none"])
+
+
+def test_lmms_eval_logs_viewer(needle_runs, tmp_path):
+    pytest.importorskip("lmms_eval")
+    pytest.importorskip("fastapi")
+    from lmms_eval.tui import server
+
+    assert harness("export", needle_runs, "--format", "lmms-eval", "--out", tmp_path / "logs") == 0
+    runs = asyncio.run(server.list_log_runs(logs_path=str(tmp_path / "logs")))
+    assert len(runs) == 2 and all(r.tasks == ["needle"] for r in runs)
+    page = asyncio.run(server.get_log_run_samples(runs[0].run_id, "needle", logs_path=str(tmp_path / "logs"),
+                                                  offset=0, limit=50))
+    assert page.total == 8 and {s["harness"]["sample_id"] for s in page.samples}
+
+
+@pytest.fixture(scope="module")
+def vlmevalkit():
+    src = os.environ.get("VLMEVALKIT_SRC")
+    if not src:
+        pytest.skip("VLMEVALKIT_SRC (a copy of VLMEvalKit's repository) is not set")
+    pytest.importorskip("openpyxl")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import vlmevalkit_stubs as stubs
+    stubs.install(src)
+    return stubs
+
+
+def vlmevalkit_evaluate(stubs, task: str, xlsx: Path):
+    """Its dataset's evaluate on the file as its `load` reads an .xlsx (pd.read_excel)."""
+    import pandas as pd
+
+    stubs.FILES[str(xlsx)] = pd.read_excel(xlsx)
+    if task == "videomme":
+        from vlmeval.dataset.videomme import VideoMME
+        return VideoMME.evaluate(str(xlsx), model="exact_matching")
+    if task == "longvideobench":
+        from vlmeval.dataset.longvideobench import LongVideoBench
+        return LongVideoBench.evaluate(str(xlsx), model="exact_matching")
+    from vlmeval.dataset.mlvu import MLVU, MLVU_MCQ
+    from vlmeval.dataset.video_concat_dataset import ConcatVideoDataset
+    ConcatVideoDataset.__init__ = lambda self, dataset, **kw: None  # its __init__ downloads the sub-datasets
+    composite = stubs.bare(MLVU)
+    MLVU.__init__(composite, dataset="MLVU")
+    composite.dataset_name, composite.datasets, composite.dataset_map = "MLVU", ["MLVU_MCQ"], {"MLVU_MCQ": MLVU_MCQ}
+    return MLVU.evaluate(composite, str(xlsx), model="exact_matching")
+
+
+@pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
+def test_vlmevalkit_evaluate_reproduces_the_run(vlmevalkit, stand_in_run, tmp_path, task):
+    run_dir = stand_in_run(task, protocol="vlmevalkit")
+    assert harness("export", run_dir, "--format", "vlmevalkit", "--out", tmp_path / "pred") == 0
+    [xlsx] = list((tmp_path / "pred").iterdir())  # <model>_<dataset>_4frame.xlsx, as VLMEvalKit names it
+    theirs = vlmevalkit_evaluate(vlmevalkit, task, xlsx)
+    ours = metrics_of(run_dir)["vlmevalkit"]
+    if task == "mlvu":
+        for _, r in theirs.iterrows():
+            mine = ours["acc"][r["task"]]
+            if r["task"] == "G-Avg":
+                assert mine["acc"] is None  # nan there: no open-ended questions
+                continue
+            assert (int(r["success"]), int(r["overall"]), float(r["acc"])) == \
+                (mine["success"], mine["overall"], mine["acc"]), r["task"]
+    else:
+        assert json.loads(json.dumps({str(k): v for k, v in theirs.items()})) == ours["rating"]
+    scored = vlmevalkit.FILES[str(xlsx).replace("MLVU", "MLVU_MCQ").replace(".xlsx", "_score.xlsx")]
+    rows = {r["sample_id"]: r for r in rows_of(run_dir)}
+    for _, line in scored.iterrows():  # per question: its score is the run row's correctness
+        assert int(line["score"]) == int(rows[line["harness_sample_id"]]["prediction"]["correct"])
