@@ -109,7 +109,7 @@ def results_json(run: ExportRun, task: str, lines: list[dict], values: list, dat
     key = f"{spec.metric},{FILTER}"
     numeric = spec.numeric(values)
     clusters = spec.clusters(values)
-    result = {"alias": task, key: spec.aggregate(values), "samples": n,
+    result = {"alias": task, key: spec.aggregate(values),
               f"{spec.metric}_stderr,{FILTER}": mean_stderr(numeric) if spec.mean else "N/A",
               f"{spec.metric}_stderr_clt,{FILTER}": clt_stderr(numeric),
               f"{spec.metric}_stderr_clustered,{FILTER}":

@@ -171,3 +171,97 @@ def test_vlmevalkit_evaluate_reproduces_the_run(vlmevalkit, stand_in_run, tmp_pa
     rows = {r["sample_id"]: r for r in rows_of(run_dir)}
     for _, line in scored.iterrows():  # per question: its score is the run row's correctness
         assert int(line["score"]) == int(rows[line["harness_sample_id"]]["prediction"]["correct"])
+
+
+# -- the layout lmms-eval itself writes --------------------------------------------------------------------------
+
+TASK_YAML = """\
+task: export_needle
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {docs}
+  cache_dir: {cache}
+test_split: test
+output_type: generate_until
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+doc_to_target: answer
+process_results: !function utils.process_results
+metric_list:
+  - metric: accuracy
+    aggregation: mean
+    higher_is_better: true
+"""
+TASK_UTILS = '''\
+def doc_to_visual(doc):
+    return []
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["prompt"]
+
+
+def process_results(doc, results):
+    return {"accuracy": 1.0 if results[0] == doc["answer"] else 0.0}
+'''
+
+
+def test_lmms_eval_writes_the_same_layout(needle_runs, tmp_path):
+    """lmms-eval's own evaluator and tracker on a local task whose docs are a needle run's questions and whose
+    model answers with that run's texts: its files have the keys, key order and value types of the export's."""
+    pytest.importorskip("lmms_eval")
+    from lmms_eval.api.model import lmms
+    from lmms_eval.evaluator import simple_evaluate
+    from lmms_eval.loggers import EvaluationTracker
+    from lmms_eval.tasks import TaskManager
+
+    run_dir = sorted(needle_runs.iterdir())[0]
+    res, samples = lmms_export(run_dir, tmp_path / "ours")
+    ours = [json.loads(x) for x in samples.read_text().splitlines()]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"prompt": x["input"], "answer": x["target"]}) + "\n" for x in ours))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "export_needle.yaml").write_text(TASK_YAML.format(docs=docs, cache=tmp_path / "hf"))
+    (tmp_path / "tasks" / "utils.py").write_text(TASK_UTILS)
+
+    class Replay(lmms):  # answers each doc with the run's text for it
+        is_simple = True
+
+        def generate_until(self, requests):
+            return [ours[r.args[3]]["filtered_resps"] for r in requests]
+
+        def loglikelihood(self, requests):
+            raise NotImplementedError
+
+        def generate_until_multi_round(self, requests):
+            raise NotImplementedError
+
+    tracker = EvaluationTracker(output_path=str(tmp_path / "theirs"))
+    date = res.name.removesuffix("_results.json")
+    results = simple_evaluate(model=Replay(), tasks=["export_needle"], task_manager=TaskManager(
+        include_path=str(tmp_path / "tasks")), log_samples=True, evaluation_tracker=tracker, datetime_str=date,
+        batch_size=1)
+    logged = results.pop("samples")
+    tracker.general_config_tracker.log_experiment_args(model_source="harness", model_args="model=replay",
+                                                       system_instruction=None, chat_template=None,
+                                                       fewshot_as_multiturn=False)
+    tracker.save_results_aggregated(results=results, samples=logged, datetime_str=date)
+    tracker.save_results_samples(task_name="export_needle", samples=logged["export_needle"])
+    [their_res] = list((tmp_path / "theirs").rglob("*_results.json"))
+    [their_samples] = list(their_res.parent.glob("*_samples_*.jsonl"))
+    assert their_res.name == res.name and their_samples.name == samples.name.replace("needle", "export_needle")
+    theirs = [json.loads(x) for x in their_samples.read_text().splitlines()]
+    assert len(theirs) == len(ours)
+    for t, o in zip(theirs, ours):
+        assert [k for k in o if k != "harness"] == list(t)  # the same keys in the same order
+        assert {k: type(v) for k, v in t.items()} == {k: type(o[k]) for k in t}
+        assert (t["doc_id"], t["target"], t["filtered_resps"], t["input"], t["accuracy"]) == \
+            (o["doc_id"], o["target"], o["filtered_resps"], o["input"], o["accuracy"])
+    mine, their_json = json.loads(res.read_text()), json.loads(their_res.read_text())
+    assert set(mine) <= set(their_json) | {"task_hashes"}, set(mine) - set(their_json)
+    missing = set(their_json) - set(mine)
+    assert missing <= {"usage", "throughput", "efficiency"}, missing  # run-time accounting the harness has not
+    t_res, o_res = their_json["results"]["export_needle"], mine["results"]["needle"]
+    assert list(t_res) == list(o_res) and t_res["accuracy,none"] == pytest.approx(o_res["accuracy,none"])
+    assert t_res["accuracy_stderr,none"] == pytest.approx(o_res["accuracy_stderr,none"])
