@@ -260,6 +260,7 @@ def test_lmms_eval_writes_the_same_layout(needle_runs, tmp_path):
             (o["doc_id"], o["target"], o["filtered_resps"], o["input"], o["accuracy"])
     mine, their_json = json.loads(res.read_text()), json.loads(their_res.read_text())
     assert set(mine) <= set(their_json) | {"task_hashes"}, set(mine) - set(their_json)
+    assert set(their_json["config"]) <= set(mine["config"])
     missing = set(their_json) - set(mine)
     assert missing <= {"usage", "throughput", "efficiency"}, missing  # run-time accounting the harness has not
     t_res, o_res = their_json["results"]["export_needle"], mine["results"]["needle"]
