@@ -5,6 +5,8 @@
 # /work/.mirror/open-compass+VLMEvalKit/repo, or $VLMEVALKIT_GIT) to a temporary folder. Never in CI.
 #
 #   scripts/export_roundtrip.sh [pytest options]      VENV=DIR to use another environment
+#
+# HARNESS_SHARED_DATA (default ../shared/data/tspo-release) adds the check on 40 real records per benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-parity}
@@ -27,5 +29,7 @@ SRC=$(mktemp -d)
 trap 'rm -rf "$SRC"' EXIT
 git --git-dir="$GIT" archive HEAD vlmeval | tar -x -C "$SRC"
 echo "VLMEvalKit $(git --git-dir="$GIT" rev-parse HEAD)"
+DATA=${HARNESS_SHARED_DATA:-$(cd .. && pwd)/shared/data/tspo-release}
+[ -d "$DATA/jsons" ] && export HARNESS_SHARED_DATA="$DATA"
 VLMEVALKIT_SRC="$SRC" PYTHONPATH="$PWD:$PWD/$SITE" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/export/test_toolkit_readers.py "$@"

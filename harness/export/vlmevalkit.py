@@ -23,11 +23,14 @@ harness_frames, harness_frame_indices.
 An error row has no text: it gets VLMEvalKit's own marker for a sample whose generation failed (its video inference
 with SKIP_ERR=1 writes `Failed to obtain answer: <error>`), with a fixed reason so that no letter in an error message
 can be matched; the message itself is in harness_error. The export checks with the harness's VLMEvalKit matcher
-(parity-checked, docs/vlmevalkit.md) that the marker scores wrong, as the harness counts an error row.
+(parity-checked, docs/vlmevalkit.md) that the marker scores wrong, as the harness counts an error row. A blank or
+NA-like answer ("None", "NA", ...) is written as given, with a warning: VLMEvalKit's `load` (pd.read_excel) reads it
+as a missing prediction.
 """
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -36,6 +39,9 @@ from harness.export.xlsx import xlsx_bytes
 from harness.util.fileio import atomic_write
 
 ERROR_MARKER = "Failed to obtain answer: harness error row (see harness_error)"
+# what pandas reads back as NaN from a cell (its default na_values; VLMEvalKit's `load` is pd.read_excel)
+NA_TEXTS = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+            "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
 HARNESS_COLUMNS = ["harness_sample_id", "harness_parse_status", "harness_parsed", "harness_error", "harness_run",
                    "harness_sampler", "harness_frames", "harness_frame_indices"]
 
@@ -114,6 +120,11 @@ def table(run: ExportRun) -> tuple[list[str], list[dict]]:
                      "harness_parse_status": trace["parse_status"], "harness_parsed": letter(row),
                      "harness_error": trace["error"], "harness_run": trace["run"], "harness_sampler": trace["sampler"],
                      "harness_frames": trace["frames"], "harness_frame_indices": str(trace["frame_indices"])})
+    missing = [r["harness_sample_id"] for r in rows if r["prediction"] in NA_TEXTS]
+    if missing:  # written as given; said, since VLMEvalKit will not read them as text
+        print(f"harness: warning: {run.dir}: {len(missing)} answers (first {missing[0]!r}) are blank or NA-like text, "
+              "which VLMEvalKit's load reads as a missing prediction (its MLVU evaluate stops on one; Video-MME and "
+              "LongVideoBench score the text 'nan')", file=sys.stderr)
     return [*columns, "prediction", *HARNESS_COLUMNS], rows
 
 

@@ -72,3 +72,13 @@ def rows_of(run_dir: Path) -> list[dict]:
 
 def metrics_of(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "metrics.json").read_text())["metrics"]
+
+
+@BACKBONES.register("export-corpus-probe", description="test backbone: the answer a test assigned to its prompt")
+class CorpusProbe(ColourProbe):
+    name = "export-corpus-probe"
+    checks_answers = False
+    ANSWERS: dict = {}  # prompt -> answer text, filled by the test
+
+    def generate(self, frames, timestamps, prompt):
+        return self.ANSWERS[prompt]

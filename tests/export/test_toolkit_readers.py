@@ -266,3 +266,59 @@ def test_lmms_eval_writes_the_same_layout(needle_runs, tmp_path):
     t_res, o_res = their_json["results"]["export_needle"], mine["results"]["needle"]
     assert list(t_res) == list(o_res) and t_res["accuracy,none"] == pytest.approx(o_res["accuracy,none"])
     assert t_res["accuracy_stderr,none"] == pytest.approx(o_res["accuracy_stderr,none"])
+
+
+# -- real annotation records (side environment only; HARNESS_SHARED_DATA names tspo-release) ----------------------
+
+SHARED_FILES = {"videomme": "videomme.json", "longvideobench": "lvb_val.json", "mlvu": "mlvu.json"}
+
+
+@pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
+def test_vlmevalkit_on_real_records_and_awkward_answers(vlmevalkit, tmp_path, task):
+    """40 real records per benchmark (stand-in clips), answered with the VLMEvalKit parity corpus's awkward answers
+    (scripts/vlmevalkit_corpus.py): VLMEvalKit's own evaluate on the exported file gives the run's metrics and every
+    row's score."""
+    data = os.environ.get("HARNESS_SHARED_DATA")
+    if not data:
+        pytest.skip("HARNESS_SHARED_DATA (the tspo-release folder) is not set")
+    from vlmevalkit_corpus import answers_for
+    from export_runs import CorpusProbe
+    from harness.registry import TASKS
+    from harness.util.synth import write_index_clip
+
+    records = json.loads((Path(data) / "jsons" / SHARED_FILES[task]).read_text())
+    picked = [records[int(i * (len(records) - 1) / 39)] for i in range(40)]
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps(picked))
+    root = tmp_path / "videos"
+    t = TASKS.create(task, annotations=str(ann), video_root=str(root), protocol="vlmevalkit")
+    CorpusProbe.ANSWERS.clear()
+    for i, s in enumerate(t.load_samples()):
+        Path(s.video).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(s.video).exists():
+            write_index_clip(Path(s.video), 40, 4)
+        corpus = [a for a in answers_for(s) if a.strip()]  # a blank answer is a blank cell: see docs/export.md
+        CorpusProbe.ANSWERS[t.prompt(s)] = corpus[(7 * i) % len(corpus)]
+    out = tmp_path / "runs"
+    assert harness("run", "--task", task, "--task-arg", f"annotations={ann}", "--video-root", root, "--protocol",
+                   "vlmevalkit", "--backbone", "export-corpus-probe", "--grid", "all", "--sampler",
+                   "uniform:variant=vlmevalkit", "--frames", 4, "--out", out, "--cache-dir", tmp_path / "cache",
+                   "--decode-backend", "pyav", "--no-progress") == 0
+    [run_dir] = list(out.iterdir())
+    assert harness("export", run_dir, "--format", "vlmevalkit", "--out", tmp_path / "pred") == 0
+    [xlsx] = list((tmp_path / "pred").iterdir())
+    theirs = vlmevalkit_evaluate(vlmevalkit, task, xlsx)
+    ours = metrics_of(run_dir)["vlmevalkit"]
+    if task == "mlvu":
+        got = {r["task"]: (int(r["success"]), int(r["overall"]), float(r["acc"])) for _, r in theirs.iterrows()
+               if r["task"] != "G-Avg"}
+        assert got == {k: (v["success"], v["overall"], v["acc"]) for k, v in ours["acc"].items() if k != "G-Avg"}
+    else:
+        assert json.loads(json.dumps({str(k): v for k, v in theirs.items()})) == ours["rating"]
+    scored = vlmevalkit.FILES[str(xlsx).replace("MLVU", "MLVU_MCQ").replace(".xlsx", "_score.xlsx")]
+    rows = {r["sample_id"]: r for r in rows_of(run_dir)}
+    assert len(scored) == len(rows) == 40
+    for _, line in scored.iterrows():
+        pred = rows[line["harness_sample_id"]]["prediction"]
+        api_failure = task == "mlvu" and "Failed to obtain answer via API." in pred["raw_text"]  # its -1, as ours
+        assert int(line["score"]) == (-1 if api_failure else int(pred["correct"]))

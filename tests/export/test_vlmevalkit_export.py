@@ -137,3 +137,23 @@ def test_longvideobench_submission(stand_in_run, tmp_path, capsys):
 def test_submission_needs_a_longvideobench_run(needle_runs, capsys):
     assert harness("export", needle_runs, "--format", "longvideobench-submission", "--sampler", "uniform") == 2
     assert "needs a longvideobench run" in capsys.readouterr().err
+
+
+def test_na_like_answers_are_written_as_given_with_a_warning(capsys):
+    from types import SimpleNamespace
+
+    from harness.export.vlmevalkit import table
+    from harness.records import Sample
+
+    s = Sample(id="q0", video="v.mp4", question="Q?", options=("x", "y"), answer=1,
+               categories={"duration_group": "15", "question_category": "S2E"}, metadata={"video_id": "v"})
+    row = {"sample_id": "q0", "prediction": {"raw_text": "None", "parsed": None, "correct": False,
+                                             "parse_status": "parse_failed", "error": None}, "selection": None}
+    run = SimpleNamespace(run=SimpleNamespace(task="longvideobench", sampler="uniform"), rows=[row], dir="RUN",
+                          sample=lambda r: s, trace=lambda r: {"parse_status": "parse_failed", "error": None,
+                                                               "run": "h", "sampler": "uniform", "frames": 4,
+                                                               "frame_indices": None})
+    columns, rows = table(run)
+    assert rows[0]["prediction"] == "None" and columns[-9] == "prediction"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 answers (first 'q0') are blank or NA-like" in err
