@@ -32,4 +32,5 @@ echo "VLMEvalKit $(git --git-dir="$GIT" rev-parse HEAD)"
 DATA=${HARNESS_SHARED_DATA:-$(cd .. && pwd)/shared/data/tspo-release}
 [ -d "$DATA/jsons" ] && export HARNESS_SHARED_DATA="$DATA"
 VLMEVALKIT_SRC="$SRC" PYTHONPATH="$PWD:$PWD/$SITE" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
-    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/export/test_toolkit_readers.py "$@"
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/export/test_toolkit_readers.py \
+    tests/export/test_toolkit_real_records.py "$@"

@@ -34,3 +34,10 @@ def needle_runs(tmp_path_factory):
                    "--sampler", "uniform:variant=segment-centre", "--frames", 4, "--out", out, "--cache-dir",
                    tmp / "cache", "--no-progress") == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def vlmevalkit():
+    """VLMEvalKit's dataset modules (side environment: VLMEVALKIT_SRC), else a skip."""
+    from toolkits import install_vlmevalkit
+    return install_vlmevalkit()

@@ -12,51 +12,11 @@
 import asyncio
 import importlib
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
 from export_runs import harness, metrics_of, rows_of
-
-ROOT = Path(__file__).resolve().parents[2]
-LMMS_TASK = {"videomme": "videomme", "longvideobench": "longvideobench_val_v", "mlvu": "mlvu_dev"}
-METRIC = {"videomme": "videomme_perception_score", "longvideobench": "lvb_acc", "mlvu": "mlvu_percetion_score"}
-
-
-def lmms_export(run_dir, out):
-    assert harness("export", run_dir, "--format", "lmms-eval", "--out", out) == 0
-    [res] = list(Path(out).rglob("*_results.json"))
-    [samples] = list(res.parent.glob("*_samples_*.jsonl"))
-    return res, samples
-
-
-def job_scheduler():
-    """lmms-eval's JobScheduler class, imported without its package `__init__`, which starts with the HTTP server's
-    imports (uvicorn: lmms-eval's server extra, absent from the [parity] install)."""
-    import types
-
-    import lmms_eval
-
-    if "lmms_eval.entrypoints" not in sys.modules:
-        pkg = types.ModuleType("lmms_eval.entrypoints")
-        pkg.__path__ = [os.path.join(os.path.dirname(lmms_eval.__file__), "entrypoints")]
-        sys.modules["lmms_eval.entrypoints"] = pkg
-    return importlib.import_module("lmms_eval.entrypoints.job_scheduler").JobScheduler
-
-
-def hf_doc(task: str, sample, row) -> dict:
-    """The sample as the Hugging Face row lmms-eval's task functions read."""
-    md = sample.metadata
-    if task == "videomme":
-        return {**{k: md[k] for k in ("question_id", "duration", "domain", "sub_category", "task_type", "videoID")},
-                "answer": row["answer"]}
-    if task == "longvideobench":
-        return {"id": sample.id, "duration_group": int(md["duration_group"]),
-                "question_category": md["question_category"], "correct_choice": sample.answer,
-                **{f"option{i}": (sample.options[i] if i < len(sample.options) else "N/A") for i in range(5)}}
-    return {"question": md["question"], "task_type": md["task_type"], "answer": row["answer"]}
+from toolkits import LMMS_TASK, METRIC, hf_doc, job_scheduler, lmms_export, vlmevalkit_evaluate
 
 
 @pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
@@ -116,38 +76,6 @@ def test_lmms_eval_logs_viewer(needle_runs, tmp_path):
     page = asyncio.run(server.get_log_run_samples(runs[0].run_id, "needle", logs_path=str(tmp_path / "logs"),
                                                   offset=0, limit=50))
     assert page.total == 8 and {s["harness"]["sample_id"] for s in page.samples}
-
-
-@pytest.fixture(scope="module")
-def vlmevalkit():
-    src = os.environ.get("VLMEVALKIT_SRC")
-    if not src:
-        pytest.skip("VLMEVALKIT_SRC (a copy of VLMEvalKit's repository) is not set")
-    pytest.importorskip("openpyxl")
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import vlmevalkit_stubs as stubs
-    stubs.install(src)
-    return stubs
-
-
-def vlmevalkit_evaluate(stubs, task: str, xlsx: Path):
-    """Its dataset's evaluate on the file as its `load` reads an .xlsx (pd.read_excel)."""
-    import pandas as pd
-
-    stubs.FILES[str(xlsx)] = pd.read_excel(xlsx)
-    if task == "videomme":
-        from vlmeval.dataset.videomme import VideoMME
-        return VideoMME.evaluate(str(xlsx), model="exact_matching")
-    if task == "longvideobench":
-        from vlmeval.dataset.longvideobench import LongVideoBench
-        return LongVideoBench.evaluate(str(xlsx), model="exact_matching")
-    from vlmeval.dataset.mlvu import MLVU, MLVU_MCQ
-    from vlmeval.dataset.video_concat_dataset import ConcatVideoDataset
-    ConcatVideoDataset.__init__ = lambda self, dataset, **kw: None  # its __init__ downloads the sub-datasets
-    composite = stubs.bare(MLVU)
-    MLVU.__init__(composite, dataset="MLVU")
-    composite.dataset_name, composite.datasets, composite.dataset_map = "MLVU", ["MLVU_MCQ"], {"MLVU_MCQ": MLVU_MCQ}
-    return MLVU.evaluate(composite, str(xlsx), model="exact_matching")
 
 
 @pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
@@ -266,59 +194,3 @@ def test_lmms_eval_writes_the_same_layout(needle_runs, tmp_path):
     t_res, o_res = their_json["results"]["export_needle"], mine["results"]["needle"]
     assert list(t_res) == list(o_res) and t_res["accuracy,none"] == pytest.approx(o_res["accuracy,none"])
     assert t_res["accuracy_stderr,none"] == pytest.approx(o_res["accuracy_stderr,none"])
-
-
-# -- real annotation records (side environment only; HARNESS_SHARED_DATA names tspo-release) ----------------------
-
-SHARED_FILES = {"videomme": "videomme.json", "longvideobench": "lvb_val.json", "mlvu": "mlvu.json"}
-
-
-@pytest.mark.parametrize("task", ["videomme", "longvideobench", "mlvu"])
-def test_vlmevalkit_on_real_records_and_awkward_answers(vlmevalkit, tmp_path, task):
-    """40 real records per benchmark (stand-in clips), answered with the VLMEvalKit parity corpus's awkward answers
-    (scripts/vlmevalkit_corpus.py): VLMEvalKit's own evaluate on the exported file gives the run's metrics and every
-    row's score."""
-    data = os.environ.get("HARNESS_SHARED_DATA")
-    if not data:
-        pytest.skip("HARNESS_SHARED_DATA (the tspo-release folder) is not set")
-    from vlmevalkit_corpus import answers_for
-    from export_runs import CorpusProbe
-    from harness.registry import TASKS
-    from harness.util.synth import write_index_clip
-
-    records = json.loads((Path(data) / "jsons" / SHARED_FILES[task]).read_text())
-    picked = [records[int(i * (len(records) - 1) / 39)] for i in range(40)]
-    ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps(picked))
-    root = tmp_path / "videos"
-    t = TASKS.create(task, annotations=str(ann), video_root=str(root), protocol="vlmevalkit")
-    CorpusProbe.ANSWERS.clear()
-    for i, s in enumerate(t.load_samples()):
-        Path(s.video).parent.mkdir(parents=True, exist_ok=True)
-        if not Path(s.video).exists():
-            write_index_clip(Path(s.video), 40, 4)
-        corpus = [a for a in answers_for(s) if a.strip()]  # a blank answer is a blank cell: see docs/export.md
-        CorpusProbe.ANSWERS[t.prompt(s)] = corpus[(7 * i) % len(corpus)]
-    out = tmp_path / "runs"
-    assert harness("run", "--task", task, "--task-arg", f"annotations={ann}", "--video-root", root, "--protocol",
-                   "vlmevalkit", "--backbone", "export-corpus-probe", "--grid", "all", "--sampler",
-                   "uniform:variant=vlmevalkit", "--frames", 4, "--out", out, "--cache-dir", tmp_path / "cache",
-                   "--decode-backend", "pyav", "--no-progress") == 0
-    [run_dir] = list(out.iterdir())
-    assert harness("export", run_dir, "--format", "vlmevalkit", "--out", tmp_path / "pred") == 0
-    [xlsx] = list((tmp_path / "pred").iterdir())
-    theirs = vlmevalkit_evaluate(vlmevalkit, task, xlsx)
-    ours = metrics_of(run_dir)["vlmevalkit"]
-    if task == "mlvu":
-        got = {r["task"]: (int(r["success"]), int(r["overall"]), float(r["acc"])) for _, r in theirs.iterrows()
-               if r["task"] != "G-Avg"}
-        assert got == {k: (v["success"], v["overall"], v["acc"]) for k, v in ours["acc"].items() if k != "G-Avg"}
-    else:
-        assert json.loads(json.dumps({str(k): v for k, v in theirs.items()})) == ours["rating"]
-    scored = vlmevalkit.FILES[str(xlsx).replace("MLVU", "MLVU_MCQ").replace(".xlsx", "_score.xlsx")]
-    rows = {r["sample_id"]: r for r in rows_of(run_dir)}
-    assert len(scored) == len(rows) == 40
-    for _, line in scored.iterrows():
-        pred = rows[line["harness_sample_id"]]["prediction"]
-        api_failure = task == "mlvu" and "Failed to obtain answer via API." in pred["raw_text"]  # its -1, as ours
-        assert int(line["score"]) == (-1 if api_failure else int(pred["correct"]))
