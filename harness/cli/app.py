@@ -37,6 +37,7 @@ COMMANDS = {
     "models": ("reproduce", "fetch the checkpoints the reproduction recipes need"),
     "reproduce": ("reproduce", "run a published table's recipe and print a verdict (published vs measured)"),
     "selections": ("results", "export a run's frame selections"),
+    "export": ("export", "write a run's answers for lmms-eval, VLMEvalKit or the LongVideoBench leaderboard"),
     "baseline": ("results", "save run directories as a regression baseline file (harness baseline save)"),
     "regress": ("results", "check runs against a baseline: exit 0 pass, 1 regression, 2 bad input"),
 }

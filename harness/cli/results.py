@@ -112,6 +112,9 @@ def add_prompts(p) -> None:
     p.add_argument("--backbone", help="backbone whose prompt style to use (default: style 'default')")
     p.add_argument("--style", help="prompt style, overriding the backbone's (e.g. default, llava_vid)")
     p.add_argument("--limit", type=int, help="the same stratified subset as `harness run --limit`")
+    p.add_argument("--protocol", choices=("lmms-eval", "vlmevalkit"),
+                   help="whose prompts: lmms-eval's or VLMEvalKit's (the task option protocol, as in harness run; "
+                        "default: the task's)")
     p.add_argument("--format", default="text", choices=["text", "jsonl"])
 
 
@@ -120,7 +123,7 @@ def cmd_prompts(args) -> int:
     from harness.run.prompts import prompts_command
 
     sys.stdout.write(prompts_command(args.task, args.backbone, parse_assignments(args.task_arg, "--task-arg"),
-                                     limit=args.limit, fmt=args.format, style=args.style))
+                                     limit=args.limit, fmt=args.format, style=args.style, protocol=args.protocol))
     return 0
 
 

@@ -27,21 +27,46 @@ def prompt_styles(task: Task) -> set[str]:
     return styles
 
 
+PROTOCOLS = ("lmms-eval", "vlmevalkit")
+
+
+def task_with_protocol(task_name: str, task_args: dict | None, protocol: str | None) -> Task:
+    """The task, under `protocol` where one is asked for (the task option `protocol`). A task without that option
+    words its prompts one way: lmms-eval's (or its own) is that way, any other protocol is refused."""
+    args = dict(task_args or {})
+    if protocol is not None:
+        if protocol not in PROTOCOLS:
+            raise UnknownNameError("protocol", protocol, PROTOCOLS)
+        if any(p.name == "protocol" for p in TASKS.get(task_name).params):
+            if args.get("protocol", protocol) != protocol:
+                raise HarnessError(f"--protocol {protocol} and --task-arg protocol={args['protocol']} disagree")
+            args["protocol"] = protocol
+        elif protocol != "lmms-eval":
+            raise HarnessError(f"task {task_name!r} has no {protocol} protocol (it has one prompt wording: "
+                               "--protocol lmms-eval or none)")
+    return TASKS.create(task_name, **args)
+
+
 def prompts_command(task_name: str, backbone: str | None = None, task_args: dict | None = None,
-                    limit: int | None = None, fmt: str = "text", style: str | None = None) -> str:
-    """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`).
-    fmt "text": a header line per sample then the prompt verbatim; "jsonl": one {"id", "prompt", "style"} a line."""
+                    limit: int | None = None, fmt: str = "text", style: str | None = None,
+                    protocol: str | None = None) -> str:
+    """What `harness prompts` prints: every (id, prompt) of a task for a backbone's prompt style (or `style`), under
+    `protocol` (lmms-eval or vlmevalkit: the task option; None, the task's default). fmt "text": a header line per
+    sample then the prompt verbatim (the header names the protocol where one was asked for); "jsonl": one {"id",
+    "prompt", "style", "protocol"} a line (protocol: the task's, null for a task that has none)."""
     if fmt not in ("text", "jsonl"):
         raise HarnessError(f"unknown prompts format {fmt!r} (known: text, jsonl)")
-    task = TASKS.create(task_name, **(task_args or {}))
+    task = task_with_protocol(task_name, task_args, protocol)
+    used = getattr(task, "protocol_name", None)
     known = prompt_styles(task)
     if style is not None and style not in known:
         raise UnknownNameError("prompt style", style, known)
     style = style or (backbone_prompt_style(backbone) if backbone else "default")
     rows = render_prompts(task, style, limit)
     if fmt == "jsonl":
-        return "".join(json.dumps({**r, "style": style}, ensure_ascii=False) + "\n" for r in rows)
-    return "".join(f"=== {r['id']} (style {style}) ===\n{r['prompt']}\n" for r in rows)
+        return "".join(json.dumps({**r, "style": style, "protocol": used}, ensure_ascii=False) + "\n" for r in rows)
+    label = f"style {style}" + (f", protocol {used or protocol}" if protocol else "")
+    return "".join(f"=== {r['id']} ({label}) ===\n{r['prompt']}\n" for r in rows)
 
 
 def render_prompts(task: Task, style: str = "default", limit: int | None = None) -> list[dict]:
