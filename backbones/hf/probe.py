@@ -18,11 +18,27 @@ FORMULA = "language: harness.util.flops.language_flops; vision: FlopCounterMode 
 VISION = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "connector")
 
 
+def _attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of an attention kernel with (b, heads, s, d) operands, key/value heads possibly fewer than the query's
+    (grouped-query attention, which torch 2.11's own formula refuses): QK^T and PV over the full square."""
+    b, heads, s_q, d = query_shape
+    return 2 * b * heads * s_q * key_shape[-2] * (d + value_shape[-1])
+
+
+def _attention_mapping() -> dict:
+    import torch
+
+    aten = torch.ops.aten
+    names = ("_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+             "_scaled_dot_product_cudnn_attention")
+    return {getattr(aten, n): _attention for n in names if hasattr(aten, n)}
+
+
 def _vision_flops(run) -> float:
     """FLOPs of the vision modules in one call of `run` (the outermost such modules: totals include submodules)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_attention_mapping())
     with counter:
         run()
     modules = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items() if name != "Global"}

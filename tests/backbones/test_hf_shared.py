@@ -107,3 +107,11 @@ def test_prefill_probe_runs_the_vision_tower_once_per_video_when_shared(built, n
     own = [n - head for n in shared.tokens]
     assert shared.flops["language"] == language_flops(text, [head] + own, [0, head, head])
     assert plain.flops["language"] == language_flops(text, plain.tokens)
+
+
+def test_attention_flops_of_grouped_query_kernels():
+    """Hand count: QK^T and PV, 2 FLOPs per multiply-add, query heads broadcast over fewer key/value heads."""
+    from backbones.hf.probe import _attention
+
+    # 8 query heads over 2 KV heads, 16 queries x 24 keys, head dim 32 and value dim 32
+    assert _attention((1, 8, 16, 32), (1, 2, 24, 32), (1, 2, 24, 32)) == 2 * 8 * 16 * 24 * 32 * 2
