@@ -12,11 +12,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-parity}
 if [ ! -x "$VENV/bin/python" ]; then
     VENV=.venv-export
-    if [ ! -x "$VENV/bin/python" ]; then
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install --quiet --upgrade pip
-        "$VENV/bin/pip" install --quiet -c constraints.txt -e ".[parity,dev]"
-    fi
+    source scripts/side_env.sh
+    [ -x "$VENV/bin/python" ] || side_env "$VENV" parity,dev
 fi
 # lmms-eval's logs viewer (lmms_eval.tui.server) needs fastapi, which [parity] does not install: a pinned pair, no
 # dependencies (the rest is in the environment), in its own folder

@@ -15,12 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-parity
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-fi
-# constraints.txt pins torch 2.14.1 + torchvision 0.29.1 and decord 0.6.0, as in .venv
-"$VENV/bin/pip" install --quiet -c constraints.txt -e ".[lmms-eval,dev]"
+source scripts/side_env.sh
+side_env "$VENV" lmms-eval,dev
 "$VENV/bin/python" -c "import lmms_eval, importlib.metadata as m; print('lmms-eval', m.version('lmms_eval'), \
 '| av', m.version('av'), '| torch', m.version('torch'))"
 "$VENV/bin/python" -c "from lmms_eval.models import get_model; print('lmms-eval model harness ->', get_model('harness'))"
