@@ -4,6 +4,7 @@ scripted backbone of export_runs.py; rows carry no gold and no score, metrics.js
 accuracy, the commands that score refuse the run, and `harness export --format longvideobench-submission` writes every
 question id with the model's own text."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def write_test_split(tmp_path, layout=LAYOUT):
     return f, root
 
 
-def run_test_split(tmp_path, f, root, name: str, *extra) -> "Path":  # noqa: F821
+def run_test_split(tmp_path, f, root, name: str, *extra) -> Path:
     out = tmp_path / name
     assert harness("run", "--task", "longvideobench", "--task-arg", f"annotations={f}", "--task-arg", "split=test",
                    "--video-root", root, "--backbone", "export-script-probe", "--sampler", "uniform", "--frames", 4,
