@@ -126,7 +126,7 @@ class Prediction:
 
     raw_text: str | None
     parsed: str | None  # option letter, None when parsing failed or the sample errored
-    correct: bool
+    correct: bool | None  # None: the sample has no gold answer (a test split), so nothing is scored
     parse_status: str  # PARSE_OK | PARSE_FAILED | ERROR | NOT_ANSWERED
     error: str | None = None
     timings: Mapping[str, float] = field(default_factory=dict)  # seconds per stage

@@ -34,7 +34,7 @@ from harness.scoring.answers import extract_strict
 from harness.errors import HarnessError
 from harness.scoring.lmms_parsers import lmms_eval_letter
 from harness.records import PARSE_FAILED, PARSE_OK, Prediction, Sample
-from harness.scoring.summary import summarise
+from harness.scoring.summary import correct_if_gold, has_gold, summarise
 from tasks import evidence as key_scenes
 from tasks.base import Task
 from tasks.schema import label, safe_relpath
@@ -341,14 +341,14 @@ class BenchmarkTask(Task):
         return out
 
     def score(self, sample: Sample, text: str | None) -> Prediction:
-        """Scored with the configured parser; a parse failure is recorded and wrong (never a random guess)."""
+        """Scored with the configured parser; a parse failure is recorded and wrong (never a random guess); without a
+        gold answer (a test split) nothing is scored (`correct` None)."""
         if self.protocol_name == "vlmevalkit":
             return score_vlmevalkit(self.parser_benchmark, sample, text)
         letter = self.parse_all(sample, text)[self.parser]
         if letter is None:
-            return Prediction(text, None, False, PARSE_FAILED)
-        return Prediction(text, letter, sample.answer_letter is not None and letter == sample.answer_letter,
-                          PARSE_OK)
+            return Prediction(text, None, correct_if_gold(sample, False), PARSE_FAILED)
+        return Prediction(text, letter, correct_if_gold(sample, letter == sample.answer_letter), PARSE_OK)
 
     def protocol(self) -> dict:
         if self.protocol_name == "vlmevalkit":
@@ -390,10 +390,11 @@ class BenchmarkTask(Task):
 def parser_accuracies(rows: list[dict]) -> dict:
     """Overall accuracy (0-100) under each parser whose letters the rows carry in `parsers` (see `parse_all`)."""
     names = sorted({name for r in rows for name in (r.get("parsers") or {})})
+    scored = has_gold(rows)  # without gold answers (a test split): no accuracy, the letters' count only
     out = {}
     for name in names:  # rows without letters (errors: no answer) count as wrong, like in the main table
         letters = [(r.get("parsers") or {}).get(name) for r in rows]
-        correct = sum(x is not None and x == r.get("answer") for x, r in zip(letters, rows))
-        out[name] = {"n": len(rows), "correct": correct, "accuracy": 100.0 * correct / len(rows) if rows else None,
-                     "no_letter": sum(x is None for x in letters)}
+        correct = sum(x is not None and x == r.get("answer") for x, r in zip(letters, rows)) if scored else None
+        accuracy = 100.0 * correct / len(rows) if rows and scored else None
+        out[name] = {"n": len(rows), "correct": correct, "accuracy": accuracy, "no_letter": letters.count(None)}
     return out

@@ -26,6 +26,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.export.lmms_tasks import TASKS, clt_stderr, clustered_stderr, mean_stderr
 from harness.export.source import ExportRun, answer_text, letter
+from harness.scoring.summary import has_gold
 from harness.store.runs import EVENTS, read_jsonl
 from harness.util.fileio import atomic_write
 
@@ -51,6 +52,9 @@ def check_exportable(run: ExportRun) -> None:
     if run.protocol != "lmms-eval":
         raise HarnessError(f"{run.dir}: --format lmms-eval needs a run under the lmms-eval protocol (this one used "
                            f"{run.protocol}: its prompts and answer matching are not lmms-eval's)")
+    if not has_gold(run.rows):  # lmms-eval's test tasks (longvideobench_test_v) write a submission file, no metric
+        raise HarnessError(f"{run.dir}: no gold answers (a test split): nothing to score in lmms-eval's logs; "
+                           "--format longvideobench-submission writes the leaderboard's file")
     if name != "needle" and run.parser != "lmms-eval":
         raise HarnessError(f"{run.dir}: --format lmms-eval needs a run scored by lmms-eval's parser (this one: "
                            f"parser={run.parser}); rerun without --task-arg parser")

@@ -8,10 +8,15 @@ letter), and `longvideobench_aggregate_results_for_submission` merges those one-
 
 Every question needs an answer, so a run with error rows is refused (rerun it with --retry-errors once the cause is
 fixed); nothing is made up. Parse failures are written as the text the model gave (the leaderboard parses it).
+
+The leaderboard takes the test split (`--task-arg split=test`, lmms-eval's `longvideobench_test_v`), whole: a test
+run that left questions out (`--limit`, `skip_missing`) is refused. A validation run exports the same way (its file
+only checks the format), with a note on stderr saying so.
 """
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -29,6 +34,18 @@ def check_exportable(run: ExportRun) -> None:
     if errors:
         raise HarnessError(f"{run.dir}: {len(errors)} error rows have no answer to submit (first {errors[0]!r}); "
                            "rerun the run with --retry-errors once their cause is fixed")
+    if split_of(run) == "test":
+        questions = [s.id for s in run.task.load_samples()]
+        left = [sid for sid in questions if sid not in run.samples]
+        if left:
+            raise HarnessError(f"{run.dir}: {len(left)} of the {len(questions)} test questions have no answer in "
+                               f"this run (first {left[0]!r}; --limit or skip_missing); the leaderboard takes the "
+                               "whole test split")
+
+
+def split_of(run: ExportRun) -> str:
+    """The run's LongVideoBench split (runs made before the test split existed are validation runs)."""
+    return getattr(run.task, "split", "validation")
 
 
 def export_submission(run: ExportRun, out: Path) -> list[Path]:
@@ -38,4 +55,8 @@ def export_submission(run: ExportRun, out: Path) -> list[Path]:
     if out.suffix != ".json":
         raise HarnessError(f"--out {out}: the LongVideoBench submission is a .json file")
     atomic_write(out, json.dumps({row["sample_id"]: answer_text(row) for row in run.rows}, ensure_ascii=False))
+    if split_of(run) != "test":
+        print(f"harness: note: {run.dir} is a LongVideoBench {split_of(run)}-split run (longvideobench_val_v): "
+              f"{out.name} only checks the format; the leaderboard takes a test-split run (--task-arg split=test)",
+              file=sys.stderr)
     return [out]

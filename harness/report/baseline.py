@@ -98,7 +98,7 @@ def build(run_dirs) -> dict:
         raise HarnessError("harness baseline save needs at least one RUN_DIR")
     entries, seen = [], {}
     for run_dir in run_dirs:
-        run = load_run(run_dir)
+        run = load_run(run_dir, scoring="baseline save")
         entry = build_entry(run)
         if entry["key"] in seen:
             raise HarnessError(f"{run_dir} has the same identity as {seen[entry['key']]} ({entry['label']}): "

@@ -240,7 +240,7 @@ def compare(run_dirs, baseline: str = "uniform", by: str | None = None, n_resamp
         key = Path(d).resolve()
         if key not in seen:
             seen.add(key)
-            runs.append(load_run(d))
+            runs.append(load_run(d, scoring="compare"))
     groups: dict[tuple, list[RunRows]] = {}
     for run in runs:
         groups.setdefault((run.task, run.backbone, run.frames), []).append(run)

@@ -101,7 +101,7 @@ def question_browser(runs: list[RunRows], samples: dict, limit: int, decode_back
 def write_html(comparison: Comparison, run_dirs, out_file, plots=(), questions: int = 20,
                decode_backend: str = "decord", title: str = "longvideo-harness comparison") -> Path:
     """Write the report; `plots` are PNG files to embed; `questions` caps the per-question browser."""
-    runs = [load_run(d) for d in dict.fromkeys(Path(d).resolve() for d in run_dirs)]
+    runs = [load_run(d, scoring="compare --report") for d in dict.fromkeys(Path(d).resolve() for d in run_dirs)]
     if not runs:
         raise HarnessError("no run directories for the report")
     baseline = [r for r in runs if r.sampler_name == comparison.baseline or r.sampler == comparison.baseline]

@@ -6,7 +6,9 @@ Rows are verified as they are read, never believed as written (a `"correct": tru
 must not change a table):
 
 * every row is re-scored: right exactly when its answer parsed (`parse_status` ok) to the gold letter
-  (`prediction.parsed == answer`); errors, parse failures and unanswered rows are wrong. The stored `correct` is
+  (`prediction.parsed == answer`); errors, parse failures and unanswered rows are wrong; a row without a gold answer
+  (a test split) is not scored (`correct` None). A run with no gold answer at all cannot be scored: the commands
+  that score (compare, its report, baseline save, regress) refuse it (`load_run(..., scoring=command)`). The stored `correct` is
   never what a report counts; a row where it disagrees is reported.
 * a row that carries a `digest` (harness.store.runs.row_digest, written since rows have one) must match it. One that
   does not was edited after the run wrote it: its letter cannot be trusted either, so it counts as wrong (whatever
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.records import PARSE_OK
+from harness.scoring.summary import has_gold
 from harness.store.runs import load_config, row_digest, run_rows
 
 SHOWN_IDS = 3  # sample ids a warning line names before "and N more"
@@ -40,10 +43,13 @@ def sampler_label(identity: dict, spec: str | None = None) -> str:
     return identity["sampler"]["name"] + (f"({args})" if args else "")
 
 
-def rescore(row: dict) -> bool:
-    """Right exactly when the answer parsed cleanly to the gold letter; never the row's own `correct`."""
+def rescore(row: dict) -> bool | None:
+    """Right exactly when the answer parsed cleanly to the gold letter; never the row's own `correct`. None where the
+    row has no gold answer (a test split): nothing to score."""
     pred, gold = row["prediction"], row.get("answer")
-    return pred.get("parse_status") == PARSE_OK and gold is not None and pred.get("parsed") == gold
+    if gold is None:
+        return None
+    return pred.get("parse_status") == PARSE_OK and pred.get("parsed") == gold
 
 
 @dataclass
@@ -87,7 +93,8 @@ def verify_rows(run_dir: Path, rows: list[dict]) -> tuple[list[dict], Verificati
             correct = False
         else:
             correct = rescore(row)
-            if stored != correct:
+            # runs made before unscored rows existed stored False for a hidden gold (MLVU test): the same count
+            if stored != correct and not (correct is None and stored is False):
                 found.rescored.append(sid)
         out.append({**row, "prediction": {**row["prediction"], "correct": correct}})
     return out, found
@@ -120,9 +127,10 @@ class RunRows:
         return self.by_id[sample_id]
 
 
-def load_run(run_dir) -> RunRows:
+def load_run(run_dir, scoring: str | None = None) -> RunRows:
     """The run in `run_dir`, its rows verified (see the module docstring); a HarnessError when it is no run
-    directory or has no rows yet."""
+    directory or has no rows yet, or, where `scoring` names the command that scores it, when no row has a gold
+    answer (a test split: submission only)."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     rows = run_rows(run_dir)
@@ -135,5 +143,10 @@ def load_run(run_dir) -> RunRows:
         _reported.add(key)
         print(line, file=sys.stderr)
     ident = config["identity"]
+    if scoring and not has_gold(rows):
+        split = (config.get("task_config") or {}).get("split")
+        raise HarnessError(f"{run_dir}: no gold answers in its rows ({ident['task']['name']}"
+                           + (f" split {split}" if split else "") + f": submission only), so harness {scoring} "
+                           "has nothing to score; harness table counts its answers, harness export writes them")
     return RunRows(run_dir, config, ident["task"]["name"], ident["backbone"]["name"], int(ident["frames"]),
                    sampler_label(ident, config.get("sampler_spec")), ident["sampler"]["name"], rows, found)

@@ -199,7 +199,7 @@ def regress(run_dirs, baseline_path, mode: str = "exact", max_drop: float = 0.0,
     doc = bl.load(baseline_path)
     checks = []
     for run_dir in run_dirs:
-        run = load_run(run_dir)
+        run = load_run(run_dir, scoring="regress")
         entry = match(bl.run_identity(run), doc, str(baseline_path), run_dir, bl.run_label(run))
         rows = _compared_rows(run, entry, str(baseline_path))
         base = {s[0]: (s[1], s[2], s[3], s[4]) for s in entry["samples"]}

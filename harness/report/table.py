@@ -139,11 +139,15 @@ def narrow(table: RunTable, width: int = WIDTH) -> str:
 
 
 def note(runs: list[RunSummary]) -> str:
-    """The caption: how failures count, and how many rows failed verification (reader.py) where any did."""
+    """The caption: how failures count, which runs have no gold answers to score, and how many rows failed
+    verification (reader.py) where any did."""
     unverified = sum(len(s.run.unverified) for s in runs)
+    unscored = sorted({s.run.task for s in runs if s.metrics.get("scored") is False})
+    text = NOTE + (f"; {', '.join(unscored)}: no gold answers (a test split), answers counted, not scored"
+                   if unscored else "")
     if not unverified:
-        return NOTE
-    return (f"{NOTE}; {unverified} row{'s' * (unverified != 1)} failed verification (edited after the run wrote "
+        return text
+    return (f"{text}; {unverified} row{'s' * (unverified != 1)} failed verification (edited after the run wrote "
             f"{'them' if unverified != 1 else 'it'}) and count{'s' * (unverified == 1)} as wrong")
 
 

@@ -5,7 +5,7 @@ import hashlib
 from typing import Callable
 
 from harness.records import Prediction, Sample, Selection
-from harness.scoring.summary import error_prediction, evidence_recall
+from harness.scoring.summary import correct_if_gold, error_prediction, evidence_recall
 
 
 def prompt_digest(prompt: str) -> str:
@@ -26,7 +26,8 @@ def make_row(sample: Sample, prompt: str, selection: Selection | None, predictio
         "selection": None if selection is None else selection.to_json(),
         "evidence": [list(iv) for iv in sample.evidence],
         "evidence_recall": None if selection is None else recall(sample, selection.timestamps),
-        "prediction": prediction.to_json(),
+        # a sample without a gold answer (a test split) is never scored, whatever the prediction (an error too)
+        "prediction": {**prediction.to_json(), "correct": correct_if_gold(sample, prediction.correct)},
     }
     if parsers is not None:
         row["parsers"] = parsers

@@ -124,7 +124,10 @@ def test_longvideobench_submission(stand_in_run, tmp_path, capsys):
                    "--frames", 4, "--out", out, "--cache-dir", tmp_path / "cache", "--decode-backend", "pyav",
                    "--no-progress") == 0
     [run2] = list(out.iterdir())
+    capsys.readouterr()
     assert harness("export", run2, "--format", "longvideobench-submission", "--out", tmp_path / "sub") == 0
+    note = capsys.readouterr().err  # a validation run: the file only checks the format
+    assert note.count("\n") == 1 and "validation-split run" in note and "split=test" in note
     sub = json.loads((tmp_path / "sub" / "longvideobench_test_for_submission.json").read_text())
     by_id = {r["sample_id"]: r for r in rows_of(run2)}
     assert list(sub) == [r["id"] for r in records]  # question order

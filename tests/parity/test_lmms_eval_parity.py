@@ -12,6 +12,9 @@ its YAMLs are loaded with its own loader, its per-model prompt settings resolved
   (after its default reasoning-tag stripping) against our lmms-eval parser's letter and our correctness. Where
   LongVideoBench would pick a random letter, `random` in lmms-eval's module is replaced by a sentinel: we must
   record `parse_failed` (no letter, wrong) there; those cases are counted.
+* LongVideoBench's test split: lmms-eval's `longvideobench_test_v` prompts against ours with `split=test`, on the
+  validation questions rewritten in the test files' layout (no correct_choice), and the id its `process_results`
+  submits each answer under.
 
 Set PARITY_REPORT=path to write the counts as JSON; `pytest -s` prints them.
 """
@@ -350,3 +353,38 @@ def test_scores_match_lmms_eval_on_an_answer_corpus(bench, tmp_path, monkeypatch
     REPORT[bench]["scores"] = {"records": len(pairs), "answers": compared, "mismatches": len(mismatches),
                                **({"lmms_random_fallback": random_cases} if bench == "longvideobench" else {})}
     assert not mismatches, f"{len(mismatches)} score mismatches, first:\n" + "\n".join(mismatches[:SHOW])
+
+
+# -- LongVideoBench's test split (longvideobench_test_v): no real test annotations here, so the validation questions
+# are rewritten in the test files' layout (lvb_test_wo_gt.json: the same fields without correct_choice) -------------
+def lvb_test_records() -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "correct_choice"} for r in read_json("lvb_val.json")]
+
+
+@pytest.mark.parametrize("layout", ["file", "parquet rows"])
+def test_longvideobench_test_split_prompts_and_submission(layout, tmp_path):
+    """Our split=test prompts against lmms-eval's longvideobench_test_v (its own YAML and doc_to_text), on the
+    records as lvb_test_wo_gt.json holds them and as option0..4 rows; and the id each answer is submitted under
+    (process_results' `submission` entry, which reads correct_choice even on the test split: it is given the
+    official dataloader's -1 here) is our sample id."""
+    records = lvb_test_records()
+    rows = [{**{k: v for k, v in r.items() if k != "candidates"},
+             **{f"option{i}": (r["candidates"][i] if i < len(r["candidates"]) else "N/A") for i in range(5)}}
+            for r in records]
+    path = tmp_path / "lvb_test_wo_gt.json"
+    path.write_text(json.dumps(records if layout == "file" else rows))
+    task = our_task("longvideobench", path, tmp_path, split="test")
+    samples = {s.id: s for s in task.load_samples()}
+    assert len(samples) == len(rows) and all(s.answer is None for s in samples.values())
+    config = lmms_config("longvideobench/longvideobench_test_v.yaml")
+    assert config["test_split"] == "test" and [m["metric"] for m in config["metric_list"]] == ["submission"]
+    pairs = [(row, samples[row["id"]]) for row in rows]
+    check_prompts("longvideobench", task, config, pairs, ["default", "llava_vid"], f"test split ({layout})")
+    if layout == "file":
+        process, wrong = config["process_results"], []
+        for row, sample in pairs:
+            text = f"The answer is {sample.options[0]}"
+            if process({**row, "correct_choice": -1}, [text])["submission"] != {sample.id: text}:
+                wrong.append(sample.id)
+        REPORT["longvideobench"]["test split submission"] = {"records": len(pairs), "mismatches": len(wrong)}
+        assert not wrong, f"{len(wrong)} submission ids differ, first: {wrong[:SHOW]}"
