@@ -6,8 +6,9 @@ through it (the feature pass reads the candidate grid through it) is kept while 
 only the rest. Frames come back exactly as decoded (the same arrays), so answers do not change; `max_bytes=0`
 keeps nothing (every read decodes, as before).
 
-`counts` says what happened per video: `passes` (reads that decoded at least one frame: 1 when the answer pass
-found everything kept), `frames_decoded`, `frames_reused`, `frames_kept`, `bytes_kept`, and `over_limit` (frames
+`counts` says what happened per video: `passes` (walks over the video: a read that decodes continues the pass of
+the read before when it starts after the last frame decoded, as the feature pass's chunks do, and starts a new one
+when it goes back; 1 when the answer pass found everything kept), `frames_decoded`, `frames_reused`, `frames_kept`, `bytes_kept`, and `over_limit` (frames
 not kept because the limit was reached).
 """
 from __future__ import annotations
@@ -24,10 +25,10 @@ class SharedReader(VideoReader):
 
     def __init__(self, inner: VideoReader, max_bytes: int):
         self.inner, self.max_bytes = inner, int(max_bytes)
-        self.backend, self.meta = inner.backend, inner.meta
+        self.backend, self.meta, self.threads = inner.backend, inner.meta, inner.threads
         self._kept: dict[int, np.ndarray] = {}
-        self._bytes = 0
-        self.counts = {"passes": 0, "frames_decoded": 0, "frames_reused": 0, "frames_kept": 0, "bytes_kept": 0,
+        self._bytes, self._last = 0, None  # kept bytes; the last frame decoded
+        self.counts = {"threads": inner.threads, "passes": 0, "frames_decoded": 0, "frames_reused": 0, "frames_kept": 0, "bytes_kept": 0,
                        "over_limit": 0}
 
     def _read(self, idx: np.ndarray) -> np.ndarray:
@@ -36,7 +37,8 @@ class SharedReader(VideoReader):
         fresh = {}
         if missing.size:
             frames = self.inner.get_frames(missing)
-            self.counts["passes"] += 1
+            self.counts["passes"] += self._last is None or int(missing[0]) <= self._last
+            self._last = int(missing[-1])
             self.counts["frames_decoded"] += int(missing.size)
             for i, frame in zip(missing.tolist(), frames):
                 fresh[i] = frame
@@ -72,4 +74,5 @@ def sharing_summary(per_video: list[dict], max_bytes: int) -> dict:
     return {"frame_cache_bytes": int(max_bytes), "videos": len(per_video),
             "decode_passes": int(sum(passes)), "max_passes_per_video": max(passes, default=0),
             "videos_decoded_once": sum(1 for p in passes if p == 1),
+            "reader_threads": sorted({c.get("threads") for c in per_video}, key=str),
             **{k: int(sum(c[k] for c in per_video)) for k in ("frames_decoded", "frames_reused", "over_limit")}}

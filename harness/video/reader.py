@@ -78,11 +78,18 @@ def _library_error(e: BaseException) -> str:
     return type(e).__name__
 
 
+# below this many pixels a frame (e.g. the needle world's 128x128) decodes in one thread: measured on 8 needle
+# videos' 1-fps grids, PyAV with two FFmpeg threads took 1.5x the CPU time of one, decord's default threads 1.7x
+# the wall time of one thread
+SMALL_FRAME_PIXELS = 320 * 240
+
+
 class VideoReader(ABC):
     """An open video. `get_frames` takes ascending native indices; use as a context manager."""
 
     backend: str
     meta: VideoMeta
+    threads: int | None = None  # decoding threads the reader uses (0: the library picks; None: not settable)
     _closed = False
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
@@ -157,8 +164,11 @@ class _DecordReader(VideoReader):
     def __init__(self, path: str, threads: int | None = None):
         import decord
 
+        if threads != 1 and _small_frames(path):  # as the PyAV reader does (SMALL_FRAME_PIXELS)
+            threads = 1
+        self.threads = threads or 0
         try:
-            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads or 0)
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.threads)
         except RuntimeError as e:
             if str(e).startswith("Error reading"):  # decord logs the reason to stderr and raises only this
                 raise VideoError(f"cannot open video {path} with decord: not a video file, or corrupt or "
@@ -191,6 +201,21 @@ class _DecordReader(VideoReader):
         self._vr = self._frame = None  # decord frees the file when the reader is collected
 
 
+def _small_frames(path: str) -> bool:
+    """The video's frames are smaller than SMALL_FRAME_PIXELS, read from the container header (PyAV) without
+    decoding; False where PyAV is not installed or cannot read the header (the reader then opens as asked)."""
+    if _import_problem("pyav") is not None:
+        return False
+    import av
+
+    try:
+        with av.open(path) as container:
+            ctx = container.streams.video[0].codec_context
+            return 0 < ctx.width * ctx.height < SMALL_FRAME_PIXELS
+    except Exception:  # decord opens it and says what is wrong
+        return False
+
+
 def _asnumpy(x) -> np.ndarray:
     # decord's output bridge may have been switched to torch by other code
     return x.asnumpy() if hasattr(x, "asnumpy") else np.asarray(x)
@@ -217,8 +242,11 @@ class _PyAVReader(VideoReader):
             if not self._container.streams.video:
                 raise VideoError(f"{path} has no video stream")
             self._stream = stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
-            stream.codec_context.thread_count = threads or 0  # 0: FFmpeg picks from the cores
+            ctx = stream.codec_context
+            # threads for frames of some size only: on small frames their hand-offs cost more CPU than they save
+            self.threads = 1 if ctx.width * ctx.height < SMALL_FRAME_PIXELS else (threads or 0)
+            stream.thread_type = "AUTO" if self.threads != 1 else "NONE"
+            ctx.thread_count = self.threads  # 0: FFmpeg picks from the cores
             pts, keys, n_packets = [], [], 0
             for packet in self._container.demux(stream):
                 if packet.pts is None:  # the flush packet at the end
@@ -237,7 +265,6 @@ class _PyAVReader(VideoReader):
             # the latest keyframe at or before each frame (0 when the stream starts without one)
             self._key_before = np.maximum.accumulate(np.where(is_key, np.arange(len(order)), 0)) if pts else None
             rate = stream.average_rate or stream.guessed_rate
-            ctx = stream.codec_context
             self.meta = _meta(path, len(self._pts), float(rate) if rate else 0.0, ctx.width, ctx.height, self.backend)
         except BaseException:
             self._container.close()
