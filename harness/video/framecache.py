@@ -50,6 +50,8 @@ class SharedReader(VideoReader):
         return out
 
     def _keep(self, index: int, frame: np.ndarray) -> None:
+        if not self.max_bytes:  # sharing is off: nothing is kept, nothing is over a limit
+            return
         if self._bytes + frame.nbytes > self.max_bytes:
             self.counts["over_limit"] += 1
             return
