@@ -166,8 +166,8 @@ class Run(Selector):
         rank = {"rank": self.world.rank} if self.world.size > 1 else {}
         decode = {**self.decode_setup, **sharing_summary(self.decode_counts, self.cfg.frame_cache_mb << 20)}
         for store in self.stores:
-            store.event("features", **features, questions=self.questions, seconds=self.seconds, **rank)
-            store.event("decode", **decode, **rank)
+            store.event("features", **features, questions=self.questions, seconds=self.seconds, decode=decode,
+                        **rank)
         self.world.barrier()  # every rank's rows are written
         if self.world.is_main:
             for store in self.stores:

@@ -71,7 +71,7 @@ class SharedReader(VideoReader):
 
 
 def sharing_summary(per_video: list[dict], max_bytes: int) -> dict:
-    """The run's event: decode passes per video (answers included) and frames reused against decoded."""
+    """The `decode` entry of the run's `features` event: decode passes per video (answers included) and frames reused against decoded."""
     passes = [c["passes"] for c in per_video]
     return {"frame_cache_bytes": int(max_bytes), "videos": len(per_video),
             "decode_passes": int(sum(passes)), "max_passes_per_video": max(passes, default=0),

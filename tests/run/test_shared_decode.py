@@ -19,7 +19,7 @@ def _rows(run_dir: Path) -> dict:
 
 def _decode_event(run_dir: Path) -> dict:
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    return [e for e in events if e["event"] == "decode"][-1]
+    return [e for e in events if e["event"] == "features"][-1]["decode"]
 
 
 def _cfg(out, cache, **kw):
