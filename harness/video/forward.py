@@ -10,7 +10,7 @@ decoder runs a few packets ahead of its output, and the next read may want any l
 is never one a later read in the same pass asks for.
 
 `sequential_steps` is the decord counterpart: how to walk ascending frame indices without a seek per frame (skip
-forward inside a GOP, seek only to a later keyframe).
+forward, seek only to a keyframe well ahead: `seek_needed`, which the PyAV reader follows too).
 """
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ from typing import Iterator
 import numpy as np
 
 SKIP, DECODE = "NONREF", "DEFAULT"
+# A seek flushes the decoder and refills it from a keyframe: a read decodes on through up to this many frames that
+# lie before the target's keyframe rather than seek (the needle world's 1-fps grid crosses a 16-frame GOP every
+# 4 frames; a seek there cost more than the 3 frames it saves)
+SEEK_FRAMES = 16
+
+
+def seek_needed(key: int, pos: int) -> bool:
+    """Reaching a target whose latest keyframe is `key` from position `pos` (the frame last decoded, -1 before any)
+    takes a seek: the decoder is behind the start, or would decode more than SEEK_FRAMES frames before the key."""
+    return pos < 0 or key - pos - 1 > SEEK_FRAMES
 
 
 class ForwardPlan:
@@ -59,14 +69,14 @@ def decode_forward(container, stream, index: dict, plan: ForwardPlan, skip: bool
 def sequential_steps(idx: np.ndarray, key_before: np.ndarray, pos: int) -> list[tuple[str, int]]:
     """For decord: ("reuse" | "skip" n | "seek" target, then read) per wanted index, walking forward from `pos`
     (the index of the frame last read, -1 before any). A target in the current GOP or the next few frames is
-    reached by skipping forward (decoding without colour conversion); one whose keyframe lies beyond the position,
-    or one behind it, by a seek."""
+    reached by skipping forward (decoding without colour conversion); one whose keyframe lies more than SEEK_FRAMES
+    beyond the position, or one behind it, by a seek."""
     steps = []
     for target in idx.tolist():
         if target == pos:
             steps.append(("reuse", target))
             continue
-        if target > pos >= 0 and key_before[target] <= pos + 1:
+        if target > pos and not seek_needed(int(key_before[target]), pos):
             steps.append(("skip", target - pos - 1))
         else:
             steps.append(("seek", target))

@@ -8,8 +8,8 @@ keeps nothing (every read decodes, as before).
 
 `counts` says what happened per video: `passes` (walks over the video: a read that decodes continues the pass of
 the read before when it starts after the last frame decoded, as the feature pass's chunks do, and starts a new one
-when it goes back; 1 when the answer pass found everything kept), `frames_decoded`, `frames_reused`, `frames_kept`, `bytes_kept`, and `over_limit` (frames
-not kept because the limit was reached).
+when it goes back; 1 when the answer pass found everything kept), `frames_decoded`, `frames_reused`, `frames_kept`,
+`bytes_kept`, `over_limit` (frames not kept because the limit was reached) and the reader's decoding `threads`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class SharedReader(VideoReader):
         self.backend, self.meta, self.threads = inner.backend, inner.meta, inner.threads
         self._kept: dict[int, np.ndarray] = {}
         self._bytes, self._last = 0, None  # kept bytes; the last frame decoded
-        self.counts = {"threads": inner.threads, "passes": 0, "frames_decoded": 0, "frames_reused": 0, "frames_kept": 0, "bytes_kept": 0,
+        self.counts = {"threads": inner.threads, "passes": 0, "frames_decoded": 0, "frames_reused": 0,
+                       "frames_kept": 0, "bytes_kept": 0,
                        "over_limit": 0}
 
     def _read(self, idx: np.ndarray) -> np.ndarray:
@@ -71,7 +72,8 @@ class SharedReader(VideoReader):
 
 
 def sharing_summary(per_video: list[dict], max_bytes: int) -> dict:
-    """The `decode` entry of the run's `features` event: decode passes per video (answers included) and frames reused against decoded."""
+    """The `decode` entry of the run's `features` event: decode passes per video (answers included) and frames
+    reused against decoded."""
     passes = [c["passes"] for c in per_video]
     return {"frame_cache_bytes": int(max_bytes), "videos": len(per_video),
             "decode_passes": int(sum(passes)), "max_passes_per_video": max(passes, default=0),

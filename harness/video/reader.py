@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from harness.errors import HarnessError, UnknownNameError, VideoError
-from harness.video.forward import ForwardPlan, decode_forward, sequential_steps
+from harness.video.forward import ForwardPlan, decode_forward, seek_needed, sequential_steps
 
 # decord gives up near the end of long videos ("EOF reached") unless its retry limit is raised (a known decord
 # issue); its C++ reads the variable at run time, so a default set at import is enough. A user's value wins.
@@ -282,7 +282,7 @@ class _PyAVReader(VideoReader):
         if target == self._pos:
             return self._frame
         key = int(self._key_before[target])
-        if self._frames is None or target < self._pos or key > self._pos + 1:
+        if self._frames is None or target < self._pos or seek_needed(key, self._pos):
             self._seek(key)  # skips the decoding between here and the target's keyframe
         frame = self._decode_until(target)
         if frame is None and key > 0:  # the seek landed past the target (inexact container index): from the start

@@ -323,6 +323,7 @@ def test_blip_scores_are_cached_per_video_and_question(tiny_blip, needle_root, n
     run1 = Run(needle_cfg(needle_root, tmp_path, [f"aks:encoder={tiny_blip},mode=fixed"]), progress=False)
     dirs1 = run1.execute()
     assert decodes == Counter(grid)  # one pass per video, its answers included
+    assert all(len(predictions(d)) == 8 for d in dirs1)
     itm = [m for m in manifests(tmp_path / "cache") if m["kind"] == "itm"]
     assert sorted((str(Path(m["video"]).resolve()), m["text"]) for m in itm) == \
         sorted((v, s.question) for v, g in videos.items() for s in g)

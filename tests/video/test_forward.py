@@ -115,9 +115,11 @@ def test_forward_plan_wants_the_request_and_all_after_it():
     assert all(ForwardPlan([]).wants(i) for i in range(4))
 
 
-def test_sequential_steps_skip_inside_a_gop_and_seek_across():
-    key_before = np.repeat(np.arange(0, 40, 10), 10)  # keyframes at 0, 10, 20, 30
-    steps = sequential_steps(np.array([0, 0, 4, 9, 11, 35, 35, 2]), key_before, pos=0)
-    assert steps == [("reuse", 0), ("reuse", 0), ("skip", 3), ("skip", 4), ("skip", 1), ("seek", 35),
-                     ("reuse", 35), ("seek", 2)]
+def test_sequential_steps_skip_forward_and_seek_only_far_ahead_or_back():
+    key_before = np.repeat(np.arange(0, 80, 20), 20)  # keyframes at 0, 20, 40, 60
+    steps = sequential_steps(np.array([0, 0, 4, 19, 22, 45, 45, 79, 2]), key_before, pos=0)
+    # 22: its keyframe 20 is next to 19; 45: 17 frames (23..39) lie before its keyframe 40 (> SEEK_FRAMES);
+    # 79: 14
+    assert steps == [("reuse", 0), ("reuse", 0), ("skip", 3), ("skip", 14), ("skip", 2), ("seek", 45),
+                     ("reuse", 45), ("skip", 33), ("seek", 2)]
     assert sequential_steps(np.array([5]), key_before, pos=-1) == [("seek", 5)]
