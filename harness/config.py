@@ -40,6 +40,7 @@ class RunConfig:
     # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
     workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
+    frame_cache_mb: int = 1024  # frames the feature pass decoded, kept for the answer pass (0: decode again)
     gpus_per_replica: int = 1  # GPUs one backbone replica spans (device_map); data parallel across replicas
     retry_errors: bool = False  # re-do the rows of a run that ended as errors (after fixing their cause)
 
@@ -76,7 +77,8 @@ class RunConfig:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             check_type(name(f.name), getattr(self, f.name), hints[f.name])
-        for key, low in {"frames": 1, "workers": 0, "batch_size": 1, "gpus_per_replica": 1, "limit": 1}.items():
+        for key, low in {"frames": 1, "workers": 0, "batch_size": 1, "gpus_per_replica": 1, "limit": 1,
+                         "frame_cache_mb": 0}.items():
             value = getattr(self, key)
             if value is not None and value < low:
                 raise HarnessError(f"{name(key)} must be at least {low}, got {value}")

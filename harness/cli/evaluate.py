@@ -32,6 +32,8 @@ RUN_HELP = {
                "does not change results",
     "batch_size": "questions of one video per backbone call, those sharing frames first (default {default}); "
                   "does not change results",
+    "frame_cache_mb": "MiB of decoded frames a video's feature pass keeps for its answers, so each video is decoded "
+                      "once (default {default}; 0: the answer pass decodes again); does not change results",
     "gpus_per_replica": "GPUs one backbone replica spans, split layer by layer (default {default}); with torchrun, "
                         "data parallel across replicas: one process per G GPUs",
     "retry_errors": "re-do the samples whose rows are errors (after fixing what failed); the old error rows are "
@@ -91,7 +93,7 @@ def add_run(p) -> None:
                      "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.")
     add_task_options(p)
     _run_options(p, ["samplers", "frames", "short_grid", "backbone", "backbone_args", "out", "workers", "batch_size",
-                     "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
+                     "frame_cache_mb", "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
 
 
 def cmd_run(args) -> int:

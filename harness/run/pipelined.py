@@ -14,6 +14,7 @@ import numpy as np
 from harness.errors import HarnessError
 from harness.records import Sample
 from harness.run.selector import Planned, VideoPlan, by_video
+from harness.video.framecache import SharedReader
 from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
 
 
@@ -26,6 +27,7 @@ class Decoding:
     union: tuple | None = None  # every frame they need, ascending
     preparer: object = None  # the backbone's worker-side preprocessing for them (None: raw frames)
     decode_seconds: float = 0.0  # worker time spent decoding them (summed over the parallel runs)
+    kept: object = None  # the union's frames where the feature pass kept them all (no worker decodes this video)
     parts: list = field(default_factory=list)  # (job, result) of each run of frames
 
 
@@ -45,16 +47,23 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     first video is ready after a fraction of its decode time, and workers stay evenly loaded)."""
     workers = max(0, run.cfg.workers)
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    run.decode_setup["threads_per_worker"] = threads  # each worker's readers decode with its share of the cores
     stats, preparers = run.pipeline_stats, {}
 
     def plan_video(group) -> Decoding:
         with run.planned(group, run.pending) as plan:
-            pass  # the workers decode; the plan's reader is not needed after selecting
-        decoding = Decoding(plan)
-        keys = tuple(dict.fromkeys(frame_key(item) for item in plan.selected))
+            decoding = Decoding(plan)
+            keys = tuple(dict.fromkeys(frame_key(item) for item in plan.selected))
+            if keys:
+                decoding.union = tuple(np.unique(np.concatenate([np.asarray(k, np.int64) for k in keys])).tolist())
+                reader = plan.reader
+                if isinstance(reader, SharedReader) and reader.kept(decoding.union):  # the feature pass decoded them
+                    decoding.kept = reader.get_frames(decoding.union)
+                elif isinstance(reader, SharedReader):  # the workers decode it, in one or more runs of frames
+                    reader.counts["passes"] += len(split_runs(decoding.union, max(1, workers)))
+                    reader.counts["frames_decoded"] += len(decoding.union)
         if keys:
             decoding.selections = keys
-            decoding.union = tuple(np.unique(np.concatenate([np.asarray(k, np.int64) for k in keys])).tolist())
             # made here, in the main thread: learning the processor's settings touches the backbone
             counts = frozenset(len(k) for k in keys)
             if counts not in preparers:
@@ -67,9 +76,11 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     def jobs():
         for _, group in by_video(todo):
             decoding = plan_video(group)
-            chunks = split_runs(decoding.union, max(1, workers)) if decoding.union else [None]
+            chunks = split_runs(decoding.union, max(1, workers)) if decoding.union and decoding.kept is None \
+                else [None]
             for i, chunk in enumerate(chunks):
-                job = None if chunk is None else DecodeJob(decoding.plan.video, run.cfg.decode_backend, (chunk,))
+                job = None if chunk is None else DecodeJob(decoding.plan.video, run.cfg.decode_backend, (chunk,),
+                                                           threads=threads)
                 yield decoding, job, i == len(chunks) - 1
 
     def decoded(pool):
@@ -103,11 +114,14 @@ def assemble(decoding: Decoding):
     """The frames of each selection from the decoded runs (or the first WorkError)."""
     if decoding.union is None:
         return None
+    index = np.asarray(decoding.union, np.int64)
+    if decoding.kept is not None:
+        return {"frames": {sel: decoding.kept[np.searchsorted(index, np.asarray(sel, np.int64))]
+                           for sel in decoding.selections}, "decode": 0.0}
     for _, result in decoding.parts:
         if isinstance(result, WorkError):
             return result
     union = np.concatenate([result["frames"][job.selections[0]] for job, result in decoding.parts])
-    index = np.asarray(decoding.union, np.int64)
     frames = {sel: union[np.searchsorted(index, np.asarray(sel, np.int64))] for sel in decoding.selections}
     return {"frames": frames, "decode": sum(result["decode"] for _, result in decoding.parts)}
 

@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from harness.config import RunConfig, git_commit, package_versions
-from harness.errors import FatalError, HarnessError
+from harness.errors import FatalError, HarnessError, is_fatal
 from harness.records import Sample
 from harness.registry import BACKBONES
 from harness.run.rows import answered_row, make_row
@@ -21,6 +23,7 @@ from harness.store.runs import RunStore
 from harness.util.hashing import short_hash
 from harness.util.paths import data_home
 from harness.util.progress import progress_bar
+from harness.video.framecache import SharedReader, sharing_summary
 from harness.video.reader import VideoReader, decode_selection
 
 
@@ -30,7 +33,7 @@ FIRST_ANSWERS = 16  # answers whose parsing `_check_answers` watches at the star
 def command_lock(cfg: RunConfig, rank: int):
     """An exclusive lock on this command's runs (out folder and everything that decides results), held for the
     process's life; a second run of the same command is refused in one line."""
-    fast = {"workers", "batch_size", "retry_errors", "gpus_per_replica", "device"}  # speed, not results
+    fast = {"workers", "batch_size", "frame_cache_mb", "retry_errors", "gpus_per_replica", "device"}  # speed
     command = {k: v for k, v in cfg.to_json().items() if k not in fast}
     key = short_hash({**command, "out": str(Path(cfg.out).resolve())}, 16)
     path = data_home() / "locks" / f"{key}.rank-{rank}.lock"  # not in --out, which holds run directories only
@@ -89,6 +92,8 @@ class Run(Selector):
         self.prompts: dict[str, str] = {}  # sample id -> the exact prompt text
         self.pipeline_stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
         self.seconds, self.questions = 0.0, 0
+        self.decode_counts: list[dict] = []  # per video opened: SharedReader.counts (decode passes, frames reused)
+        self.decode_setup = {"backend": cfg.decode_backend, "threads": self.decode_threads, "workers": cfg.workers}
         self._answers_seen, self._unparsed, self._first_answer = 0, 0, None  # see _check_answers
 
     def identity(self, sampler, n_samples: int | None = None) -> dict:
@@ -142,6 +147,13 @@ class Run(Selector):
             self.release()
         return [st.dir for st in self.stores]
 
+    def open(self, video: str):
+        """The video's reader, keeping what the feature pass decodes for the answer pass (--frame-cache-mb)."""
+        reader, grid = super().open(video)
+        shared = SharedReader(reader, self.cfg.frame_cache_mb << 20)
+        self.decode_counts.append(shared.counts)
+        return shared, grid
+
     def release(self) -> None:
         """Let another run of this command start (execute() ends with this; a Run never executed may call it)."""
         if self._command_lock is not None:
@@ -151,9 +163,11 @@ class Run(Selector):
     def _finish(self) -> None:
         """Every rank's counts into its event log; rank 0 merges the ranks' rows and writes the metrics."""
         features = dict(sorted(self.inputs.stats.items()))
+        rank = {"rank": self.world.rank} if self.world.size > 1 else {}
+        decode = {**self.decode_setup, **sharing_summary(self.decode_counts, self.cfg.frame_cache_mb << 20)}
         for store in self.stores:
-            store.event("features", **features, questions=self.questions, seconds=self.seconds,
-                        **({"rank": self.world.rank} if self.world.size > 1 else {}))
+            store.event("features", **features, questions=self.questions, seconds=self.seconds, decode=decode,
+                        **rank)
         self.world.barrier()  # every rank's rows are written
         if self.world.is_main:
             for store in self.stores:
@@ -213,12 +227,28 @@ class Run(Selector):
         """Video by video in this process: each selection decoded from the open reader and answered alone."""
         for _, group in by_video(todo):
             with self.planned(group, self.pending) as plan:
+                self._decode_once(plan)
                 for item in plan.items:
                     if item.selection is None:
                         self.write_error(item, item.error)
                     else:
                         self._answer(plan.reader, item)
             advance(len(group))
+
+    def _decode_once(self, plan) -> None:
+        """Where the feature pass kept nothing (features cached, or a selection off the grid), decode the union of
+        the video's selections in one pass, kept for their answers; within --frame-cache-mb only."""
+        if not self.backbone.answers or not isinstance(plan.reader, SharedReader) or not plan.selected:
+            return
+        union = np.unique(np.concatenate([np.asarray(i.selection.frame_indices, np.int64) for i in plan.selected]))
+        meta = plan.reader.meta
+        if plan.reader.kept(union) or union.size * meta.width * meta.height * 3 > plan.reader.max_bytes:
+            return
+        try:
+            plan.reader.get_frames(union)
+        except Exception as e:  # each question then meets the fault in its own decode and gets its own error row
+            if is_fatal(e):
+                raise
 
     def _answer(self, reader: VideoReader, item: Planned) -> None:
         timings = dict(item.timings)

@@ -2,6 +2,7 @@
 `harness features` are this alone; `harness run` (harness.run.runner) adds a backbone and run stores."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -97,6 +98,8 @@ class Selector:
                 raise HarnessError(f"sampler {sampler.name!r} needs --grid {sampler.grid} (this run has "
                                    f"{self.grid_rule})")
         self.inputs = InputProvider(Path(cfg.cache_dir), self.device, cfg.dtype)
+        # decoding threads of the readers this process opens (the pipelined executor's workers get their share)
+        self.decode_threads = max(1, os.cpu_count() or 1)
         self.n_available: int | None = None  # samples of the task before --limit (known once samples() ran)
         for spec in encoder_specs(self.samplers):  # a bad encoder name is bad input: fail now, not as an error per row
             self.inputs.store.encoder(spec)
@@ -131,7 +134,7 @@ class Selector:
         return [s for _, group in self.world.shard(by_video(samples)) for s in group]
 
     def open(self, video: str) -> tuple[VideoReader, CandidateGrid]:
-        reader = open_video(video, self.cfg.decode_backend)
+        reader = open_video(video, self.cfg.decode_backend, threads=self.decode_threads)
         return reader, make_grid(reader.meta.frame_count, reader.meta.fps, self.grid_rule)
 
     def selection(self, sampler, sample: Sample, grid: CandidateGrid, reader: VideoReader, cost: dict | None = None):

@@ -312,6 +312,7 @@ class DecodeJob:
     selections: tuple[tuple[int, ...], ...]
     prepare: Callable | None = None
     extra: dict = field(default_factory=dict)
+    threads: int | None = None  # decoding threads of the worker's reader (the runner gives each worker its share)
 
 
 def decode_job(job: DecodeJob) -> dict:
@@ -322,7 +323,7 @@ def decode_job(job: DecodeJob) -> dict:
     t0 = time.perf_counter()
     union = np.unique(np.concatenate([np.asarray(s, np.int64) for s in job.selections])) if job.selections else \
         np.empty(0, np.int64)
-    with open_video(job.video, job.backend) as reader:
+    with open_video(job.video, job.backend, threads=job.threads) as reader:
         frames = reader.get_frames(union.tolist())
     decoded = time.perf_counter() - t0
     t0 = time.perf_counter()

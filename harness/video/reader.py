@@ -17,6 +17,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from harness.errors import HarnessError, UnknownNameError, VideoError
+from harness.video.forward import ForwardPlan, decode_forward, seek_needed, sequential_steps
 
 # decord gives up near the end of long videos ("EOF reached") unless its retry limit is raised (a known decord
 # issue); its C++ reads the variable at run time, so a default set at import is enough. A user's value wins.
@@ -78,11 +79,18 @@ def _library_error(e: BaseException) -> str:
     return type(e).__name__
 
 
+# below this many pixels a frame (e.g. the needle world's 128x128) decodes in one thread: measured on 8 needle
+# videos' 1-fps grids, PyAV with two FFmpeg threads took 1.5x the CPU time of one, decord's default threads 1.7x
+# the wall time of one thread
+SMALL_FRAME_PIXELS = 320 * 240
+
+
 class VideoReader(ABC):
     """An open video. `get_frames` takes ascending native indices; use as a context manager."""
 
     backend: str
     meta: VideoMeta
+    threads: int | None = None  # decoding threads the reader uses (0: the library picks; None: not settable)
     _closed = False
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
@@ -149,27 +157,64 @@ def _meta(path: str, frame_count: int, fps: float, width: int, height: int, back
 
 
 class _DecordReader(VideoReader):
+    """decord, read forward: a target in the current GOP (or the next keyframe's) is reached by skipping frames
+    without colour conversion, a seek happens only to a later GOP or backwards (get_batch seeks per frame)."""
+
     backend = "decord"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: int | None = None):
         import decord
 
+        if threads != 1 and _small_frames(path):  # as the PyAV reader does (SMALL_FRAME_PIXELS)
+            threads = 1
+        self.threads = threads or 0
         try:
-            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=0)
+            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=self.threads)
         except RuntimeError as e:
             if str(e).startswith("Error reading"):  # decord logs the reason to stderr and raises only this
                 raise VideoError(f"cannot open video {path} with decord: not a video file, or corrupt or "
                                  f"truncated") from e
             raise
         # decord has no size query; the first frame is decoded anyway by any read from the start
-        height, width = _asnumpy(self._vr.next()).shape[:2]
+        self._frame = _asnumpy(self._vr.next())
+        self._pos = 0  # the index of the frame last read, kept in _frame
+        height, width = self._frame.shape[:2]
         self.meta = _meta(path, len(self._vr), self._vr.get_avg_fps(), width, height, self.backend)
+        self._key_before = None  # the latest keyframe at or before each frame, from decord's index at first read
 
     def _read(self, idx):
-        return _asnumpy(self._vr.get_batch(idx.tolist()))
+        if self._key_before is None:
+            keys = np.zeros(self.meta.frame_count, np.int64)
+            keys[np.asarray(self._vr.get_key_indices(), np.int64)] = 1
+            self._key_before = np.maximum.accumulate(np.where(keys > 0, np.arange(keys.size), 0))
+        out = np.empty((idx.size, self.meta.height, self.meta.width, 3), np.uint8)
+        for j, (step, arg) in enumerate(sequential_steps(idx, self._key_before, self._pos)):
+            if step == "skip" and arg:
+                self._vr.skip_frames(arg)
+            elif step == "seek":
+                self._vr.seek_accurate(arg)
+            if step != "reuse":
+                self._frame, self._pos = _asnumpy(self._vr.next()), int(idx[j])
+            out[j] = self._frame
+        return out
 
     def _release(self):
-        self._vr = None  # decord frees the file when the reader is collected
+        self._vr = self._frame = None  # decord frees the file when the reader is collected
+
+
+def _small_frames(path: str) -> bool:
+    """The video's frames are smaller than SMALL_FRAME_PIXELS, read from the container header (PyAV) without
+    decoding; False where PyAV is not installed or cannot read the header (the reader then opens as asked)."""
+    if _import_problem("pyav") is not None:
+        return False
+    import av
+
+    try:
+        with av.open(path) as container:
+            ctx = container.streams.video[0].codec_context
+            return 0 < ctx.width * ctx.height < SMALL_FRAME_PIXELS
+    except Exception:  # decord opens it and says what is wrong
+        return False
 
 
 def _asnumpy(x) -> np.ndarray:
@@ -188,15 +233,21 @@ class _PyAVReader(VideoReader):
 
     backend = "pyav"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: int | None = None, skip_nonref: bool = True):
         import av
 
+        self._plan, self._skip = ForwardPlan(), skip_nonref
+        self.counts: dict = {}  # packets sent to the decoder, and those it was allowed to skip
         self._container = av.open(path)
         try:
             if not self._container.streams.video:
                 raise VideoError(f"{path} has no video stream")
             self._stream = stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
+            ctx = stream.codec_context
+            # threads for frames of some size only: on small frames their hand-offs cost more CPU than they save
+            self.threads = 1 if ctx.width * ctx.height < SMALL_FRAME_PIXELS else (threads or 0)
+            stream.thread_type = "AUTO" if self.threads != 1 else "NONE"
+            ctx.thread_count = self.threads  # 0: FFmpeg picks from the cores
             pts, keys, n_packets = [], [], 0
             for packet in self._container.demux(stream):
                 if packet.pts is None:  # the flush packet at the end
@@ -215,7 +266,6 @@ class _PyAVReader(VideoReader):
             # the latest keyframe at or before each frame (0 when the stream starts without one)
             self._key_before = np.maximum.accumulate(np.where(is_key, np.arange(len(order)), 0)) if pts else None
             rate = stream.average_rate or stream.guessed_rate
-            ctx = stream.codec_context
             self.meta = _meta(path, len(self._pts), float(rate) if rate else 0.0, ctx.width, ctx.height, self.backend)
         except BaseException:
             self._container.close()
@@ -225,14 +275,15 @@ class _PyAVReader(VideoReader):
 
     def _seek(self, position: int) -> None:
         self._container.seek(int(self._pts[position]), stream=self._stream, backward=True, any_frame=False)
-        self._frames = self._container.decode(self._stream)
+        self._frames = decode_forward(self._container, self._stream, self._index, self._plan, self._skip,
+                                      self.counts)
         self._pos, self._frame = -1, None
 
     def _frame_at(self, target: int):
         if target == self._pos:
             return self._frame
         key = int(self._key_before[target])
-        if self._frames is None or target < self._pos or key > self._pos + 1:
+        if self._frames is None or target < self._pos or seek_needed(key, self._pos):
             self._seek(key)  # skips the decoding between here and the target's keyframe
         frame = self._decode_until(target)
         if frame is None and key > 0:  # the seek landed past the target (inexact container index): from the start
@@ -254,6 +305,7 @@ class _PyAVReader(VideoReader):
         return None
 
     def _read(self, idx):
+        self._plan.set(idx)  # frames between these that no reference needs are not decoded
         out = np.empty((idx.size, self.meta.height, self.meta.width, 3), np.uint8)
         for j, target in enumerate(idx.tolist()):
             out[j] = out[j - 1] if j and idx[j - 1] == target else self._frame_at(target).to_ndarray(format="rgb24")
@@ -267,7 +319,7 @@ class _PyAVReader(VideoReader):
 class _TorchCodecReader(VideoReader):
     backend = "torchcodec"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: int | None = None):
         from torchcodec.decoders import VideoDecoder
 
         # exact mode scans the file once (no decoding), like the other backends, for an exact frame count
@@ -287,8 +339,9 @@ _READERS = {"decord": _DecordReader, "pyav": _PyAVReader, "torchcodec": _TorchCo
             "nvdec": lambda path, **kw: importlib.import_module("harness.video.nvdec").NvdecReader(path, **kw)}
 
 
-def open_video(path, backend: str = "decord") -> VideoReader:
-    """Open a video with the named backend; a missing, empty or undecodable file raises VideoError."""
+def open_video(path, backend: str = "decord", threads: int | None = None) -> VideoReader:
+    """Open a video with the named backend; a missing, empty or undecodable file raises VideoError. `threads`:
+    decoding threads inside this reader (decord, PyAV; None or 0: the library picks from the cores)."""
     check_backend(backend)
     p = Path(path)
     if not p.exists():
@@ -298,7 +351,7 @@ def open_video(path, backend: str = "decord") -> VideoReader:
     if p.stat().st_size == 0:
         raise VideoError(f"video file is empty (0 bytes): {p}")
     try:
-        return _READERS[backend](str(p))
+        return _READERS[backend](str(p), threads=threads)
     except HarnessError:
         raise
     except Exception as e:
