@@ -18,7 +18,10 @@ case "$BACKBONE" in
   qwen3-vl) DEFAULT_CONFIG=qwen3-vl-8b ;;
   internvl) DEFAULT_CONFIG=internvl3-8b ;;
   qwen2-vl) DEFAULT_CONFIG=qwen2-vl-7b ;;
-  *) echo "bench_hf.sh: BACKBONE must be qwen3-vl, internvl or qwen2-vl, got $BACKBONE" >&2; exit 2 ;;
+  llava-onevision) DEFAULT_CONFIG=llava-onevision-7b ;;
+  llava-next-video) DEFAULT_CONFIG=llava-next-video-7b ;;
+  smolvlm2) DEFAULT_CONFIG=smolvlm2-2.2b ;;
+  *) echo "bench_hf.sh: BACKBONE must be one of qwen3-vl internvl qwen2-vl llava-onevision llava-next-video smolvlm2, got $BACKBONE" >&2; exit 2 ;;
 esac
 CONFIG="${CONFIG:-$DEFAULT_CONFIG}"
 DEVICE="${DEVICE:-cuda}"

@@ -30,8 +30,11 @@ Check: built on the meta device these give 8.767B (qwen3-vl-8b; the published 8.
   32 layers, width 4096, MLP 11008, 32 heads, vocabulary 32064 with the two image/video tokens and padding).
   Check on the meta device: 8.030B (llava-onevision-7b; published 8.03B) and 7.063B (llava-next-video-7b;
   published 7.06B).
-SmolVLM2-2.2B has no real-size preset: transformers' SmolVLM defaults are not that checkpoint's vision tower, and its
-config.json could not be read here to check the numbers (its folder loads with `model=`).
+* smolvlm2-2.2b (HuggingFaceTB/SmolVLM2-2.2B-Instruct): SigLIP SO400M at 384 px with 14 px patches (27 layers, width
+  1152, MLP 4304, 16 heads), pixel shuffle 3 (81 tokens per 384 px image), SmolLM2-1.7B (24 layers, width 2048, MLP
+  8192, 32 heads, 32 KV heads) with its RoPE base raised to 273k: the SmolVLM paper (Marafioti et al. 2025) as
+  summarised in pages read through `search`; vocabulary 49280: the SmolVLM2 family's text config quoted there;
+  untied embeddings. Check on the meta device: 2.247B (published 2.25B; tied embeddings would give 2.146B).
 """
 from __future__ import annotations
 
@@ -106,6 +109,13 @@ CONFIGS: dict[str, dict] = {
                              downsample_ratio=0.5),
     },
     "smolvlm2": {
+        "smolvlm2-2.2b": dict(text=dict(model_type="llama", vocab_size=49280, hidden_size=2048, intermediate_size=8192,
+                                        num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32,
+                                        rms_norm_eps=1e-5, tie_word_embeddings=False,
+                                        rope_parameters={"rope_type": "default", "rope_theta": 273768.0}),
+                              vision=dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27,
+                                          num_attention_heads=16, image_size=384, patch_size=14),
+                              scale_factor=3),
         "tiny": dict(text=dict(model_type="llama", vocab_size=320, hidden_size=64, intermediate_size=128,
                                num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1),
                      vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

@@ -154,7 +154,7 @@ def test_bad_options_are_one_line_errors():
 # precision they are published; a wrong width, depth or vocabulary moves the count past it.
 PUBLISHED = [("qwen3-vl", "qwen3-vl-8b", 8.77, 0.005), ("qwen2-vl", "qwen2-vl-7b", 8.29, 0.005),
              ("internvl", "internvl3-8b", 7.9, 0.05), ("llava-onevision", "llava-onevision-7b", 8.03, 0.005),
-             ("llava-next-video", "llava-next-video-7b", 7.06, 0.005)]
+             ("llava-next-video", "llava-next-video-7b", 7.06, 0.005), ("smolvlm2", "smolvlm2-2.2b", 2.25, 0.005)]
 
 
 @pytest.mark.parametrize("family,config,billions,tolerance", PUBLISHED)
