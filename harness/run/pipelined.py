@@ -48,6 +48,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     workers = max(0, run.cfg.workers)
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     run.decode_setup["threads_per_worker"] = threads  # each worker's readers decode with its share of the cores
+    # nvdec decoders hold GPU state: its workers are threads of this process, one decoder each (docs/decode.md)
+    in_threads = run.cfg.decode_backend == "nvdec"
+    run.decode_setup["workers_are"] = "threads" if in_threads else "processes"
     stats, preparers = run.pipeline_stats, {}
 
     def plan_video(group) -> Decoding:
@@ -89,8 +92,8 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             if last:
                 yield decoding, assemble(decoding)
 
-    with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers),
-                    threads_per_worker=threads) as pool, ThreadPoolExecutor(1) as prep:
+    with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers), threads_per_worker=threads,
+                    in_threads=in_threads) as pool, ThreadPoolExecutor(1) as prep:
         videos, pending = decoded(pool), None
         while True:
             t = time.perf_counter()

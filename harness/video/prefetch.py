@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -191,10 +191,12 @@ def _init_worker(threads: int | None, lifeline=None, keep: int = 1, deathsig: bo
 
 class Prefetcher:
     """Ordered, bounded map of `fn` over jobs in worker processes (`workers=0`: in this process, for tests and
-    debugging; the same results and WorkErrors)."""
+    debugging; the same results and WorkErrors). `in_threads=True`: the workers are threads of this process, for
+    decoders that hold GPU state (nvdec: one decoder per thread; a CUDA context per spawned process would cost
+    hundreds of MB each and send frames back through the host); results are handed over as they are."""
 
     def __init__(self, fn: Callable[[Any], Any], workers: int = 2, depth: int | None = None,
-                 start_method: str = "spawn", threads_per_worker: int | None = None):
+                 start_method: str = "spawn", threads_per_worker: int | None = None, in_threads: bool = False):
         if workers < 0:
             raise HarnessError(f"workers must be at least 0, got {workers}")
         if start_method not in ("spawn", "forkserver"):
@@ -202,11 +204,14 @@ class Prefetcher:
         self.fn, self.workers, self.start_method = fn, workers, start_method
         self.depth = max(1, depth if depth is not None else 2 * max(workers, 1))
         self.threads = threads_per_worker
-        self._pool: ProcessPoolExecutor | None = None
+        self.in_threads = in_threads
+        self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
         self._inflight: set = set()  # futures submitted and not taken: their blocks are released at close()
         self._lifeline = None  # (reader, writer): the workers get the reader, only this process holds the writer
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
+        if self._pool is None and self.in_threads:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
         if self._pool is None:
             context = multiprocessing.get_context(self.start_method)
             if self._lifeline is None:
@@ -238,7 +243,7 @@ class Prefetcher:
             yield self._take(pending)
 
     def _submit(self, job):
-        future = self._executor().submit(_call, self.fn, job, True)
+        future = self._executor().submit(_call, self.fn, job, not self.in_threads)
         self._inflight.add(future)
         return future
 
