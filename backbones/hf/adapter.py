@@ -4,7 +4,8 @@ template, as a backbone: `qwen2-vl`, `qwen3-vl`, `llava-onevision`, `llava-next-
 
 One user turn holds the selected frames as ONE video (in time order), then the task's prompt, in the folder's own
 chat template; decoding is greedy (`do_sample=False`, no temperature/top-p/top-k) and only the new text is returned,
-special tokens stripped. Batches are left-padded and must give the answers `generate` gives one by one (tested).
+special tokens stripped. Batches are left-padded and must give the answers `generate` gives one by one (tested);
+with `accelerate` on, questions on the same frames share their prompt prefix instead (shared.py).
 `last_visual_tokens`: the video/image placeholder tokens each request put in front of the language model.
 
 `random_init=true` builds `config` (configs.py: `tiny`, or a real size) with seeded random weights and an offline
@@ -180,8 +181,9 @@ class HFVideoLLM(Backbone):
         return self.generate_batch([(frames, timestamps, prompt)])[0]
 
     def generate_batch(self, requests: Sequence[Request]) -> list[str]:
-        """Greedy answers; requests are batched by frame count (video processors stack one frame count per batch),
-        left-padded, the answers those of `generate` one by one."""
+        """Greedy answers, those of `generate` one by one. Accelerated, questions that share frames continue from one
+        pass of their video's prompt head (`shared`); otherwise requests are batched by frame count (video processors
+        stack one frame count per batch), left-padded."""
         if self._accelerated:
             texts = generate_shared_prefix(self, requests)
             if texts is not None:
