@@ -38,10 +38,11 @@ from lmms_eval.api.task import ConfigurableTask  # noqa: E402
 
 from harness.records import PARSE_FAILED  # noqa: E402
 from harness.registry import TASKS  # noqa: E402
+from tests.release_data import RELEASE  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tspo-release" / "jsons"
+DATA = RELEASE / "jsons"
 if not DATA.is_dir():
-    pytest.skip("TSPO release files not in ../shared/data/tspo-release", allow_module_level=True)
+    pytest.skip("TSPO release files not found (tests/release_data.py)", allow_module_level=True)
 
 LMMS_TASKS = Path(lmms_eval.__file__).parent / "tasks"
 # our prompt style -> the lmms-eval --model name it stands for

@@ -3,7 +3,6 @@ import ast
 import csv
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,15 @@ from harness.records import Sample, Selection
 from harness.registry import SAMPLERS
 from harness.store.selection_export import run_to_harness, run_to_tspo, write_harness
 from harness.store.selections import load_selections, mlvu_key, mlvu_stem, replay_indices
+from tests.release_data import RELEASE
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tspo-release"
+DATA = RELEASE
 IDX = DATA / "jsons_idx"
 LVB_IDX = IDX / "TSPO_LongVideoBench_frameIdx.json"
 VMME_IDX = IDX / "TSPO_VideoMME_frameIdx.json"
 MLVU_IDX = IDX / "TSPO_MLVU_frameIdx.json"
 needs_data = pytest.mark.skipif(not (IDX.is_dir() and (DATA / "jsons").is_dir()),
-                                reason="TSPO release files not in ../shared/data/tspo-release")
+                                reason="TSPO release files not found (tests/release_data.py)")
 
 K = 64
 

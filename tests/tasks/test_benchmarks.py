@@ -18,9 +18,10 @@ from tasks.longvideobench import LongVideoBench
 from tasks.lvbench import LVBench, parse_time_reference
 from tasks.mlvu import MLVU
 from tasks.videomme import VideoMME
+from tests.release_data import RELEASE
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tspo-release" / "jsons"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared tspo-release annotation files are absent")
+DATA = RELEASE / "jsons"
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="TSPO release files not found (tests/release_data.py)")
 FILES = {"longvideobench": "lvb_val.json", "mlvu": "mlvu.json", "videomme": "videomme.json",
          "lvbench": "video_info.meta.jsonl"}
 CLASSES = {"longvideobench": LongVideoBench, "mlvu": MLVU, "videomme": VideoMME, "lvbench": LVBench}
