@@ -20,6 +20,9 @@ class BenchConfig:
     device: str = "cpu"
     dtype: str = "float32"
     decode_backend: str = "decord"
+    # how the reference loop decodes: stock (as lmms-eval's loaders do: decord get_batch, PyAV decoding every frame
+    # up to the last wanted; loops.stock_frames) or harness (the harness reader, which reads forward)
+    reference_decode: str = "stock"
     workers: int = 4
     batch_size: int = 3
     video_dir: str = ".cache/bench-videos"

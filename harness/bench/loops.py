@@ -38,13 +38,46 @@ from harness.bench.config import BenchConfig
 from harness.bench.device import sync
 
 
-def uniform_frames(sample, cfg: BenchConfig):
-    """(frames, timestamps) of a sample's K uniform frames, decoded with lmms-eval's linspace rule."""
+def uniform_frames(sample, cfg: BenchConfig, stock: bool = False):
+    """(frames, timestamps) of a sample's K uniform frames, decoded with lmms-eval's linspace rule: by the harness
+    reader, or with `stock` the way lmms-eval's own loaders decode (`stock_frames`)."""
     from harness.video.reader import open_video
 
     with open_video(sample.video, cfg.decode_backend) as reader:
         idx = np.linspace(0, reader.meta.frame_count - 1, cfg.frames, dtype=int)
+        if stock and cfg.decode_backend in STOCK_DECODERS:
+            reader.close()  # only the frame count and rate were wanted
+            return stock_frames(sample.video, idx, cfg.decode_backend), (idx / reader.meta.fps).tolist()
         return reader.get_frames(idx.tolist()), (idx / reader.meta.fps).tolist()
+
+
+# How lmms-eval 0.7.3 decodes K frames, per decoder (the reference loop's decoding with --reference-decode stock):
+# decord: qwen-vl-utils' `_read_video_decord` (lmms-eval's qwen2_5_vl path) and lmms-eval's `load_video_decord`
+#   open a `decord.VideoReader` and call `get_batch(indices)`;
+# pyav: lmms-eval's `read_video_pyav` -> `record_video_length_stream` decodes every frame from the start up to the
+#   last wanted one (`container.decode(video=0)`) and keeps the wanted ones (lmms_eval/models/model_utils/
+#   load_video.py). The same frames as the harness reader (tests/bench/test_stock_decode.py), other work.
+STOCK_DECODERS = ("decord", "pyav")
+
+
+def stock_frames(path: str, idx: np.ndarray, backend: str) -> np.ndarray:
+    """(K, H, W, 3) uint8 frames at ascending indices, decoded as lmms-eval's loaders decode them."""
+    if backend == "decord":
+        import decord
+
+        vr = decord.VideoReader(path, ctx=decord.cpu(0))
+        frames = vr.get_batch(idx.tolist())
+        return frames.asnumpy() if hasattr(frames, "asnumpy") else np.asarray(frames)
+    import av
+
+    wanted, last, kept = set(idx.tolist()), int(idx[-1]), {}
+    with av.open(path) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i > last:
+                break
+            if i in wanted:
+                kept[i] = frame.to_ndarray(format="rgb24")
+    return np.stack([kept[i] for i in idx.tolist()])
 
 
 def reference_loop(backbone, task, samples, cfg: BenchConfig) -> dict:
@@ -53,7 +86,7 @@ def reference_loop(backbone, task, samples, cfg: BenchConfig) -> dict:
     t0 = time.perf_counter()
     for sample in samples:
         t = time.perf_counter()
-        frames, timestamps = uniform_frames(sample, cfg)
+        frames, timestamps = uniform_frames(sample, cfg, stock=cfg.reference_decode == "stock")
         decode.append(time.perf_counter() - t)
         t = time.perf_counter()
         answers[sample.id] = backbone.generate(frames, timestamps, task.prompt(sample, backbone.prompt_style))

@@ -16,12 +16,19 @@ def result_stem(device: str, backbone: str) -> str:
     return f"{slug(device)}-{slug(backbone)}"
 
 
-def reference_note(backbone: str) -> str:
+STOCK_DECODE = {"decord": "decord `get_batch`, as qwen-vl-utils and lmms-eval's load_video_decord call it",
+                "pyav": "PyAV decoding every frame up to the last wanted, as lmms-eval's read_video_pyav does"}
+
+
+def reference_note(backbone: str, decode: str = "harness", backend: str = "decord") -> str:
     """What the reference row is (harness/bench/loops.py says it in full; the Qwen2.5-VL comparison is
     tests/integrations/test_bench_reference_vs_lmms_eval.py, run in the lmms-eval side environment)."""
+    how = (f"decoded with {STOCK_DECODE[backend]}" if decode == "stock" and backend in STOCK_DECODE
+           else "decoded with the harness reader")
     note = ("Reference: an lmms-eval-style loop written here, not lmms-eval's code: per question it decodes the K "
-            "frames `linspace(0, N-1, K)` (the runner's frames), builds the task's lmms-eval prompt and generates at "
-            "batch 1, one question after another; the speed-up compares two harness code paths on one backbone.")
+            f"frames `linspace(0, N-1, K)` (the runner's frames; {how}), builds the task's lmms-eval prompt and "
+            "generates at batch 1, one question after another; the speed-up compares two harness code paths on one "
+            "backbone.")
     if backbone in ("qwen2.5-vl", "mini-qwen2.5-vl"):
         return note + (" Against lmms-eval 0.7.3's own qwen2_5_vl path (checked on CPU): the same chat text; other "
                        "frames (lmms-eval lets qwen-vl-utils decode 2 frames a second, then keeps K of those); "
@@ -57,7 +64,7 @@ def render_markdown(r: dict) -> str:
         f"{json.dumps(c['backbone_args'])}, {c['dtype']}, decode {c['decode_backend']}; harness: {c['workers']} "
         f"workers, batch {c['batch_size']}. bf16 matmul rate measured here: {rate}.",
         "",
-        reference_note(c["backbone"]),
+        reference_note(c["backbone"], c.get("reference_decode", "harness"), c["decode_backend"]),
         "",
         "| loop | questions | seconds | questions/s | s/question | prefill s (batch) | prefill TFLOP/s | "
         "of bf16 rate | peak GiB |",
@@ -81,7 +88,8 @@ def render_markdown(r: dict) -> str:
             f"{pr['seconds'] / pr['batch']:.3f}, harness {pf['seconds'] / pf['batch']:.3f}.", ""]
     stats = fast["pipeline"]
     lines += [f"Harness runner, main process: {stats['wait']:.1f} s planning and waiting for workers, "
-              f"{stats['generate']:.1f} s in {stats['batches']} backbone batches; decode workers (summed over "
+              f"{stats['generate']:.1f} s in {stats['batches']} backbone batches (GPU busy: backbone seconds / wall "
+              f"= {pct(stats['generate'] / fast['seconds'])}); decode workers (summed over "
               f"processes): {stats['decode']:.1f} s; preprocessing thread: {stats['prepare']:.1f} s.", ""]
     return "\n".join(lines)
 

@@ -31,6 +31,9 @@ BENCH_HELP = {
     "encoder": "--job long: CLIP encoder spec (default {default}: ViT-L/14 at real size, random weights)",
     "reference_questions": "--job long: the reference answers only the first N questions, 0: all (default {default})",
     "decode_instances": "--job long with nvdec: decoders at once, one thread each (default {default})",
+    "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
+                        "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
+                        "(harness) (default {default})",
     "video_codec": "H.264 encoder for the video set: auto, h264_nvenc or libx264 (default {default})",
 }
 
@@ -48,8 +51,9 @@ def add_bench(p) -> None:
                                  "workers", "batch_size", "prefill_repeats", "matmul_size", "backbone",
                                  "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
-                                 "video_codec"],
+                                 "video_codec", "reference_decode"],
                 BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
+                reference_decode={"choices": ["stock", "harness"]},
                 long_sampler={"choices": ["tspo", "aks"]},
                 video_codec={"choices": ["auto", "h264_nvenc", "libx264"]})
 
