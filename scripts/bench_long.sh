@@ -15,7 +15,8 @@
 # CPU check of the same script at toy size (no GPU, no nvdec: the check compares decord with PyAV instead):
 #   DEVICE=cpu DTYPE=float32 BACKBONE=mini-qwen2.5-vl CONFIG= ENCODER=mini-clip DECODE=pyav CHECK_BACKEND=decord \
 #     VIDEOS=2 MINUTES=0.2 HEIGHT=96 WIDTH=128 FRAMES=4 bash scripts/bench_long.sh
-# Settings by environment: VIDEOS MINUTES HEIGHT WIDTH FRAMES QUESTIONS SAMPLER DECODE DECODE_INSTANCES REF_QUESTIONS
+# Settings by environment: VIDEOS MINUTES HEIGHT WIDTH FRAMES QUESTIONS SAMPLER DECODE DECODE_INSTANCES DECODERS
+# (the harness way's decoders side by side, e.g. nvdec:4,pyav:8) REF_QUESTIONS
 # BACKBONE CONFIG ENCODER DEVICE DTYPE CHECK_BACKEND OUT_DIR; extra arguments go to `harness bench`.
 # Results: OUT_DIR/<device>-<backbone>-long.json/.md and OUT_DIR/decode-check-<backend>.json/.md.
 set -euo pipefail
@@ -39,7 +40,7 @@ if [ -n "$CONFIG" ]; then ARGS+=(--backbone-arg config="$CONFIG"); fi
   --videos "${VIDEOS:-2}" --minutes "${MINUTES:-5}" --height "${HEIGHT:-720}" --width "${WIDTH:-1280}" --fps 30 \
   --gop 250 --questions "${QUESTIONS:-4}" --frames "${FRAMES:-64}" --long-sampler "${SAMPLER:-tspo}" \
   --encoder "${ENCODER:-open_clip:ViT-L-14:random}" --decode-backend "$DECODE" \
-  --decode-instances "${DECODE_INSTANCES:-2}" --reference-questions "${REF_QUESTIONS:-0}" \
+  --decode-instances "${DECODE_INSTANCES:-2}" --decoders "${DECODERS:-}" --reference-questions "${REF_QUESTIONS:-0}" \
   --backbone "$BACKBONE" "${ARGS[@]}" --video-dir "$VIDEO_DIR" --out "$OUT_DIR" "$@"
 # the videos the job wrote (the newest folder under VIDEO_DIR)
 SET="$(ls -td "$VIDEO_DIR"/*/ | head -1)"

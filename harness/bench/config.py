@@ -37,5 +37,6 @@ class BenchConfig:
     long_sampler: str = "tspo"  # tspo (zero agent) or aks, over the CLIP features
     encoder: str = "open_clip:ViT-L-14:random"  # CLIP ViT-L/14 at real size, seeded random weights (offline)
     reference_questions: int = 0  # the reference answers only the first N questions (0: all); rates per question
-    decode_instances: int = 2  # nvdec decoders at once in the harness way (one thread each)
+    decode_instances: int = 2  # decoders at once in the harness way (one thread each) unless `decoders` says
+    decoders: str = ""  # the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (harness.video.multidecode)
     video_codec: str = "auto"  # auto (h264_nvenc if it encodes here, else libx264), h264_nvenc or libx264

@@ -7,15 +7,18 @@ scores), then the backbone answers on those K frames.
 
 * Reference (TSPO's own code's way, written here): per question, open the video, decode the grid, encode it,
   select, open the video again and decode the K frames, answer at batch 1. Nothing is shared between questions.
-* Harness: per video, decode the grid once (with `nvdec`: `--decode-instances` decoders at once, each on a part of
-  the grid, frames kept on the GPU; CPU backends: one reader with its own threads), encode it once, encode the
-  questions, select for every question, take each question's K frames from the kept grid (no second decode), and
-  answer the video's questions as one batch with the backbone's `accelerate()` speed-ups on.
+* Harness: per video, decode the grid once with several decoders at once (`--decoders`, e.g. `nvdec:4,pyav:6`:
+  NVDEC instances and CPU readers side by side taking chunks of the grid from one queue; default
+  `--decode-instances` readers of `--decode-backend`; harness.video.multidecode), the frames kept in one tensor on
+  the GPU, while the GPU works on the video before; encode it once, encode the questions, select for every
+  question, take each question's K frames from the kept grid (no second decode), and answer the video's questions
+  as one batch with the backbone's `accelerate()` speed-ups on.
 
 Both ways encode the grid in the same chunks of `CHUNK` frames with the same on-device preprocessing (bicubic
 resize of the short side, centre crop, the encoder's mean/std: `pixels`), so features, selections and, where the
 backbone is batch-invariant, answers are identical; they are compared question by question. The harness way's
-decode and CLIP phases are timed apart (device synced), so frames per second are reported for each.
+decode (in its background thread: seconds the decoders worked) and CLIP (device synced) are timed apart, so frames
+per second are reported for each, with the seconds the main thread waited for a decoded grid.
 """
 from __future__ import annotations
 
@@ -166,50 +169,70 @@ def reference(pipe: Pipeline, samples) -> dict:
 
 
 def harness_way(pipe: Pipeline, samples) -> dict:
-    """One decode and one encode per video; every question's K frames from the kept grid; one batch per video."""
+    """One decode and one encode per video; every question's K frames from the kept grid; one batch per video.
+    The next video's grid decodes (all `decoders` at once) while the GPU encodes and answers this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     cfg = pipe.cfg
-    timing = {"decode_grid": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "generate": 0.0}
+    timing = {"decode_wait": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "generate": 0.0}
     by_video: dict[str, list] = {}
     for s in samples:
         by_video.setdefault(s.video, []).append(s)
+    videos, decoders, decode_stats = list(by_video), harness_decoders(cfg), {}
     answers, grid_frames = {}, 0
     undo = pipe.backbone.accelerate()
     t0 = time.perf_counter()
     try:
-        for video, questions in by_video.items():
-            t = time.perf_counter()
-            grid, kept = _decode_grid(video, cfg)
-            sync(cfg.device)
-            timing["decode_grid"] += time.perf_counter() - t
-            grid_frames += len(grid.indices)
-            t = time.perf_counter()
-            feats = np.concatenate([image_features(pipe.encoder, _to_device(kept[s:s + CHUNK], cfg.device))
-                                    for s in range(0, len(grid.indices), CHUNK)])
-            timing["clip"] += time.perf_counter() - t
-            t = time.perf_counter()
-            chosen = [pipe.select(feats, pipe.text_feature(q)) for q in questions]
-            timing["text_select"] += time.perf_counter() - t
-            t = time.perf_counter()
-            requests = []
-            for q, positions in zip(questions, chosen):
-                frames = kept[positions] if isinstance(kept, np.ndarray) else \
-                    kept[_index(positions, kept)].cpu().numpy()
-                idx = np.asarray(grid.indices)[positions]
-                requests.append((frames, (idx / grid.fps).tolist(), pipe.prompt(q)))
-            timing["gather"] += time.perf_counter() - t
-            del kept
-            t = time.perf_counter()
-            for q, answer in zip(questions, pipe.backbone.generate_batch(requests)):
-                answers[q.id] = answer
-            sync(cfg.device)
-            timing["generate"] += time.perf_counter() - t
+        with ThreadPoolExecutor(1, thread_name_prefix="grid") as ahead:
+            pending = ahead.submit(_decode_grid, videos[0], cfg, decoders, decode_stats)
+            for i, video in enumerate(videos):
+                t = time.perf_counter()
+                grid, kept = pending.result()
+                timing["decode_wait"] += time.perf_counter() - t
+                if i + 1 < len(videos):
+                    pending = ahead.submit(_decode_grid, videos[i + 1], cfg, decoders, decode_stats)
+                questions = by_video[video]
+                grid_frames += len(grid.indices)
+                t = time.perf_counter()
+                feats = np.concatenate([image_features(pipe.encoder, kept[s:s + CHUNK])
+                                        for s in range(0, len(grid.indices), CHUNK)])
+                timing["clip"] += time.perf_counter() - t
+                t = time.perf_counter()
+                chosen = [pipe.select(feats, pipe.text_feature(q)) for q in questions]
+                timing["text_select"] += time.perf_counter() - t
+                t = time.perf_counter()
+                requests = []
+                for q, positions in zip(questions, chosen):
+                    idx = np.asarray(grid.indices)[positions]
+                    requests.append((kept[_index(positions, kept)].cpu().numpy(), (idx / grid.fps).tolist(),
+                                     pipe.prompt(q)))
+                timing["gather"] += time.perf_counter() - t
+                del kept
+                t = time.perf_counter()
+                for q, answer in zip(questions, pipe.backbone.generate_batch(requests)):
+                    answers[q.id] = answer
+                sync(cfg.device)
+                timing["generate"] += time.perf_counter() - t
     finally:
         undo()
     seconds = time.perf_counter() - t0
+    decode_s = decode_stats.get("seconds", 0.0)
     return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
-            "time_s": timing, "decode_fps": grid_frames / max(timing["decode_grid"], 1e-9),
-            "clip_fps": grid_frames / max(timing["clip"], 1e-9),
+            "time_s": {**timing, "decode_grid": decode_s}, "decoders": decoders,
+            "grid_frames_by_backend": decode_stats.get("frames_by_backend", {}),
+            "decode_fps": grid_frames / max(decode_s, 1e-9), "clip_fps": grid_frames / max(timing["clip"], 1e-9),
             "backbone_share_of_wall": timing["generate"] / seconds}
+
+
+def harness_decoders(cfg: BenchConfig) -> list[str]:
+    """The harness way's decoders: `--decoders` (e.g. nvdec:4,pyav:6), else --decode-instances of the backend."""
+    from harness.video.multidecode import parse_decoders
+    from harness.video.reader import check_backend
+
+    decoders = parse_decoders(cfg.decoders or f"{cfg.decode_backend}:{cfg.decode_instances}")
+    for name in sorted(set(decoders)):
+        check_backend(name)
+    return decoders
 
 
 def _index(positions, kept):
@@ -218,23 +241,15 @@ def _index(positions, kept):
     return torch.as_tensor(positions, device=kept.device)
 
 
-def _decode_grid(video: str, cfg: BenchConfig):
-    """The 1-fps grid of a video and its frames, decoded once: a CUDA tensor with nvdec (parts of the grid in
-    parallel decoders), else a host array."""
-    from harness.video.reader import iter_frames, open_video
+def _decode_grid(video: str, cfg: BenchConfig, decoders: list[str], stats: dict):
+    """The 1-fps grid of a video and its frames, decoded once by all `decoders` at once (chunks from a queue,
+    harness.video.multidecode) into one uint8 tensor on the run's device."""
+    from harness.video.multidecode import decode_parallel
+    from harness.video.reader import open_video
 
-    if cfg.decode_backend == "nvdec":
-        import torch
-
-        from harness.video.nvdec import decode_in_threads
-
-        with open_video(video, "pyav") as reader:  # metadata only (the nvdec readers index it again)
-            grid = _grid(reader)
-        parts = [p for p in np.array_split(np.asarray(grid.indices), max(1, cfg.decode_instances)) if p.size]
-        return grid, torch.cat(decode_in_threads([(video, p) for p in parts], cfg.decode_instances, cfg.device))
-    with open_video(video, cfg.decode_backend) as reader:
+    with open_video(video, "pyav" if "nvdec" in decoders else decoders[0]) as reader:  # metadata only
         grid = _grid(reader)
-        return grid, np.concatenate([frames for _, frames in iter_frames(reader, grid.indices, CHUNK)])
+    return grid, decode_parallel(video, grid.indices, decoders, cfg.device, stats=stats)
 
 
 def compare(ref: dict, fast: dict) -> dict:

@@ -105,8 +105,7 @@ def render_long(r: dict) -> str:
         f"{c['videos']} videos x {c['minutes']:g} min, {c['width']}x{c['height']} at {c['fps']:g} fps (GOP "
         f"{c['gop']}, {r['video_codec']}), {c['questions']} questions per video, K = {c['frames']} frames from the "
         f"1-fps grid; encoder {c['encoder']}, sampler {c['long_sampler']}, backbone {c['backbone']} "
-        f"{c['backbone_args']}, {c['dtype']}; decode {c['decode_backend']} (harness: {c['decode_instances']} "
-        f"decoder instances with nvdec).",
+        f"{c['backbone_args']}, {c['dtype']}; decode {c['decode_backend']} (harness: {_decoders(fast, c)}).",
         "",
         "| way | questions | seconds | s/question | decode grid s | CLIP s | select s | K frames s | backbone s |"
         " peak GiB |",
@@ -123,10 +122,22 @@ def render_long(r: dict) -> str:
         f"(the reference answered {'all' if not c['reference_questions'] else 'the first ' + str(ref['questions'])} "
         f"questions). Harness feature pass: decode {fast['decode_fps']:.0f} grid frames/s, CLIP "
         f"{fast['clip_fps']:.0f} frames/s ({fast['grid_frames_decoded']} grid frames); backbone "
-        f"{ft['generate']:.1f} s of {fast['seconds']:.1f} s wall ({100 * fast['backbone_share_of_wall']:.0f}%).",
+        f"{ft['generate']:.1f} s of {fast['seconds']:.1f} s wall ({100 * fast['backbone_share_of_wall']:.0f}%)"
+        + (f"; the GPU waited {ft['decode_wait']:.1f} s for decoded grids (the decoders work one video ahead in "
+           f"the background; decode grid s is their working time)." if "decode_wait" in ft else "."),
         "",
     ]
     return "\n".join(lines)
+
+
+def _decoders(fast: dict, c: dict) -> str:
+    """The harness way's decoders as the page names them: 'nvdec x4 + pyav x6 (grid frames 1200 / 600)'."""
+    if "decoders" not in fast:  # results written before --decoders
+        return f"{c['decode_instances']} decoder instances with nvdec"
+    names = sorted(set(fast["decoders"]), key=fast["decoders"].index)
+    done = fast.get("grid_frames_by_backend", {})
+    return " + ".join(f"{n} x{fast['decoders'].count(n)}" for n in names) + \
+        " at once (grid frames " + " / ".join(str(done.get(n, 0)) for n in names) + ")"
 
 
 def _gib(x) -> str:

@@ -30,7 +30,9 @@ BENCH_HELP = {
     "long_sampler": "--job long: tspo (zero agent) or aks over the CLIP features (default {default})",
     "encoder": "--job long: CLIP encoder spec (default {default}: ViT-L/14 at real size, random weights)",
     "reference_questions": "--job long: the reference answers only the first N questions, 0: all (default {default})",
-    "decode_instances": "--job long with nvdec: decoders at once, one thread each (default {default})",
+    "decode_instances": "--job long: decoders of --decode-backend at once, one thread each (default {default})",
+    "decoders": "--job long: the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (default: "
+                "--decode-backend x --decode-instances)",
     "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
                         "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
                         "(harness) (default {default})",
@@ -51,7 +53,7 @@ def add_bench(p) -> None:
                                  "workers", "batch_size", "prefill_repeats", "matmul_size", "backbone",
                                  "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
-                                 "video_codec", "reference_decode"],
+                                 "video_codec", "reference_decode", "decoders"],
                 BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
                 reference_decode={"choices": ["stock", "harness"]},
                 long_sampler={"choices": ["tspo", "aks"]},

@@ -1,0 +1,64 @@
+"""Several decoders at once on one video (harness.video.multidecode): the frames are those of a plain full PyAV
+decode whatever the mix of decoders and chunk size, every chunk is decoded once, and a failing decoder stops the
+call with its error."""
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import HarnessError, VideoError
+from harness.video.multidecode import decode_parallel, parse_decoders
+from harness.video.reader import available_backends
+from tests.video.test_forward import _full_decode, _write_bframes
+
+CPU = [b for b in ("decord", "pyav") if b in available_backends()]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("multi") / "gop250_bf3.mp4"
+    _write_bframes(path, 320, 250, 3)
+    return path, _full_decode(path)
+
+
+def test_parse_decoders():
+    assert parse_decoders("nvdec:2,pyav") == ["nvdec", "nvdec", "pyav"]
+    assert parse_decoders(" pyav:3 ") == ["pyav"] * 3
+    for bad in ("", "pyav:0", "pyav:x", ","):
+        with pytest.raises(HarnessError):
+            parse_decoders(bad)
+
+
+@pytest.mark.parametrize("decoders", [["pyav"], ["pyav", "pyav", "pyav"], CPU, CPU * 2])
+@pytest.mark.parametrize("chunk", [3, 32])
+def test_frames_equal_a_full_decode(video, decoders, chunk):
+    path, full = video
+    idx = np.r_[np.arange(0, 320, 7), 319]  # a 1-fps-like grid across the GOP boundary, and the last frame
+    stats = {}
+    frames = decode_parallel(path, idx, decoders, "cpu", chunk=chunk, stats=stats)
+    assert frames.dtype == torch.uint8 and tuple(frames.shape) == (idx.size, 240, 320, 3)
+    assert np.array_equal(frames.numpy(), full[idx])
+    assert sum(stats["frames_by_backend"].values()) == idx.size  # each chunk once
+    assert set(stats["frames_by_backend"]) <= set(decoders) and stats["seconds"] > 0
+
+
+def test_a_failing_decoder_stops_the_call(video, monkeypatch):
+    """The decode threads open their readers with threads=1 (the size probe does not): those opens fail here."""
+    path, _ = video
+    from harness.video import reader as reader_mod
+
+    real = reader_mod.open_video
+
+    def broken(p, backend="decord", threads=None):
+        if threads == 1:
+            raise VideoError(f"cannot open video {p} with {backend}: broken for the test")
+        return real(p, backend, threads)
+
+    monkeypatch.setattr(reader_mod, "open_video", broken)
+    with pytest.raises(VideoError, match="broken for the test"):
+        decode_parallel(path, np.arange(0, 320, 5), ["pyav", "pyav"], "cpu", chunk=4)
+
+
+def test_out_of_range_indices_fail_before_decoding(video):
+    path, _ = video
+    with pytest.raises(HarnessError, match="out of range"):
+        decode_parallel(path, [0, 5, 400], ["pyav"], "cpu")
