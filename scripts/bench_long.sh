@@ -16,7 +16,8 @@
 #   DEVICE=cpu DTYPE=float32 BACKBONE=mini-qwen2.5-vl CONFIG= ENCODER=mini-clip DECODE=pyav CHECK_BACKEND=decord \
 #     VIDEOS=2 MINUTES=0.2 HEIGHT=96 WIDTH=128 FRAMES=4 bash scripts/bench_long.sh
 # Settings by environment: VIDEOS MINUTES HEIGHT WIDTH FRAMES QUESTIONS SAMPLER DECODE DECODE_INSTANCES DECODERS
-# (the harness way's decoders side by side, e.g. nvdec:4,pyav:8) REF_QUESTIONS
+# (the harness way's decoders side by side, e.g. nvdec:4,pyav:8) WRITE_ONLY (write the video set and stop) CHECK
+# (0: no decode check) REF_QUESTIONS
 # BACKBONE CONFIG ENCODER DEVICE DTYPE CHECK_BACKEND OUT_DIR; extra arguments go to `harness bench`.
 # Results: OUT_DIR/<device>-<backbone>-long.json/.md and OUT_DIR/decode-check-<backend>.json/.md.
 set -euo pipefail
@@ -33,6 +34,14 @@ if [ "$DEVICE" != cpu ]; then
   nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv || true
 fi
 "$PY" -c "import torch, av; print('torch', torch.__version__, 'av', av.__version__)"
+if [ -n "${WRITE_ONLY:-}" ]; then  # only write (or find) the video set, e.g. in a call of its own before the bench
+  "$PY" -c "import sys, time; from harness.bench.config import BenchConfig; from harness.bench.videos import \
+video_codec, video_set; t = time.perf_counter(); cfg = BenchConfig(videos=int(sys.argv[1]), minutes=float(sys.argv[2]), \
+height=int(sys.argv[3]), width=int(sys.argv[4]), fps=30, gop=250, video_dir=sys.argv[5]); codec = video_codec('auto'); \
+folder, paths = video_set(cfg, codec); print(f'{len(paths)} videos ({codec}) in {folder}: {time.perf_counter() - t:.1f} s')" \
+    "${VIDEOS:-2}" "${MINUTES:-5}" "${HEIGHT:-720}" "${WIDTH:-1280}" "$VIDEO_DIR"
+  exit 0
+fi
 ARGS=(--backbone-arg max_new_tokens="${MAX_NEW_TOKENS:-1}")
 if [ "$BACKBONE" = qwen2.5-vl ]; then ARGS+=(--backbone-arg random_init=true); fi
 if [ -n "$CONFIG" ]; then ARGS+=(--backbone-arg config="$CONFIG"); fi
@@ -42,6 +51,7 @@ if [ -n "$CONFIG" ]; then ARGS+=(--backbone-arg config="$CONFIG"); fi
   --encoder "${ENCODER:-open_clip:ViT-L-14:random}" --decode-backend "$DECODE" \
   --decode-instances "${DECODE_INSTANCES:-2}" --decoders "${DECODERS:-}" --reference-questions "${REF_QUESTIONS:-0}" \
   --backbone "$BACKBONE" "${ARGS[@]}" --video-dir "$VIDEO_DIR" --out "$OUT_DIR" "$@"
+[ "${CHECK:-1}" = 0 ] && exit 0  # CHECK=0: no decode check after the bench
 # the videos the job wrote (the newest folder under VIDEO_DIR)
 SET="$(ls -td "$VIDEO_DIR"/*/ | head -1)"
 "$PY" -m harness.bench.decode_check "$SET" --backend "${CHECK_BACKEND:-nvdec}" --instances 1 2 4 \
