@@ -14,12 +14,13 @@ from harness.errors import HarnessError
 
 
 def run_long(cfg: BenchConfig, log=print) -> dict:
-    from harness.bench.long import Pipeline, compare, harness_way, reference
+    from harness.bench.long import Pipeline, compare, harness_decoders, harness_way, reference
     from harness.config import package_versions
     from harness.registry import BACKBONES, TASKS
     from harness.video.reader import check_backend
 
     check_backend(cfg.decode_backend)
+    harness_decoders(cfg)  # a bad --decoders fails here, not after the reference ran
     if cfg.reference_questions < 0 or cfg.decode_instances < 1:
         raise HarnessError("--reference-questions must be >= 0 and --decode-instances >= 1")
     t0 = time.perf_counter()
