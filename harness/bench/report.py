@@ -75,8 +75,9 @@ def render_markdown(r: dict) -> str:
         f"| harness runner | {fast['questions']} | {fast['seconds']:.1f} | {r['questions_per_s']['harness']:.3f} | "
         f"{fast['seconds'] / max(fast['questions'], 1):.2f} | {prefill_cells(pf)} | {mem(fast['peak_memory_gib'])} |",
         "",
-        f"Speed-up, end to end: **{r['speedup']:.2f}x**. Identical answers: {r['answers']['identical']} of "
-        f"{r['answers']['compared']}. Reference per question: decode {ref['decode_s_mean']:.2f} s, preprocess + "
+        f"Speed-up, end to end: **{r['speedup']:.2f}x** (questions per second). Identical answers: "
+        f"{r['answers']['identical']} of {r['answers']['compared']}"
+        f"{'' if ref['questions'] == fast['questions'] else ' (the reference answered the first ' + str(ref['questions']) + ')'}. Reference per question: decode {ref['decode_s_mean']:.2f} s, preprocess + "
         f"generate {ref['generate_s_mean']:.2f} s. Harness errors: {fast['n_errors']}.",
         "",
     ]

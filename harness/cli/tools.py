@@ -29,7 +29,8 @@ BENCH_HELP = {
            "the harness's; docs/decode.md) (default {default})",
     "long_sampler": "--job long: tspo (zero agent) or aks over the CLIP features (default {default})",
     "encoder": "--job long: CLIP encoder spec (default {default}: ViT-L/14 at real size, random weights)",
-    "reference_questions": "--job long: the reference answers only the first N questions, 0: all (default {default})",
+    "reference_questions": "the reference answers only the first N questions, 0: all; the speed-up compares questions "
+                           "per second (default {default})",
     "decode_instances": "--job long: decoders of --decode-backend at once, one thread each (default {default})",
     "decoders": "--job long: the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (default: "
                 "--decode-backend x --decode-instances)",

@@ -42,6 +42,17 @@ def test_bench_loops_agree_and_write_the_report(tmp_path, backbone, args):
     assert "| harness runner | 6 |" in (tmp_path / "results" / "tiny.md").read_text()
 
 
+def test_reference_on_the_first_questions(tmp_path):
+    """--reference-questions N: the reference answers N questions, the harness all; answers compared on those N,
+    the speed-up in questions per second."""
+    report = run_bench(_tiny(tmp_path, reference_questions=2), log=lambda line: None)
+    ref, fast = report["reference"], report["harness"]
+    assert ref["questions"] == 2 and fast["questions"] == 6
+    assert report["answers"] == {"compared": 2, "identical": 2, "differing": []}
+    assert report["speedup"] == pytest.approx((6 / fast["seconds"]) / (2 / ref["seconds"]))
+    assert "(the reference answered the first 2)" in (tmp_path / "results" / "tiny.md").read_text()
+
+
 def test_video_set_is_cached(tmp_path):
     cfg = _tiny(tmp_path)
     folder, paths = video_set(cfg)
