@@ -8,7 +8,7 @@ scores), then the backbone answers on those K frames.
 * Reference (TSPO's own code's way, written here): per question, open the video, decode the grid, encode it,
   select, open the video again and decode the K frames, answer at batch 1. Nothing is shared between questions.
 * Harness: per video, decode the grid once with several decoders at once (`--decoders`, e.g. `nvdec:4,pyav:6`:
-  NVDEC instances and CPU readers side by side taking chunks of the grid from one queue; default
+  NVDEC instances as threads, CPU decoders as worker processes, taking chunks of the grid from one queue; default
   `--decode-instances` readers of `--decode-backend`; harness.video.multidecode), the frames kept in one tensor on
   the GPU, while the GPU works on the video before; encode it once, encode the questions, select for every
   question, take each question's K frames from the kept grid (no second decode), and answer the video's questions
@@ -173,24 +173,26 @@ def harness_way(pipe: Pipeline, samples) -> dict:
     The next video's grid decodes (all `decoders` at once) while the GPU encodes and answers this one."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from harness.video.multidecode import Decoders
+
     cfg = pipe.cfg
     timing = {"decode_wait": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "generate": 0.0}
     by_video: dict[str, list] = {}
     for s in samples:
         by_video.setdefault(s.video, []).append(s)
-    videos, decoders, decode_stats = list(by_video), harness_decoders(cfg), {}
+    videos, decoders = list(by_video), harness_decoders(cfg)
     answers, grid_frames = {}, 0
     undo = pipe.backbone.accelerate()
     t0 = time.perf_counter()
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="grid") as ahead:
-            pending = ahead.submit(_decode_grid, videos[0], cfg, decoders, decode_stats)
+        with Decoders(decoders) as decode, ThreadPoolExecutor(1, thread_name_prefix="grid") as ahead:
+            pending = ahead.submit(_decode_grid, videos[0], cfg, decode)
             for i, video in enumerate(videos):
                 t = time.perf_counter()
                 grid, kept = pending.result()
                 timing["decode_wait"] += time.perf_counter() - t
                 if i + 1 < len(videos):
-                    pending = ahead.submit(_decode_grid, videos[i + 1], cfg, decoders, decode_stats)
+                    pending = ahead.submit(_decode_grid, videos[i + 1], cfg, decode)
                 questions = by_video[video]
                 grid_frames += len(grid.indices)
                 t = time.perf_counter()
@@ -216,20 +218,21 @@ def harness_way(pipe: Pipeline, samples) -> dict:
     finally:
         undo()
     seconds = time.perf_counter() - t0
-    decode_s = decode_stats.get("seconds", 0.0)
+    decode_s = decode.stats["seconds"]
     return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
             "time_s": {**timing, "decode_grid": decode_s}, "decoders": decoders,
-            "grid_frames_by_backend": decode_stats.get("frames_by_backend", {}),
+            "grid_frames_by_backend": decode.stats["frames_by_backend"],
             "decode_fps": grid_frames / max(decode_s, 1e-9), "clip_fps": grid_frames / max(timing["clip"], 1e-9),
             "backbone_share_of_wall": timing["generate"] / seconds}
 
 
 def harness_decoders(cfg: BenchConfig) -> list[str]:
     """The harness way's decoders: `--decoders` (e.g. nvdec:4,pyav:6), else --decode-instances of the backend."""
-    from harness.video.multidecode import parse_decoders
+    from harness.video.multidecode import check_mix, parse_decoders
     from harness.video.reader import check_backend
 
     decoders = parse_decoders(cfg.decoders or f"{cfg.decode_backend}:{cfg.decode_instances}")
+    check_mix(decoders)
     for name in sorted(set(decoders)):
         check_backend(name)
     return decoders
@@ -241,15 +244,14 @@ def _index(positions, kept):
     return torch.as_tensor(positions, device=kept.device)
 
 
-def _decode_grid(video: str, cfg: BenchConfig, decoders: list[str], stats: dict):
-    """The 1-fps grid of a video and its frames, decoded once by all `decoders` at once (chunks from a queue,
-    harness.video.multidecode) into one uint8 tensor on the run's device."""
-    from harness.video.multidecode import decode_parallel
+def _decode_grid(video: str, cfg: BenchConfig, decode):
+    """The 1-fps grid of a video and its frames, decoded once by all of `decode`'s decoders at once (chunks from a
+    queue, harness.video.multidecode) into one uint8 tensor on the run's device."""
     from harness.video.reader import open_video
 
-    with open_video(video, "pyav" if "nvdec" in decoders else decoders[0]) as reader:  # metadata only
+    with open_video(video, "pyav" if "nvdec" in decode.names else decode.names[0]) as reader:  # metadata only
         grid = _grid(reader)
-    return grid, decode_parallel(video, grid.indices, decoders, cfg.device, stats=stats)
+    return grid, decode.decode(video, grid.indices, cfg.device)
 
 
 def compare(ref: dict, fast: dict) -> dict:

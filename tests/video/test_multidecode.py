@@ -1,12 +1,12 @@
 """Several decoders at once on one video (harness.video.multidecode): the frames are those of a plain full PyAV
-decode whatever the mix of decoders and chunk size, every chunk is decoded once, and a failing decoder stops the
-call with its error."""
+decode whatever the mix of decoders (threads or worker processes) and chunk size, every chunk is decoded once, and a
+failing decoder stops the call with its error."""
 import numpy as np
 import pytest
 import torch
 
 from harness.errors import HarnessError, VideoError
-from harness.video.multidecode import decode_parallel, parse_decoders
+from harness.video.multidecode import Decoders, parse_decoders
 from harness.video.reader import available_backends
 from tests.video.test_forward import _full_decode, _write_bframes
 
@@ -28,17 +28,25 @@ def test_parse_decoders():
             parse_decoders(bad)
 
 
-@pytest.mark.parametrize("decoders", [["pyav"], ["pyav", "pyav", "pyav"], CPU, CPU * 2])
+@pytest.mark.parametrize("decoders,processes", [(["pyav"], False), (["pyav"] * 3, False), (CPU, False),
+                                                (CPU * 2, False), (["pyav"] * 2, True), (["decord"] * 2, True)])
 @pytest.mark.parametrize("chunk", [3, 32])
-def test_frames_equal_a_full_decode(video, decoders, chunk):
+def test_frames_equal_a_full_decode(video, decoders, processes, chunk):
     path, full = video
     idx = np.r_[np.arange(0, 320, 7), 319]  # a 1-fps-like grid across the GOP boundary, and the last frame
-    stats = {}
-    frames = decode_parallel(path, idx, decoders, "cpu", chunk=chunk, stats=stats)
-    assert frames.dtype == torch.uint8 and tuple(frames.shape) == (idx.size, 240, 320, 3)
-    assert np.array_equal(frames.numpy(), full[idx])
-    assert sum(stats["frames_by_backend"].values()) == idx.size  # each chunk once
-    assert set(stats["frames_by_backend"]) <= set(decoders) and stats["seconds"] > 0
+    with Decoders(decoders, processes=processes, chunk=chunk) as dec:
+        assert (dec.pool is not None) == processes
+        for _ in range(2):  # a second video through the same decoders (the worker processes stay)
+            frames = dec.decode(path, idx, "cpu")
+            assert frames.dtype == torch.uint8 and tuple(frames.shape) == (idx.size, 240, 320, 3)
+            assert np.array_equal(frames.numpy(), full[idx])
+        assert sum(dec.stats["frames_by_backend"].values()) == 2 * idx.size  # each chunk once
+        assert set(dec.stats["frames_by_backend"]) <= set(decoders) and dec.stats["seconds"] > 0
+
+
+def test_one_cpu_backend_for_the_processes():
+    with pytest.raises(HarnessError, match="one CPU backend"):
+        Decoders(["pyav", "decord"], processes=True)
 
 
 def test_a_failing_decoder_stops_the_call(video, monkeypatch):
@@ -55,10 +63,30 @@ def test_a_failing_decoder_stops_the_call(video, monkeypatch):
 
     monkeypatch.setattr(reader_mod, "open_video", broken)
     with pytest.raises(VideoError, match="broken for the test"):
-        decode_parallel(path, np.arange(0, 320, 5), ["pyav", "pyav"], "cpu", chunk=4)
+        Decoders(["pyav", "pyav"], processes=False, chunk=4).decode(path, np.arange(0, 320, 5), "cpu")
 
 
 def test_out_of_range_indices_fail_before_decoding(video):
     path, _ = video
     with pytest.raises(HarnessError, match="out of range"):
-        decode_parallel(path, [0, 5, 400], ["pyav"], "cpu")
+        Decoders(["pyav"], processes=False).decode(path, [0, 5, 400], "cpu")
+
+
+def test_a_failing_worker_process_stops_the_call(video):
+    """A chunk a worker process could not decode (a WorkError from the pool) stops the call with a VideoError."""
+    from harness.video.prefetch import WorkError
+
+    class FailingPool:
+        def map(self, items, job):
+            for item in items:
+                job(item)  # the job is built as for a real pool
+                yield item, WorkError("frame 40 could not be decoded", "VideoError")
+
+        def close(self):
+            pass
+
+    path, _ = video
+    dec = Decoders(["pyav"], processes=True)
+    dec.pool = FailingPool()
+    with pytest.raises(VideoError, match="frame 40 could not be decoded"):
+        dec.decode(path, np.arange(0, 320, 5), "cpu")
