@@ -1,10 +1,11 @@
 """One video's frames decoded by several decoders at once: NVDEC instances and CPU decoders side by side (issue 20).
 
 `Decoders(spec)` holds the decoders for many videos: NVDEC instances as threads of this process (CUDA stays here),
-CPU backends (decord, pyav) as worker processes of one `Prefetcher` kept open across videos. Measured on an H200,
-PyAV readers as 8 threads of one process decoded ~120 frames/s each beside 4 NVDEC threads, against ~420 frames/s
-per core as worker processes (results/bench/README.md): the interpreter lock, not the codec, bound the threads.
-`processes=False` keeps CPU decoders in threads too (tests, small machines).
+CPU backends (decord, pyav) as worker processes of one `Prefetcher` kept open across videos. On an H200, 8 PyAV
+readers as threads of one process (beside 4 NVDEC threads, the backbone in the main thread) decoded ~120 stream
+frames/s each, where the 5-minute bench's 8 worker processes of 2 threads decoded ~840 each (results/bench): threads
+of one process take turns on the interpreter lock between packets. `processes=False` keeps CPU decoders in threads
+too (tests, small machines).
 
 `Decoders.decode(path, indices, device)` splits the ascending indices into chunks of consecutive positions; every
 decoder takes the next chunk from one shared queue when it is free (a process holds one chunk at a time), so a fast
