@@ -21,7 +21,8 @@ class BenchConfig:
     dtype: str = "float32"
     decode_backend: str = "decord"
     # how the reference loop decodes: stock (as lmms-eval's loaders do: decord get_batch, PyAV decoding every frame
-    # up to the last wanted; loops.stock_frames) or harness (the harness reader, which reads forward)
+    # up to the last wanted; loops.stock_frames), harness (the harness reader, which reads forward) or both (the
+    # reference loop twice: stock for the headline speed-up, harness as a second row)
     reference_decode: str = "stock"
     workers: int = 4
     batch_size: int = 3

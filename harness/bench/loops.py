@@ -80,20 +80,22 @@ def stock_frames(path: str, idx: np.ndarray, backend: str) -> np.ndarray:
     return np.stack([kept[i] for i in idx.tolist()])
 
 
-def reference_loop(backbone, task, samples, cfg: BenchConfig) -> dict:
-    """The lmms-eval-style loop written here: per question decode, preprocess, generate at batch 1, in sequence."""
+def reference_loop(backbone, task, samples, cfg: BenchConfig, how: str | None = None) -> dict:
+    """The lmms-eval-style loop written here: per question decode, preprocess, generate at batch 1, in sequence.
+    `how` it decodes: stock or harness (default: the config's reference_decode)."""
+    how = how or cfg.reference_decode
     answers, decode, generate = {}, [], []
     t0 = time.perf_counter()
     for sample in samples:
         t = time.perf_counter()
-        frames, timestamps = uniform_frames(sample, cfg, stock=cfg.reference_decode == "stock")
+        frames, timestamps = uniform_frames(sample, cfg, stock=how == "stock")
         decode.append(time.perf_counter() - t)
         t = time.perf_counter()
         answers[sample.id] = backbone.generate(frames, timestamps, task.prompt(sample, backbone.prompt_style))
         sync(cfg.device)
         generate.append(time.perf_counter() - t)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "questions": len(samples), "answers": answers,
+    return {"seconds": seconds, "questions": len(samples), "answers": answers, "decode": how,
             "decode_s_mean": statistics.fmean(decode), "generate_s_mean": statistics.fmean(generate)}
 
 

@@ -64,7 +64,7 @@ def render_markdown(r: dict) -> str:
         f"{json.dumps(c['backbone_args'])}, {c['dtype']}, decode {c['decode_backend']}; harness: {c['workers']} "
         f"workers, batch {c['batch_size']}. bf16 matmul rate measured here: {rate}.",
         "",
-        reference_note(c["backbone"], c.get("reference_decode", "harness"), c["decode_backend"]),
+        reference_note(c["backbone"], ref.get("decode", c.get("reference_decode", "harness")), c["decode_backend"]),
         "",
         "| loop | questions | seconds | questions/s | s/question | prefill s (batch) | prefill TFLOP/s | "
         "of bf16 rate | peak GiB |",
@@ -72,13 +72,19 @@ def render_markdown(r: dict) -> str:
         f"| reference (lmms-eval-style loop written here, not lmms-eval) | {ref['questions']} | {ref['seconds']:.1f} | "
         f"{r['questions_per_s']['reference']:.3f} | {ref['seconds'] / ref['questions']:.2f} | "
         f"{prefill_cells(pr)} | {mem(ref['peak_memory_gib'])} |",
+        *[f"| reference, {o['decode']} decoding | {o['questions']} | {o['seconds']:.1f} | "
+          f"{o['questions'] / o['seconds']:.3f} | {o['seconds'] / o['questions']:.2f} | n/a | n/a | n/a | "
+          f"{mem(o['peak_memory_gib'])} |" for o in r.get("other_references", [])],
         f"| harness runner | {fast['questions']} | {fast['seconds']:.1f} | {r['questions_per_s']['harness']:.3f} | "
         f"{fast['seconds'] / max(fast['questions'], 1):.2f} | {prefill_cells(pf)} | {mem(fast['peak_memory_gib'])} |",
         "",
         f"Speed-up, end to end: **{r['speedup']:.2f}x** (questions per second). Identical answers: "
         f"{r['answers']['identical']} of {r['answers']['compared']}"
         f"{'' if ref['questions'] == fast['questions'] else ' (the reference answered the first ' + str(ref['questions']) + ')'}. Reference per question: decode {ref['decode_s_mean']:.2f} s, preprocess + "
-        f"generate {ref['generate_s_mean']:.2f} s. Harness errors: {fast['n_errors']}.",
+        f"generate {ref['generate_s_mean']:.2f} s. Harness errors: {fast['n_errors']}."
+        + "".join(f" Against the reference with {o['decode']} decoding: {o['speedup']:.2f}x ({o['identical']} of "
+                  f"{o['questions']} answers identical; decode {o['decode_s_mean']:.2f} s a question)."
+                  for o in r.get("other_references", [])),
         "",
     ]
     if pr is not None and pf is not None:

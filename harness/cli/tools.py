@@ -36,7 +36,7 @@ BENCH_HELP = {
                 "--decode-backend x --decode-instances)",
     "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
                         "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
-                        "(harness) (default {default})",
+                        "(harness), or both (two reference rows; the speed-up against stock) (default {default})",
     "video_codec": "H.264 encoder for the video set: auto, h264_nvenc or libx264 (default {default})",
 }
 
@@ -56,7 +56,7 @@ def add_bench(p) -> None:
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
                                  "video_codec", "reference_decode", "decoders"],
                 BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
-                reference_decode={"choices": ["stock", "harness"]},
+                reference_decode={"choices": ["stock", "harness", "both"]},
                 long_sampler={"choices": ["tspo", "aks"]},
                 video_codec={"choices": ["auto", "h264_nvenc", "libx264"]})
 

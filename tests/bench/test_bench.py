@@ -53,6 +53,24 @@ def test_reference_on_the_first_questions(tmp_path):
     assert "(the reference answered the first 2)" in (tmp_path / "results" / "tiny.md").read_text()
 
 
+def test_reference_decoded_both_ways(tmp_path, monkeypatch):
+    """--reference-decode both: the reference loop twice on the same questions, decoding as lmms-eval does (the
+    headline row) and with the harness reader (a second row with its own speed-up); same answers all three ways."""
+    from harness.bench import loops
+
+    stock_calls = []
+    real = loops.stock_frames
+    monkeypatch.setattr(loops, "stock_frames", lambda *a: stock_calls.append(a[0]) or real(*a))
+    report = run_bench(_tiny(tmp_path, reference_decode="both", reference_questions=3), log=lambda line: None)
+    assert len(stock_calls) == 3  # the stock loop's 3 questions, nothing else
+    assert report["reference"]["decode"] == "stock" and report["answers"]["identical"] == 3
+    [other] = report["other_references"]
+    assert other["decode"] == "harness" and other["questions"] == 3 and other["identical"] == 3
+    assert other["speedup"] == pytest.approx((6 / report["harness"]["seconds"]) / (3 / other["seconds"]))
+    page = (tmp_path / "results" / "tiny.md").read_text()
+    assert "| reference, harness decoding | 3 |" in page and "PyAV decoding every frame up to the last" in page
+
+
 def test_video_set_is_cached(tmp_path):
     cfg = _tiny(tmp_path)
     folder, paths = video_set(cfg)
