@@ -39,6 +39,7 @@ class RunConfig:
     dtype: str = "float32"
     # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
     workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
+    gpu_decoders: int = 0  # NVDEC decoders (threads of this process) beside the --workers CPU decode processes
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
     frame_cache_mb: int = 1024  # frames the feature pass decoded, kept for the answer pass (0: decode again)
     gpus_per_replica: int = 1  # GPUs one backbone replica spans (device_map); data parallel across replicas
@@ -71,14 +72,17 @@ class RunConfig:
         """Every field of its annotated type and in range, else a HarnessError naming the option (`source`: the
         config file the values come from, whose fields are named as keys); from the command line (no source), the
         device must also exist on this machine. Returns the config."""
+        def option(field_name: str) -> str:  # as the file or the command line names it
+            return field_name if source else "--" + field_name.replace("_", "-")
+
         def name(field_name: str) -> str:
-            return f"{source}: {field_name}" if source else "--" + field_name.replace("_", "-")
+            return f"{source}: {field_name}" if source else option(field_name)
 
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             check_type(name(f.name), getattr(self, f.name), hints[f.name])
-        for key, low in {"frames": 1, "workers": 0, "batch_size": 1, "gpus_per_replica": 1, "limit": 1,
-                         "frame_cache_mb": 0}.items():
+        for key, low in {"frames": 1, "workers": 0, "gpu_decoders": 0, "batch_size": 1, "gpus_per_replica": 1,
+                         "limit": 1, "frame_cache_mb": 0}.items():
             value = getattr(self, key)
             if value is not None and value < low:
                 raise HarnessError(f"{name(key)} must be at least {low}, got {value}")
@@ -91,11 +95,31 @@ class RunConfig:
         if self.frames > MAX_FRAMES:
             raise HarnessError(f"{name('frames')} must be at most {MAX_FRAMES}, got {self.frames}: more frames than "
                                f"any video-LLM takes")
+        if self.gpu_decoders:
+            self._check_gpu_decoders(name("gpu_decoders"), option, check_available=source is None)
         if source is None and self.device != "cpu":  # torch only where a device is named
             from harness.util.checks import torch_device
 
             torch_device(self.device)
         return self
+
+    def _check_gpu_decoders(self, said: str, option, check_available: bool) -> None:
+        """NVDEC decoders beside CPU decode processes: the pipelined executor with a CPU backend, and nvdec here
+        (`said`: the option as the message names it; `option(field)`: another field's name)."""
+        said = f"{said} {self.gpu_decoders}"
+        if self.decode_backend not in CPU_BACKENDS:
+            raise HarnessError(f"{said} needs a CPU {option('decode_backend')} ({', '.join(CPU_BACKENDS)}), got "
+                               f"{self.decode_backend!r} (nvdec alone decodes in {option('workers')} threads)")
+        if self.workers < 1:
+            raise HarnessError(f"{said} needs {option('workers')} of at least 1 (the decoders work beside the "
+                               f"pipelined executor's decode processes), got {self.workers}")
+        if check_available:
+            from harness.video.reader import check_backend
+
+            try:
+                check_backend("nvdec")
+            except HarnessError as e:
+                raise HarnessError(f"{said}: {e}") from None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -105,6 +129,7 @@ class RunConfig:
 # dtypes backends accept; tests/faults/test_bad_input.py checks these lists against their owners)
 CHOICES = {"dtype": ("float32", "bfloat16", "float16"), "short_grid": ("all", "repeat"),
            "decode_backend": ("decord", "pyav", "torchcodec", "nvdec")}
+CPU_BACKENDS = ("decord", "pyav", "torchcodec")  # the decode backends --gpu-decoders works beside
 MAX_FRAMES = 4096  # a frame budget above any video-LLM's (Qwen2.5-VL's processor caps a video at 768 frames)
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table",

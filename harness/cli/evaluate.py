@@ -30,6 +30,8 @@ RUN_HELP = {
     "out": "directory of run directories (default {default})",
     "workers": "decode processes that stay ahead of the backbone (default {default}: decode in this process); "
                "does not change results",
+    "gpu_decoders": "NVDEC decoders (threads of the main process) taking decode jobs beside the --workers "
+                    "processes of a CPU --decode-backend (default {default}; docs/decode.md); does not change results",
     "batch_size": "questions of one video per backbone call, those sharing frames first (default {default}); "
                   "does not change results",
     "frame_cache_mb": "MiB of decoded frames a video's feature pass keeps for its answers, so each video is decoded "
@@ -92,8 +94,8 @@ def add_run(p) -> None:
     p.description = ("Run a task with a backbone and one or more samplers. Each sampler gets its own run directory "
                      "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.")
     add_task_options(p)
-    _run_options(p, ["samplers", "frames", "short_grid", "backbone", "backbone_args", "out", "workers", "batch_size",
-                     "frame_cache_mb", "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
+    _run_options(p, ["samplers", "frames", "short_grid", "backbone", "backbone_args", "out", "workers", "gpu_decoders",
+                     "batch_size", "frame_cache_mb", "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
 
 
 def cmd_run(args) -> int:

@@ -4,6 +4,7 @@ backbone answers the previous video, and questions answered in batches (those sh
 frames are decoded and preprocessed once). Rows, resume and error rows are those of the sequential executor."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,13 +43,20 @@ def split_runs(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
     return [tuple(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def to_nvdec(job: DecodeJob) -> DecodeJob:
+    """A CPU backend's decode job as a GPU decoder takes it (--gpu-decoders): the same frames (docs/decode.md)."""
+    return dataclasses.replace(job, backend="nvdec", threads=None)
+
+
 def run_pipelined(run, todo: list[Sample], advance) -> None:
-    """Each video's frames are split into up to `workers` runs of consecutive frames, decoded in parallel (so the
-    first video is ready after a fraction of its decode time, and workers stay evenly loaded)."""
-    workers = max(0, run.cfg.workers)
+    """Each video's frames are split into up to `workers + gpu_decoders` runs of consecutive frames, decoded in
+    parallel (so the first video is ready after a fraction of its decode time, and decoders stay evenly loaded)."""
+    workers, gpu = max(0, run.cfg.workers), max(0, run.cfg.gpu_decoders)
+    parts = max(1, workers + gpu)  # decoders taking one video's runs of frames at once
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     run.decode_setup["threads_per_worker"] = threads  # each worker's readers decode with its share of the cores
-    # nvdec decoders hold GPU state: its workers are threads of this process, one decoder each (docs/decode.md)
+    # nvdec decoders hold GPU state: its workers are threads of this process, one decoder each (docs/decode.md);
+    # --gpu-decoders adds such threads beside the CPU backend's worker processes
     in_threads = run.cfg.decode_backend == "nvdec"
     run.decode_setup["workers_are"] = "threads" if in_threads else "processes"
     stats, preparers = run.pipeline_stats, {}
@@ -63,7 +71,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                 if isinstance(reader, SharedReader) and reader.kept(decoding.union):  # the feature pass decoded them
                     decoding.kept = reader.get_frames(decoding.union)
                 elif isinstance(reader, SharedReader):  # the workers decode it, in one or more runs of frames
-                    reader.counts["passes"] += len(split_runs(decoding.union, max(1, workers)))
+                    reader.counts["passes"] += len(split_runs(decoding.union, parts))
                     reader.counts["frames_decoded"] += len(decoding.union)
         if keys:
             decoding.selections = keys
@@ -79,7 +87,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     def jobs():
         for _, group in by_video(todo):
             decoding = plan_video(group)
-            chunks = split_runs(decoding.union, max(1, workers)) if decoding.union and decoding.kept is None \
+            chunks = split_runs(decoding.union, parts) if decoding.union and decoding.kept is None \
                 else [None]
             for i, chunk in enumerate(chunks):
                 job = None if chunk is None else DecodeJob(decoding.plan.video, run.cfg.decode_backend, (chunk,),
@@ -92,8 +100,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             if last:
                 yield decoding, assemble(decoding)
 
-    with Prefetcher(decode_job, workers=workers, depth=max(2, 2 * workers), threads_per_worker=threads,
-                    in_threads=in_threads) as pool, ThreadPoolExecutor(1) as prep:
+    pool = Prefetcher(decode_job, workers=workers, depth=max(2, 2 * parts), threads_per_worker=threads,
+                      in_threads=in_threads, helpers=gpu, helper_job=to_nvdec if gpu else None)
+    with pool, ThreadPoolExecutor(1) as prep:
         videos, pending = decoded(pool), None
         while True:
             t = time.perf_counter()
@@ -111,6 +120,10 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             pending = (decoding, ready)
         if pending is not None:
             finish(run, *pending, advance)
+        by_backend = {run.cfg.decode_backend: pool.taken["workers"]}
+        if gpu:
+            by_backend["nvdec"] = pool.taken["helpers"]
+        run.decode_setup["jobs_by_backend"] = by_backend  # the answer pass's decode jobs each side decoded
 
 
 def assemble(decoding: Decoding):

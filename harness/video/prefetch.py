@@ -3,6 +3,8 @@
 `Prefetcher.map(items)` runs `fn(job)` for each item's job in a pool of worker processes, keeps at most `depth` jobs
 in flight (so decoded frames never pile up in memory), and yields `(item, result)` in the order the items came. A job
 that raises comes back as a `WorkError` for that item; a worker that dies is replaced and only its item fails.
+Optional helper threads of this process take jobs beside the workers (`harness run --gpu-decoders M`: NVDEC decoders,
+whose CUDA state stays in this process, beside CPU decode processes).
 
 Workers are started with `spawn` (or `forkserver`), never `fork`: the parent may hold CUDA state, which a forked
 child must not inherit. Large arrays in a result travel through shared memory instead of the pool's pipe (a
@@ -146,6 +148,11 @@ def _call(fn, job, use_shared: bool):
         return WorkError(_describe(e), type(e).__name__)
 
 
+def _call_helper(fn, helper_job, job):
+    """Runs in a helper thread: `fn(helper_job(job))`, or a WorkError; never raises."""
+    return _call(fn if helper_job is None else lambda j: fn(helper_job(j)), job, False)
+
+
 # In a worker: the names of the blocks of its last `depth` results, oldest first. The parent keeps at most `depth`
 # jobs in flight, so a result `depth` jobs older than this worker's newest has been taken (and unlinked) already.
 _OWNED: deque | None = None
@@ -193,20 +200,30 @@ class Prefetcher:
     """Ordered, bounded map of `fn` over jobs in worker processes (`workers=0`: in this process, for tests and
     debugging; the same results and WorkErrors). `in_threads=True`: the workers are threads of this process, for
     decoders that hold GPU state (nvdec: one decoder per thread; a CUDA context per spawned process would cost
-    hundreds of MB each and send frames back through the host); results are handed over as they are."""
+    hundreds of MB each and send frames back through the host); results are handed over as they are.
+
+    `helpers=M`: M threads of this process beside the workers (e.g. GPU decoders beside CPU decode processes); a
+    job they take runs `fn(helper_job(job))` and its result is handed over as it is. Each job goes, when submitted,
+    to the side with the lower load (its unfinished jobs over its slots), so the faster side takes more; `taken`
+    counts the results each side gave."""
 
     def __init__(self, fn: Callable[[Any], Any], workers: int = 2, depth: int | None = None,
-                 start_method: str = "spawn", threads_per_worker: int | None = None, in_threads: bool = False):
-        if workers < 0:
-            raise HarnessError(f"workers must be at least 0, got {workers}")
+                 start_method: str = "spawn", threads_per_worker: int | None = None, in_threads: bool = False,
+                 helpers: int = 0, helper_job: Callable[[Any], Any] | None = None):
+        if workers < 0 or helpers < 0:
+            raise HarnessError(f"workers and helpers must be at least 0, got {workers} and {helpers}")
         if start_method not in ("spawn", "forkserver"):
             raise HarnessError(f"start method {start_method!r}: use spawn or forkserver (fork would copy CUDA state)")
         self.fn, self.workers, self.start_method = fn, workers, start_method
-        self.depth = max(1, depth if depth is not None else 2 * max(workers, 1))
+        self.helpers, self.helper_job = helpers, helper_job
+        self.depth = max(1, depth if depth is not None else 2 * max(workers + helpers, 1))
         self.threads = threads_per_worker
         self.in_threads = in_threads
         self._pool: ProcessPoolExecutor | ThreadPoolExecutor | None = None
-        self._inflight: set = set()  # futures submitted and not taken: their blocks are released at close()
+        self._helper_pool: ThreadPoolExecutor | None = None
+        # futures submitted and not taken (their blocks are released at close()), each with its side
+        self._inflight: dict = {}
+        self.taken = {"workers": 0, "helpers": 0}  # results handed out, by the side that made them
         self._lifeline = None  # (reader, writer): the workers get the reader, only this process holds the writer
 
     def _executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
@@ -228,7 +245,7 @@ class Prefetcher:
         result is None); items are drawn lazily, `depth` ahead of the consumer, so planning the next items overlaps
         the work on earlier ones."""
         items = iter(items)
-        if self.workers == 0:
+        if self.workers == 0 and self.helpers == 0:
             for item in items:
                 work = job(item)
                 yield item, None if work is None else _unpack(_call(self.fn, work, False))
@@ -242,10 +259,25 @@ class Prefetcher:
         while pending:
             yield self._take(pending)
 
-    def _submit(self, job):
-        future = self._executor().submit(_call, self.fn, job, not self.in_threads)
-        self._inflight.add(future)
+    def _submit(self, job, side: str | None = None):
+        side = side or self._lighter()
+        if side == "helpers":
+            if self._helper_pool is None:
+                self._helper_pool = ThreadPoolExecutor(self.helpers, thread_name_prefix="helper")
+            future = self._helper_pool.submit(_call_helper, self.fn, self.helper_job, job)
+        else:
+            future = self._executor().submit(_call, self.fn, job, not self.in_threads)
+        self._inflight[future] = side
         return future
+
+    def _lighter(self) -> str:
+        """The side a new job goes to: the lower load after taking it (unfinished jobs over slots), the workers on
+        a tie."""
+        def load(side: str, slots: int) -> float:
+            busy = sum(1 for f, s in self._inflight.items() if s == side and not f.done())
+            return (busy + 1) / slots if slots else float("inf")
+
+        return "helpers" if load("helpers", self.helpers) < load("workers", self.workers) else "workers"
 
     def _take(self, pending: deque):
         item, job, future = pending.popleft()
@@ -255,13 +287,13 @@ class Prefetcher:
             packed = future.result()
         except BrokenProcessPool:
             # a worker died (killed, out of memory): this item fails, a fresh pool runs the rest
-            self._inflight.discard(future)
+            self._inflight.pop(future, None)
             self._restart(pending)
             return item, WorkError("a decode worker process died (killed or out of memory)", "BrokenProcessPool")
         except BaseException:
-            self._inflight.discard(future)
+            self._inflight.pop(future, None)
             raise
-        self._inflight.discard(future)
+        self.taken[self._inflight.pop(future)] += 1
         try:
             return item, _unpack(packed)
         except BaseException:
@@ -269,21 +301,24 @@ class Prefetcher:
             raise
 
     def _restart(self, pending: deque) -> None:
+        """A fresh process pool for the jobs of the broken one; the helpers' jobs (running or done) stay theirs."""
         old, self._pool = self._pool, None
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
         for i, (item, job, future) in enumerate(pending):
-            if future is None or _finished(future):
-                continue  # made before the pool broke: kept (its blocks are still to be taken)
-            self._inflight.discard(future)
-            pending[i] = (item, job, self._submit(job))
+            if future is None or self._inflight.get(future) != "workers" or _finished(future):
+                continue  # a helper's, or made before the pool broke: kept (its blocks are still to be taken)
+            del self._inflight[future]
+            pending[i] = (item, job, self._submit(job, "workers"))
 
     def close(self) -> None:
-        """Stop the workers (after their current job) and unlink the blocks of every result never taken."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        inflight, self._inflight = self._inflight, set()
+        """Stop the workers and helpers (after their current job) and unlink the blocks of every result never
+        taken."""
+        for pool in (self._pool, self._helper_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = self._helper_pool = None
+        inflight, self._inflight = self._inflight, {}
         for future in inflight:
             if _finished(future):
                 _release(future.result())

@@ -1,0 +1,172 @@
+"""GPU decoders beside CPU decode processes (`harness run --gpu-decoders M`, `Prefetcher(helpers=M)`): helper threads
+take jobs beside the worker processes, with the same results, WorkErrors and item order as workers alone; a broken
+process pool never resubmits a helper's job; a pipelined run mixing PyAV processes and NVDEC threads writes the rows
+of a sequential PyAV run and records which side decoded how many jobs; impossible settings are refused in one line.
+PyNvVideoCodec is replaced by the PyAV stand-in of tests/video/test_nvdec.py, on the CPU."""
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from harness.config import RunConfig
+from harness.run.pipelined import to_nvdec
+from harness.run.runner import Run
+from harness.util.synth import decode_index, write_index_clip
+from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+from tests.faults.test_bad_input import RUN, refused
+from tests.run.test_decode_threads import _rows
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture
+def fake_nvdec(monkeypatch):
+    """nvdec decodes here through the PyAV stand-in, on the CPU (as tests/run/test_decode_threads.py); the list of
+    the videos nvdec readers opened."""
+    from tests.video.test_nvdec import _fake_module
+
+    import harness.video.nvdec as nvdec
+    import harness.video.reader as reader
+
+    opened, init = [], nvdec.NvdecReader.__init__
+
+    def on_cpu(self, path, threads=None, device=None):
+        opened.append(path)
+        init(self, path, threads, device="cpu")
+
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", _fake_module())
+    monkeypatch.setattr(reader, "_import_problem", lambda backend: None)  # no GPU here: the stand-in decodes
+    monkeypatch.setattr(nvdec.NvdecReader, "__init__", on_cpu)
+    return opened
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "index.mp4"
+    write_index_clip(path, 40, 10, gop=12)
+    return str(path)
+
+
+def test_helpers_give_the_results_errors_and_order_of_workers_alone():
+    items = ["1", "x", "3", "4", "y", "6", "7", "8"]
+    helped = []
+
+    def tag(job):  # runs in a helper thread: which jobs the helpers took
+        helped.append(job)
+        return job
+
+    with Prefetcher(int, workers=2) as pool:
+        plain = list(pool.map(items))
+    with Prefetcher(int, workers=1, helpers=2, helper_job=tag) as pool:
+        mixed = list(pool.map(items))
+        taken = dict(pool.taken)
+    assert [item for item, _ in mixed] == items
+    assert [(i, r if not isinstance(r, WorkError) else (r.kind, r.message)) for i, r in mixed] == \
+        [(i, r if not isinstance(r, WorkError) else (r.kind, r.message)) for i, r in plain]
+    assert helped and len(helped) < len(items)  # both sides took jobs
+    assert taken == {"workers": len(items) - len(helped), "helpers": len(helped)}
+
+
+def test_helpers_decode_with_nvdec_the_frames_of_the_cpu_workers(fake_nvdec, clip, tmp_path):
+    jobs = [DecodeJob(clip, "pyav", ((1, 2, 30),)), DecodeJob(str(tmp_path / "missing.mp4"), "pyav", ((0,),)),
+            DecodeJob(clip, "pyav", ((0, 39), (7,))), DecodeJob(clip, "pyav", ((3, 12, 13),))]
+    for kw in (dict(workers=1, helpers=2), dict(workers=0, helpers=1)):
+        fake_nvdec.clear()
+        with Prefetcher(decode_job, helper_job=to_nvdec, **kw) as pool:
+            first, missing, last, fourth = [result for _, result in pool.map(jobs)]
+            helped = pool.taken["helpers"]
+        assert 0 < len(fake_nvdec) <= helped  # the helpers' jobs opened nvdec readers (a missing video opens none)
+        assert [decode_index(f) for f in first["frames"][(1, 2, 30)]] == [1, 2, 30]
+        assert isinstance(missing, WorkError) and "not found" in str(missing)
+        assert [decode_index(f) for f in last["frames"][(0, 39)]] == [0, 39]
+        assert [decode_index(f) for f in last["frames"][(7,)]] == [7]
+        assert [decode_index(f) for f in fourth["frames"][(3, 12, 13)]] == [3, 12, 13]
+
+
+def test_a_job_nvdec_cannot_decode_is_an_error_not_a_cpu_fallback(monkeypatch, fake_nvdec, clip):
+    from tests.video.test_nvdec import _fake_module
+
+    monkeypatch.setitem(sys.modules, "PyNvVideoCodec", _fake_module(shift=1))  # its index disagrees: refused
+    with Prefetcher(decode_job, workers=0, helpers=1, helper_job=to_nvdec) as pool:
+        [(_, result)] = list(pool.map([DecodeJob(clip, "pyav", ((1, 2),))]))
+    assert isinstance(result, WorkError) and result.kind == "VideoError"
+
+
+def _side_job(job):
+    """A worker process dies on the first job it gets (once: a flag file); helpers wait until it died, then take a
+    while, so their jobs are still running when the consumer meets the broken pool. Every finished job is logged."""
+    x, side, flag, log = job
+    if side == "worker" and not os.path.exists(flag):
+        open(flag, "w").close()
+        os._exit(3)
+    if side == "helper":
+        deadline = time.monotonic() + 20
+        while not os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)
+    with open(log, "a") as f:
+        f.write(f"{x} {side}\n")
+    return x * 10
+
+
+def test_a_broken_process_pool_never_resubmits_a_helper_job(tmp_path):
+    flag, log = str(tmp_path / "died"), str(tmp_path / "log")
+    jobs = [(x, "worker", flag, log) for x in range(8)]
+    with Prefetcher(_side_job, workers=1, helpers=2, depth=8,
+                    helper_job=lambda job: (job[0], "helper", *job[2:])) as pool:
+        out = [result for _, result in pool.map(jobs)]
+    died = [i for i, r in enumerate(out) if isinstance(r, WorkError)]
+    assert len(died) == 1 and "died" in out[died[0]].message
+    assert [r for i, r in enumerate(out) if i != died[0]] == [10 * x for x in range(8) if x != died[0]]
+    runs = [line.split() for line in open(log).read().splitlines()]
+    assert Counter(int(x) for x, _ in runs) == Counter(x for x in range(8) if x != died[0])  # each job ran once
+    assert {side for _, side in runs} == {"worker", "helper"}
+
+
+def _cfg(tmp_path, name, **kw):
+    return RunConfig(task="smoke", backbone="colour-probe", task_args={"videos": 3, "duration": 12.0},
+                     samplers=["uniform", "topk:encoder=mini-clip"], out=str(tmp_path / name),
+                     cache_dir=str(tmp_path / f"cache-{name}"), frame_cache_mb=0, **kw)  # the answer pass decodes
+
+
+def test_pipelined_run_with_gpu_decoders_beside_cpu_workers_writes_the_rows_of_pyav(fake_nvdec, tmp_path):
+    mixed = Run(_cfg(tmp_path, "mixed", decode_backend="pyav", workers=1, gpu_decoders=2), progress=False).execute()
+    plain = Run(_cfg(tmp_path, "plain", decode_backend="pyav"), progress=False).execute()
+    def answers(run_dir):
+        return {k: (r["selection"], r["prediction"]["raw_text"], r["prediction"].get("error"))
+                for k, r in _rows(run_dir).items()}
+
+    for a, b in zip(mixed, plain):
+        assert a.name == b.name  # --gpu-decoders is not part of the run identity
+        assert answers(a) == answers(b) and len(answers(a)) == 3
+        assert all(error is None for _, _, error in answers(a).values())
+        assert json.loads((a / "config.json").read_text())["run"]["gpu_decoders"] == 2
+    events = [json.loads(line) for line in (mixed[0] / "events.jsonl").read_text().splitlines()]
+    decode = [e for e in events if e["event"] == "features"][-1]["decode"]
+    assert decode["backend"] == "pyav" and decode["workers_are"] == "processes" and decode["gpu_decoders"] == 2
+    assert set(decode["jobs_by_backend"]) == {"pyav", "nvdec"} and min(decode["jobs_by_backend"].values()) > 0
+    assert len(fake_nvdec) == decode["jobs_by_backend"]["nvdec"]  # each of those jobs opened an nvdec reader
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--gpu-decoders", "-1", "--workers", "1"], "at least 0"),
+    (["--gpu-decoders", "2", "--workers", "2", "--decode-backend", "nvdec"], "CPU --decode-backend"),
+    (["--gpu-decoders", "2", "--decode-backend", "pyav"], "--workers of at least 1"),
+    (["--gpu-decoders", "2", "--workers", "1", "--decode-backend", "pyav"], "decode backend 'nvdec' is not available"),
+])
+def test_impossible_gpu_decoder_settings_are_refused_in_one_line(tmp_path, capsys, monkeypatch, args, says):
+    import harness.video.reader as reader
+
+    monkeypatch.setattr(reader, "_import_problem", lambda backend: "no CUDA GPU (test)" if backend == "nvdec" else None)
+    refused(capsys, [*RUN, "--out", str(tmp_path / "runs"), *args], "--gpu-decoders", says)
+    assert not (tmp_path / "runs").exists()  # refused before anything ran
+
+
+def test_config_file_gpu_decoders_is_checked(tmp_path, capsys):
+    path = tmp_path / "run.toml"
+    path.write_text('gpu_decoders = 2\ndecode_backend = "nvdec"\nworkers = 2\n')
+    refused(capsys, [*RUN, "--out", str(tmp_path / "runs"), "--config", str(path)], f"config file {path}: "
+            "gpu_decoders 2 needs a CPU decode_backend")
