@@ -25,6 +25,7 @@ class BenchConfig:
     # reference loop twice: stock for the headline speed-up, harness as a second row)
     reference_decode: str = "stock"
     workers: int = 4
+    gpu_decoders: int = 0  # NVDEC decoders beside the harness runner's CPU decode workers (harness run --gpu-decoders)
     batch_size: int = 3
     video_dir: str = ".cache/bench-videos"
     out: str = "results/bench"

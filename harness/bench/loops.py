@@ -112,5 +112,6 @@ def runner_loop(backbone, run_cfg) -> dict:
     rows = read_jsonl(Path(run_dir) / "predictions.jsonl")
     errors = [r for r in rows if r["prediction"].get("parse_status") == "error"]
     return {"seconds": seconds, "questions": len(rows), "run_dir": str(run_dir), "pipeline": run.pipeline_stats,
+            "decode_setup": dict(run.decode_setup),
             "answers": {r["sample_id"]: r["prediction"].get("raw_text") for r in rows},
             "errors": [r["prediction"].get("error") for r in errors][:5], "n_errors": len(errors)}

@@ -62,7 +62,8 @@ def render_markdown(r: dict) -> str:
         f"{c['videos']} videos x {c['minutes']:g} min, {c['width']}x{c['height']} at {c['fps']:g} fps (GOP {c['gop']}),"
         f" {c['questions']} questions per video on the same {c['frames']} uniform frames; backbone {c['backbone']} "
         f"{json.dumps(c['backbone_args'])}, {c['dtype']}, decode {c['decode_backend']}; harness: {c['workers']} "
-        f"workers, batch {c['batch_size']}. bf16 matmul rate measured here: {rate}.",
+        f"workers{' + ' + str(c['gpu_decoders']) + ' NVDEC decoders' if c.get('gpu_decoders') else ''}, batch "
+        f"{c['batch_size']}. bf16 matmul rate measured here: {rate}.",
         "",
         reference_note(c["backbone"], ref.get("decode", c.get("reference_decode", "harness")), c["decode_backend"]),
         "",
@@ -97,7 +98,9 @@ def render_markdown(r: dict) -> str:
     lines += [f"Harness runner, main process: {stats['wait']:.1f} s planning and waiting for workers, "
               f"{stats['generate']:.1f} s in {stats['batches']} backbone batches (GPU busy: backbone seconds / wall "
               f"= {pct(stats['generate'] / fast['seconds'])}); decode workers (summed over "
-              f"processes): {stats['decode']:.1f} s; preprocessing thread: {stats['prepare']:.1f} s.", ""]
+              f"processes): {stats['decode']:.1f} s; preprocessing thread: {stats['prepare']:.1f} s"
+              + "".join(f"; decode jobs by decoder: {', '.join(f'{k} {v}' for k, v in jobs.items())}"
+                        for jobs in [fast.get("decode_setup", {}).get("jobs_by_backend")] if jobs) + ".", ""]
     return "\n".join(lines)
 
 

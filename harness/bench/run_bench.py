@@ -86,7 +86,8 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         run_cfg = RunConfig(task="videomme", task_args=task_args, backbone=cfg.backbone,
                             backbone_args=cfg.backbone_args, samplers=["uniform"], frames=cfg.frames, grid="all",
                             out=tmp, cache_dir=str(Path(tmp) / "features"), decode_backend=cfg.decode_backend,
-                            device=cfg.device, dtype=cfg.dtype, workers=cfg.workers, batch_size=cfg.batch_size)
+                            device=cfg.device, dtype=cfg.dtype, workers=cfg.workers, batch_size=cfg.batch_size,
+                            gpu_decoders=cfg.gpu_decoders)
         fast = runner_loop(backbone, run_cfg)
     fast["peak_memory_gib"] = peak_memory(cfg.device)
     log(f"bench: harness runner {fast['questions']} questions in {fast['seconds']:.1f} s")

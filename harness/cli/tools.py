@@ -16,7 +16,8 @@ BENCH_HELP = {
     "fps": "frame rate (default {default})", "gop": "keyframe interval (default {default})",
     "questions": "questions per video (default {default})",
     "frames": "frames per question (uniform) (default {default})",
-    "workers": "harness decode workers (default {default})", "batch_size": "harness batch size (default {default})",
+    "workers": "harness decode workers (default {default})",
+    "gpu_decoders": "NVDEC decoders beside the harness runner's decode workers (default {default})", "batch_size": "harness batch size (default {default})",
     "prefill_repeats": "prefill timings (default {default})",
     "matmul_size": "size of the bf16 matmul that measures the card (default {default})",
     "backbone": "backbone (default {default})",
@@ -51,7 +52,7 @@ def add_bench(p) -> None:
                      "compares the answers, times the prefill against the card's measured bf16 matmul rate and "
                      "writes OUT/<device>-<backbone>.json and .md.")
     add_options(p, BenchConfig, ["videos", "minutes", "height", "width", "fps", "gop", "questions", "frames",
-                                 "workers", "batch_size", "prefill_repeats", "matmul_size", "backbone",
+                                 "workers", "gpu_decoders", "batch_size", "prefill_repeats", "matmul_size", "backbone",
                                  "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
                                  "video_codec", "reference_decode", "decoders"],
