@@ -9,16 +9,14 @@ from harness.bench.config import BenchConfig
 from harness.bench.loops import stock_frames, uniform_frames
 from harness.records import Sample
 from harness.video.reader import available_backends
-from tests.video.test_forward import _full_decode, _write_bframes
+from tests.video.test_forward import gop250_video
 
 BACKENDS = [b for b in ("decord", "pyav") if b in available_backends()]
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stock") / "gop250_bf3.mp4"
-    _write_bframes(path, 320, 250, 3)
-    return path, _full_decode(path)
+    return gop250_video(tmp_path_factory.mktemp("stock"))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -46,6 +46,13 @@ def _full_decode(path) -> np.ndarray:
     return np.stack([f for _, f in frames])
 
 
+def gop250_video(root):
+    """A 320-frame x264 video with 3 B-frames and a 250-frame GOP (the bench's GOP), and its full decode."""
+    path = root / "gop250_bf3.mp4"
+    _write_bframes(path, 320, 250, 3)
+    return path, _full_decode(path)
+
+
 VIDEOS = {"gop250_bf2.mp4": (300, 250, 2), "gop250_bf3.mp4": (320, 250, 3), "gop30_bf3.mp4": (200, 30, 3)}
 
 

@@ -8,16 +8,14 @@ import torch
 from harness.errors import HarnessError, VideoError
 from harness.video.multidecode import Decoders, parse_decoders
 from harness.video.reader import available_backends
-from tests.video.test_forward import _full_decode, _write_bframes
+from tests.video.test_forward import gop250_video
 
 CPU = [b for b in ("decord", "pyav") if b in available_backends()]
 
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("multi") / "gop250_bf3.mp4"
-    _write_bframes(path, 320, 250, 3)
-    return path, _full_decode(path)
+    return gop250_video(tmp_path_factory.mktemp("multi"))
 
 
 def test_parse_decoders():
