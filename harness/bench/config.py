@@ -41,4 +41,5 @@ class BenchConfig:
     reference_questions: int = 0  # the reference answers only the first N questions (0: all); rates per question
     decode_instances: int = 2  # decoders at once in the harness way (one thread each) unless `decoders` says
     decoders: str = ""  # the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (harness.video.multidecode)
+    decode_ahead: int = 2  # --job long: videos whose grids decode at once (their frames held on the device)
     video_codec: str = "auto"  # auto (h264_nvenc if it encodes here, else libx264), h264_nvenc or libx264

@@ -8,11 +8,12 @@ scores), then the backbone answers on those K frames.
 * Reference (TSPO's own code's way, written here): per question, open the video, decode the grid, encode it,
   select, open the video again and decode the K frames, answer at batch 1. Nothing is shared between questions.
 * Harness: per video, decode the grid once with several decoders at once (`--decoders`, e.g. `nvdec:4,pyav:6`:
-  NVDEC instances as threads, CPU decoders as worker processes, taking chunks of the grid from one queue; default
+  NVDEC instances as threads, CPU decoders as worker processes, taking chunks of the grids from one queue; default
   `--decode-instances` readers of `--decode-backend`; harness.video.multidecode), the frames kept in one tensor on
-  the GPU, while the GPU works on the video before; encode it once, encode the questions, select for every
-  question, take each question's K frames from the kept grid (no second decode), and answer the video's questions
-  as one batch with the backbone's `accelerate()` speed-ups on.
+  the GPU, `--decode-ahead` videos at once while the GPU works on the video before; encode it once, encode the
+  questions, select for every question, take each question's K frames from the kept grid (no second decode), let a
+  thread run the backbone's CPU preprocessing of them (`frame_preparer`) while the GPU answers the previous video,
+  and answer the video's questions as one batch with the backbone's `accelerate()` speed-ups on.
 
 Both ways encode the grid in the same chunks of `CHUNK` frames with the same on-device preprocessing (bicubic
 resize of the short side, centre crop, the encoder's mean/std: `pixels`), so features, selections and, where the
@@ -170,30 +171,49 @@ def reference(pipe: Pipeline, samples) -> dict:
 
 def harness_way(pipe: Pipeline, samples) -> dict:
     """One decode and one encode per video; every question's K frames from the kept grid; one batch per video.
-    The next video's grid decodes (all `decoders` at once) while the GPU encodes and answers this one."""
+    The decoders work on the next `decode_ahead` videos' grids while the GPU encodes and answers this one, and the
+    backbone's CPU preprocessing of this video's frames (its `frame_preparer`, in a thread) runs while the GPU
+    answers the video before."""
     from concurrent.futures import ThreadPoolExecutor
 
     from harness.video.multidecode import Decoders
 
-    cfg = pipe.cfg
-    timing = {"decode_wait": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "generate": 0.0}
+    cfg, backbone = pipe.cfg, pipe.backbone
+    timing = {"decode_wait": 0.0, "clip": 0.0, "text_select": 0.0, "gather": 0.0, "prepare_wait": 0.0,
+              "generate": 0.0}
     by_video: dict[str, list] = {}
     for s in samples:
         by_video.setdefault(s.video, []).append(s)
     videos, decoders = list(by_video), harness_decoders(cfg)
-    answers, grid_frames = {}, 0
-    undo = pipe.backbone.accelerate()
+    grids, preparers, answers, grid_frames = {}, {}, {}, 0
+
+    def grid_items():  # drawn by the decoders when they queue a video
+        for video in videos:
+            grids[video] = _video_grid(video, decoders)
+            yield video, grids[video].indices
+
+    def answer(questions, prepared) -> None:
+        t = time.perf_counter()
+        requests = prepared.result()
+        timing["prepare_wait"] += time.perf_counter() - t
+        t = time.perf_counter()
+        requests = [(backbone.prepared_frames(f) if ready else f, ts, p) for ready, f, ts, p in requests]
+        for q, text in zip(questions, backbone.generate_batch(requests)):
+            answers[q.id] = text
+        sync(cfg.device)
+        timing["generate"] += time.perf_counter() - t
+
+    undo = backbone.accelerate()
     t0 = time.perf_counter()
     try:
-        with Decoders(decoders) as decode, ThreadPoolExecutor(1, thread_name_prefix="grid") as ahead:
-            pending = ahead.submit(_decode_grid, videos[0], cfg, decode)
-            for i, video in enumerate(videos):
+        with Decoders(decoders) as decode, ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep:
+            stream = decode.stream(grid_items(), cfg.device, ahead=cfg.decode_ahead)
+            before = None  # the previous video's questions and their preprocessing (a future)
+            for video in videos:
                 t = time.perf_counter()
-                grid, kept = pending.result()
+                kept = next(stream)
                 timing["decode_wait"] += time.perf_counter() - t
-                if i + 1 < len(videos):
-                    pending = ahead.submit(_decode_grid, videos[i + 1], cfg, decode)
-                questions = by_video[video]
+                grid, questions = grids.pop(video), by_video[video]
                 grid_frames += len(grid.indices)
                 t = time.perf_counter()
                 feats = np.concatenate([image_features(pipe.encoder, kept[s:s + CHUNK])
@@ -208,22 +228,36 @@ def harness_way(pipe: Pipeline, samples) -> dict:
                     idx = np.asarray(grid.indices)[positions]
                     requests.append((kept[_index(positions, kept)].cpu().numpy(), (idx / grid.fps).tolist(),
                                      pipe.prompt(q)))
-                timing["gather"] += time.perf_counter() - t
                 del kept
-                t = time.perf_counter()
-                for q, answer in zip(questions, pipe.backbone.generate_batch(requests)):
-                    answers[q.id] = answer
-                sync(cfg.device)
-                timing["generate"] += time.perf_counter() - t
+                counts = {len(f) for f, _, _ in requests} - set(preparers)
+                for n in counts:  # made in this thread (it runs the backbone's processor once per frame count)
+                    preparers[n] = backbone.frame_preparer([n])
+                timing["gather"] += time.perf_counter() - t
+                prepared = prep.submit(_prepare, requests, preparers)
+                if before is not None:
+                    answer(*before)
+                before = (questions, prepared)
+            if before is not None:
+                answer(*before)
     finally:
         undo()
     seconds = time.perf_counter() - t0
     decode_s = decode.stats["seconds"]
     return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
-            "time_s": {**timing, "decode_grid": decode_s}, "decoders": decoders,
+            "time_s": {**timing, "decode_grid": decode_s}, "decoders": decoders, "decode_ahead": cfg.decode_ahead,
             "grid_frames_by_backend": decode.stats["frames_by_backend"],
             "decode_fps": grid_frames / max(decode_s, 1e-9), "clip_fps": grid_frames / max(timing["clip"], 1e-9),
             "backbone_share_of_wall": timing["generate"] / seconds}
+
+
+def _prepare(requests, preparers) -> list:
+    """(prepared?, frames or the preparer's result, timestamps, prompt) per request: the backbone's CPU
+    preprocessing where it has a `frame_preparer` (None: its generate takes the frames as they are)."""
+    out = []
+    for frames, timestamps, prompt in requests:
+        preparer = preparers.get(len(frames))
+        out.append((preparer is not None, frames if preparer is None else preparer(frames), timestamps, prompt))
+    return out
 
 
 def harness_decoders(cfg: BenchConfig) -> list[str]:
@@ -244,14 +278,12 @@ def _index(positions, kept):
     return torch.as_tensor(positions, device=kept.device)
 
 
-def _decode_grid(video: str, cfg: BenchConfig, decode):
-    """The 1-fps grid of a video and its frames, decoded once by all of `decode`'s decoders at once (chunks from a
-    queue, harness.video.multidecode) into one uint8 tensor on the run's device."""
+def _video_grid(video: str, decoders: list[str]):
+    """The 1-fps grid of a video (its metadata read with the CPU reader nvdec's frames match, or the backend's)."""
     from harness.video.reader import open_video
 
-    with open_video(video, "pyav" if "nvdec" in decode.names else decode.names[0]) as reader:  # metadata only
-        grid = _grid(reader)
-    return grid, decode.decode(video, grid.indices, cfg.device)
+    with open_video(video, "pyav" if "nvdec" in decoders else decoders[0]) as reader:  # metadata only
+        return _grid(reader)
 
 
 def compare(ref: dict, fast: dict) -> dict:

@@ -133,8 +133,11 @@ def render_long(r: dict) -> str:
         f"questions). Harness feature pass: decode {fast['decode_fps']:.0f} grid frames/s, CLIP "
         f"{fast['clip_fps']:.0f} frames/s ({fast['grid_frames_decoded']} grid frames); backbone "
         f"{ft['generate']:.1f} s of {fast['seconds']:.1f} s wall ({100 * fast['backbone_share_of_wall']:.0f}%)"
-        + (f"; the GPU waited {ft['decode_wait']:.1f} s for decoded grids (the decoders work one video ahead in "
-           f"the background; decode grid s is their working time)." if "decode_wait" in ft else "."),
+        + (f"; the GPU waited {ft['decode_wait']:.1f} s for decoded grids (the decoders work "
+           f"{fast.get('decode_ahead', 1)} video(s) ahead in the background; decode grid s is the wall time they "
+           f"worked)" if "decode_wait" in ft else "")
+        + (f" and {ft['prepare_wait']:.1f} s for the backbone's preprocessing (a thread, beside the GPU)."
+           if "prepare_wait" in ft else "."),
         "",
     ]
     return "\n".join(lines)

@@ -35,6 +35,8 @@ BENCH_HELP = {
     "decode_instances": "--job long: decoders of --decode-backend at once, one thread each (default {default})",
     "decoders": "--job long: the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (default: "
                 "--decode-backend x --decode-instances)",
+    "decode_ahead": "--job long: videos whose grids the decoders work on at once, each grid held on the device until "
+                    "answered (default {default})",
     "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
                         "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
                         "(harness), or both (two reference rows; the speed-up against stock) (default {default})",
@@ -55,7 +57,7 @@ def add_bench(p) -> None:
                                  "workers", "gpu_decoders", "batch_size", "prefill_repeats", "matmul_size", "backbone",
                                  "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
-                                 "video_codec", "reference_decode", "decoders"],
+                                 "video_codec", "reference_decode", "decoders", "decode_ahead"],
                 BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
                 reference_decode={"choices": ["stock", "harness", "both"]},
                 long_sampler={"choices": ["tspo", "aks"]},

@@ -7,12 +7,16 @@ frames/s each, where the 5-minute bench's 8 worker processes of 2 threads decode
 of one process take turns on the interpreter lock between packets. `processes=False` keeps CPU decoders in threads
 too (tests, small machines).
 
-`Decoders.decode(path, indices, device)` splits the ascending indices into chunks of consecutive positions; every
-decoder takes the next chunk from one shared queue when it is free (a process holds one chunk at a time), so a fast
-decoder takes more chunks than a slow one without a fixed split. A thread keeps its reader open for all its chunks
-(they ascend, so it reads forward); a worker process opens the video per chunk (the PyAV index is a demux pass, no
-decoding). Every chunk lands at its own positions in one (n, H, W, 3) uint8 tensor on `device`: NVDEC chunks stay
-on the GPU, CPU chunks come through shared memory and are copied there.
+`Decoders.stream(items, device, ahead)` decodes a sequence of videos, `ahead` of them at once: each video's ascending
+indices are split into chunks of consecutive positions, and every decoder takes the next chunk from one shared queue
+when it is free (a process holds one chunk at a time), so a fast decoder takes more chunks than a slow one without a
+fixed split, and no decoder idles at the end of one video while the next is waiting (on the H100, 12 PyAV processes
+on one 10-minute video at a time kept ~2,000 stream frames/s: the 19 chunks of a video are two rounds of 12).
+Chunks are queued video by video, so videos finish in order. A thread keeps its reader open while its chunks come
+from one video (they ascend, so it reads forward); a worker process opens the video per chunk (the PyAV index is a
+demux pass, no decoding). Every chunk lands at its own positions in its video's (n, H, W, 3) uint8 tensor on
+`device`: NVDEC chunks stay on the GPU, CPU chunks come through shared memory and are copied there.
+`decode(path, indices, device)` is one video.
 
 The frames are the ones each reader returns for those indices, the same for every backend (nvdec is exact against
 PyAV: tests/video/test_yuv.py and harness.bench.decode_check; decord and PyAV against a full decode:
@@ -57,6 +61,14 @@ def check_mix(decoders: list[str]) -> None:
         raise HarnessError(f"decoders: one CPU backend for the worker processes, got {', '.join(cpu)}")
 
 
+class _Video:
+    """One video of a stream: its output tensor, the chunks still to land, and an event set when all have."""
+
+    def __init__(self, path: str, idx: np.ndarray, out, chunks: int):
+        self.path, self.idx, self.out, self.left = path, idx, out, chunks
+        self.finished = threading.Event()
+
+
 class Decoders:
     """Decoders for many videos; use as a context manager (the worker processes stop at exit)."""
 
@@ -65,96 +77,185 @@ class Decoders:
         self.threads = [d for d in decoders if d in IN_PROCESS or not processes]
         cpu = [d for d in decoders if d not in self.threads]
         check_mix(cpu)
-        self.cpu_backend, self.pool = (cpu[0] if cpu else None), None
+        self.cpu_backend, self.pool, self.processes = (cpu[0] if cpu else None), None, len(cpu)
         if cpu:
             from harness.video.prefetch import Prefetcher, decode_job
 
             self.cpu_threads = max(1, (os.cpu_count() or 1) // len(cpu))  # each process's share of the cores
-            # depth = processes: each holds one chunk, so the threads take the rest as they free up
             self.pool = Prefetcher(decode_job, workers=len(cpu), depth=len(cpu), threads_per_worker=self.cpu_threads)
         self.names = list(decoders)
+        # seconds: wall time with at least one chunk being decoded (the decoders' working time, overlap counted once)
         self.stats = {"seconds": 0.0, "frames_by_backend": {}}
 
     def decode(self, path, indices, device="cpu"):
         """(n, H, W, 3) uint8 torch tensor on `device` of the frames at ascending `indices`, every decoder at once."""
+        [out] = list(self.stream([(path, indices)], device))
+        return out
+
+    def stream(self, items, device="cpu", ahead: int = 1):
+        """Yield each (path, ascending indices) item's frames, as `decode` would, in order, with up to `ahead`
+        videos being decoded at once (their tensors held until yielded: `ahead` bounds the memory). Items are drawn
+        when their video is queued."""
         import torch
 
         from harness.video.reader import open_video
 
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        with open_video(path, "pyav" if "nvdec" in self.names else self.names[0]) as probe:
-            probe._check(idx)  # ascending and in range, before any decoder starts
-            h, w = probe.meta.height, probe.meta.width
-        out = torch.empty((idx.size, h, w, 3), dtype=torch.uint8, device=device)
-        todo: queue.SimpleQueue = queue.SimpleQueue()
-        for start in range(0, idx.size, self.chunk):
-            todo.put(start)
-        failures, counts, lock = [], {}, threading.Lock()
+        if ahead < 1:
+            raise HarnessError(f"decoders: ahead must be at least 1, got {ahead}")
+        items = iter(items)
+        tasks: queue.Queue = queue.Queue()
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+        busy = {"chunks": 0, "since": 0.0}
+        videos: list[_Video] = []
 
-        def take():
-            while not failures:
-                try:
-                    yield todo.get_nowait()
-                except queue.Empty:
-                    return
+        def fail(e: BaseException) -> None:  # the first failure stops every decoder and is raised in the caller
+            failures.append(e)
+            for v in videos:
+                if v is not None:  # (None: already handed out)
+                    v.finished.set()
 
-        def done(backend: str, start: int, frames) -> None:
-            out[start:start + frames.shape[0]].copy_(frames)
+        def queue_next() -> bool:
+            try:
+                path, indices = next(items)
+            except StopIteration:
+                return False
+            idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+            with open_video(path, "pyav" if "nvdec" in self.names else self.names[0]) as probe:
+                probe._check(idx)  # ascending and in range, before any decoder starts
+                h, w = probe.meta.height, probe.meta.width
+            starts = range(0, idx.size, self.chunk)
+            video = _Video(str(path), idx, torch.empty((idx.size, h, w, 3), dtype=torch.uint8, device=device),
+                           len(starts))
+            videos.append(video)
+            if not starts:
+                video.finished.set()
+            for start in starts:
+                tasks.put((video, start))
+            return True
+
+        def started() -> None:
             with lock:
+                if busy["chunks"] == 0:
+                    busy["since"] = time.perf_counter()
+                busy["chunks"] += 1
+
+        def landed(video: _Video, backend: str, start: int, frames) -> None:
+            video.out[start:start + frames.shape[0]].copy_(frames)
+            with lock:
+                counts = self.stats["frames_by_backend"]
                 counts[backend] = counts.get(backend, 0) + int(frames.shape[0])
+                busy["chunks"] -= 1
+                if busy["chunks"] == 0:
+                    self.stats["seconds"] += time.perf_counter() - busy["since"]
+                video.left -= 1
+                if video.left == 0:
+                    video.finished.set()
 
         def in_thread(backend: str) -> None:
-            reader = None
+            reader, path = None, None
             try:
-                for start in take():
-                    if reader is None:
+                while not failures:
+                    task = tasks.get()
+                    if task is None:
+                        return
+                    video, start = task
+                    started()
+                    if path != video.path:
+                        if reader is not None:
+                            reader.close()
+                        reader, path = None, video.path
                         reader = open_video(path, backend, threads=None if backend in IN_PROCESS else 1)
-                    part = idx[start:start + self.chunk]
+                    part = video.idx[start:start + self.chunk]
                     if hasattr(reader, "frames_on_device"):
                         frames = reader.frames_on_device(part)
                         if frames.device.type == "cuda":
                             torch.cuda.current_stream(frames.device).synchronize()
                     else:
                         frames = torch.from_numpy(reader.get_frames(part))
-                    done(backend, start, frames)
-            except BaseException as e:  # the first failure stops every decoder and is raised in the caller
-                failures.append(e)
+                    landed(video, backend, start, frames)
+            except BaseException as e:
+                fail(e)
             finally:
                 if reader is not None:
                     reader.close()
 
         def in_processes() -> None:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
             from harness.video.prefetch import DecodeJob, WorkError
 
-            def job(start):
-                return DecodeJob(str(path), self.cpu_backend, (tuple(idx[start:start + self.chunk].tolist()),),
-                                 threads=self.cpu_threads)
+            inflight, stopping = {}, False
             try:
-                for start, result in self.pool.map(take(), job=job):
-                    if isinstance(result, WorkError):
-                        raise VideoError(f"cannot decode {path} with {self.cpu_backend}: {result}")
-                    [frames] = result["frames"].values()
-                    done(self.cpu_backend, start, torch.from_numpy(frames))
+                while not failures and not (stopping and not inflight):
+                    if not stopping and len(inflight) < self.processes:  # a process is free: give it a chunk
+                        try:
+                            task = tasks.get(timeout=0.005 if inflight else 0.1)
+                        except queue.Empty:
+                            task = False
+                        if task is None:
+                            stopping = True
+                        elif task:
+                            video, start = task
+                            started()
+                            part = tuple(video.idx[start:start + self.chunk].tolist())
+                            job = DecodeJob(video.path, self.cpu_backend, (part,), threads=self.cpu_threads)
+                            inflight[self.pool.submit(job)] = task
+                            continue
+                    if inflight:
+                        done, _ = wait(list(inflight), timeout=0.02, return_when=FIRST_COMPLETED)
+                        for future in done:
+                            video, start = inflight.pop(future)
+                            result = self.pool.collect(future)
+                            if isinstance(result, WorkError):
+                                raise VideoError(f"cannot decode {video.path} with {self.cpu_backend}: {result}")
+                            [frames] = result["frames"].values()
+                            landed(video, self.cpu_backend, start, torch.from_numpy(frames))
             except BaseException as e:
-                failures.append(e)
+                fail(e)
+            finally:
+                for future in inflight:  # after a failure: wait for the running chunks, free their memory
+                    if not future.cancel():
+                        try:
+                            self.pool.collect(future)
+                        except BaseException:
+                            pass
 
-        t0 = time.perf_counter()
-        workers = [threading.Thread(target=in_thread, args=(b,), name=f"decode-{b}-{i}")
+        workers = [threading.Thread(target=in_thread, args=(b,), name=f"decode-{b}-{i}", daemon=True)
                    for i, b in enumerate(self.threads)]
         if self.pool is not None:
-            workers.append(threading.Thread(target=in_processes, name="decode-processes"))
-        for t in workers:
-            t.start()
-        for t in workers:
-            t.join()
-        if failures:
-            raise failures[0]
-        if out.device.type == "cuda":
-            torch.cuda.current_stream(out.device).synchronize()
-        self.stats["seconds"] += time.perf_counter() - t0
-        for k, v in counts.items():
-            self.stats["frames_by_backend"][k] = self.stats["frames_by_backend"].get(k, 0) + v
-        return out
+            workers.append(threading.Thread(target=in_processes, name="decode-processes", daemon=True))
+        i = 0
+        try:
+            more = True
+            while more and len(videos) < ahead:
+                more = queue_next()
+            for t in workers:
+                t.start()
+            while i < len(videos):
+                videos[i].finished.wait()
+                if failures:
+                    raise failures[0]
+                if more:
+                    more = queue_next()  # the next video's chunks queue behind this one's (`ahead` in flight)
+                out, videos[i] = videos[i].out, None
+                if out.device.type == "cuda":
+                    torch.cuda.current_stream(out.device).synchronize()
+                i += 1
+                yield out
+        finally:
+            if failures or i < len(videos):  # stopped early: drop the chunks not started
+                failures.append(failures[0] if failures else HarnessError("decoding stopped"))
+                while True:
+                    try:
+                        tasks.get_nowait()
+                    except queue.Empty:
+                        break
+            for _ in workers:
+                tasks.put(None)
+            for t in workers:
+                if t.is_alive():
+                    t.join()
 
     def close(self) -> None:
         if self.pool is not None:

@@ -259,6 +259,27 @@ class Prefetcher:
         while pending:
             yield self._take(pending)
 
+    def submit(self, job):
+        """Start `fn(job)` now, outside `map`'s order, for a caller that collects results as they finish (e.g. chunks
+        of several videos from one queue): a future for `collect`."""
+        return self._submit(job)
+
+    def collect(self, future):
+        """The result (or WorkError) of a finished `submit` future, its shared memory taken. A worker that died
+        fails its job and every job of its pool; a fresh pool takes later submissions."""
+        try:
+            packed = future.result()
+        except BrokenProcessPool:
+            self._inflight.pop(future, None)
+            if getattr(self._pool, "_broken", False):  # the first of the broken pool's jobs collected: replace it
+                self._restart(deque())
+            return WorkError("a decode worker process died (killed or out of memory)", "BrokenProcessPool")
+        except BaseException:
+            self._inflight.pop(future, None)
+            raise
+        self.taken[self._inflight.pop(future)] += 1
+        return _unpack(packed)
+
     def _submit(self, job, side: str | None = None):
         side = side or self._lighter()
         if side == "helpers":

@@ -27,6 +27,7 @@ def test_long_job_answers_identically_both_ways(tmp_path, sampler):
     # the reference decodes the 12-frame 1-fps grid once per question, the harness once per video
     assert ref["grid_frames_decoded"] == 8 * 12 and fast["grid_frames_decoded"] == 2 * 12
     assert fast["decode_fps"] > 0 and fast["clip_fps"] > 0 and 0 < fast["backbone_share_of_wall"] < 1
+    assert fast["decode_ahead"] == 2 and fast["time_s"]["prepare_wait"] >= 0  # grids two videos ahead, prep in a thread
     assert report["speedup"] > 0
     saved = json.loads((tmp_path / "results" / "tiny-long.json").read_text())
     assert saved["answers"]["identical"] == 8 and saved["video_codec"] == "libx264"
@@ -74,11 +75,11 @@ def test_decode_check_writes_its_table(tmp_path, capsys):
 def test_decoders_and_bad_specs(tmp_path):
     """--decoders puts several decoders (here two worker processes) on each grid, frames and answers unchanged; a bad
     spec fails before any video is written."""
-    report = run_bench(_tiny(tmp_path, videos=1, decoders="pyav:2"), log=lambda line: None)
-    assert report["answers"]["identical"] == report["answers"]["compared"] == 4
+    report = run_bench(_tiny(tmp_path, videos=3, decoders="pyav:2", decode_ahead=3), log=lambda line: None)
+    assert report["answers"]["identical"] == report["answers"]["compared"] == 12
     fast = report["harness"]
-    assert fast["decoders"] == ["pyav", "pyav"]
-    assert fast["grid_frames_by_backend"] == {"pyav": 12} and fast["grid_frames_decoded"] == 12
+    assert fast["decoders"] == ["pyav", "pyav"] and fast["decode_ahead"] == 3
+    assert fast["grid_frames_by_backend"] == {"pyav": 36} and fast["grid_frames_decoded"] == 36
     for spec, message in (("pyav:0", "COUNT >= 1"), ("pyav,decord", "one CPU backend")):
         with pytest.raises(HarnessError, match=message):
             run_bench(_tiny(tmp_path / "bad", decoders=spec), log=lambda line: None)

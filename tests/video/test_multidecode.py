@@ -75,10 +75,16 @@ def test_a_failing_worker_process_stops_the_call(video):
     from harness.video.prefetch import WorkError
 
     class FailingPool:
-        def map(self, items, job):
-            for item in items:
-                job(item)  # the job is built as for a real pool
-                yield item, WorkError("frame 40 could not be decoded", "VideoError")
+        def submit(self, job):
+            from concurrent.futures import Future
+
+            assert job.selections  # the job is built as for a real pool
+            future = Future()
+            future.set_result(None)
+            return future
+
+        def collect(self, future):
+            return WorkError("frame 40 could not be decoded", "VideoError")
 
         def close(self):
             pass
@@ -88,3 +94,38 @@ def test_a_failing_worker_process_stops_the_call(video):
     dec.pool = FailingPool()
     with pytest.raises(VideoError, match="frame 40 could not be decoded"):
         dec.decode(path, np.arange(0, 320, 5), "cpu")
+
+
+@pytest.mark.parametrize("decoders,processes", [(["pyav"] * 2, False), (["pyav"] * 3, True), (CPU * 2, False)])
+@pytest.mark.parametrize("ahead", [1, 3])
+def test_a_stream_of_videos_comes_in_order_with_every_frame(video, decoders, processes, ahead):
+    """Chunks of several videos share one queue; each video's frames are still those of a full decode, in order."""
+    path, full = video
+    selections = [np.arange(0, 320, 7), np.array([5, 6, 250, 251, 319]), np.arange(0, 320, 3), np.array([0])]
+    with Decoders(decoders, processes=processes, chunk=4) as dec:
+        outs = list(dec.stream([(path, s) for s in selections], "cpu", ahead=ahead))
+        assert len(outs) == len(selections)
+        for out, sel in zip(outs, selections):
+            assert np.array_equal(out.numpy(), full[sel])
+        assert sum(dec.stats["frames_by_backend"].values()) == sum(s.size for s in selections)
+
+
+def test_a_stream_draws_its_videos_only_ahead_and_can_stop_early(video):
+    """`ahead` bounds the videos queued (so the frames held); a consumer that stops early leaves the decoders usable."""
+    path, full = video
+    idx = np.arange(0, 320, 9)
+    drawn = []
+
+    def items():
+        for i in range(5):
+            drawn.append(i)
+            yield path, idx
+
+    with Decoders(["pyav"] * 2, processes=True, chunk=4) as dec:
+        stream = dec.stream(items(), "cpu", ahead=2)
+        assert np.array_equal(next(stream).numpy(), full[idx])
+        assert drawn == [0, 1, 2]  # two at the start, the third once the first was done
+        stream.close()
+        assert np.array_equal(dec.decode(path, idx, "cpu").numpy(), full[idx])
+    with pytest.raises(HarnessError, match="ahead"):
+        next(Decoders(["pyav"], processes=False).stream([(path, idx)], "cpu", ahead=0))
