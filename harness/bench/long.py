@@ -206,7 +206,8 @@ def harness_way(pipe: Pipeline, samples) -> dict:
     undo = backbone.accelerate()
     t0 = time.perf_counter()
     try:
-        with Decoders(decoders) as decode, ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep:
+        with Decoders(decoders, gpu_processes=cfg.nvdec_processes) as decode, \
+                ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep:
             stream = decode.stream(grid_items(), cfg.device, ahead=cfg.decode_ahead)
             before = None  # the previous video's questions and their preprocessing (a future)
             for video in videos:
@@ -245,6 +246,7 @@ def harness_way(pipe: Pipeline, samples) -> dict:
     decode_s = decode.stats["seconds"]
     return {"seconds": seconds, "questions": len(samples), "grid_frames_decoded": grid_frames, "answers": answers,
             "time_s": {**timing, "decode_grid": decode_s}, "decoders": decoders, "decode_ahead": cfg.decode_ahead,
+            "nvdec_processes": cfg.nvdec_processes,
             "grid_frames_by_backend": decode.stats["frames_by_backend"],
             "decode_fps": grid_frames / max(decode_s, 1e-9), "clip_fps": grid_frames / max(timing["clip"], 1e-9),
             "backbone_share_of_wall": timing["generate"] / seconds}
@@ -262,11 +264,10 @@ def _prepare(requests, preparers) -> list:
 
 def harness_decoders(cfg: BenchConfig) -> list[str]:
     """The harness way's decoders: `--decoders` (e.g. nvdec:4,pyav:6), else --decode-instances of the backend."""
-    from harness.video.multidecode import check_mix, parse_decoders
+    from harness.video.multidecode import parse_decoders
     from harness.video.reader import check_backend
 
     decoders = parse_decoders(cfg.decoders or f"{cfg.decode_backend}:{cfg.decode_instances}")
-    check_mix(decoders)
     for name in sorted(set(decoders)):
         check_backend(name)
     return decoders

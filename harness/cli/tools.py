@@ -37,6 +37,8 @@ BENCH_HELP = {
                 "--decode-backend x --decode-instances)",
     "decode_ahead": "--job long: videos whose grids the decoders work on at once, each grid held on the device until "
                     "answered (default {default})",
+    "nvdec_processes": "--job long: the NVDEC decoders of --decoders as worker processes (a CUDA context each, "
+                       "frames through host shared memory) instead of threads of this process (default {default})",
     "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
                         "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
                         "(harness), or both (two reference rows; the speed-up against stock) (default {default})",
@@ -57,7 +59,7 @@ def add_bench(p) -> None:
                                  "workers", "gpu_decoders", "batch_size", "prefill_repeats", "matmul_size", "backbone",
                                  "backbone_args", "device", "dtype", "decode_backend", "video_dir", "out", "label",
                                  "job", "long_sampler", "encoder", "reference_questions", "decode_instances",
-                                 "video_codec", "reference_decode", "decoders", "decode_ahead"],
+                                 "video_codec", "reference_decode", "decoders", "decode_ahead", "nvdec_processes"],
                 BENCH_HELP, dtype={"choices": ["float32", "bfloat16", "float16"]}, job={"choices": ["uniform", "long"]},
                 reference_decode={"choices": ["stock", "harness", "both"]},
                 long_sampler={"choices": ["tspo", "aks"]},

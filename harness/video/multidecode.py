@@ -1,11 +1,14 @@
 """One video's frames decoded by several decoders at once: NVDEC instances and CPU decoders side by side (issue 20).
 
-`Decoders(spec)` holds the decoders for many videos: NVDEC instances as threads of this process (CUDA stays here),
-CPU backends (decord, pyav) as worker processes of one `Prefetcher` kept open across videos. On an H200, 8 PyAV
-readers as threads of one process (beside 4 NVDEC threads, the backbone in the main thread) decoded ~120 stream
-frames/s each, where the 5-minute bench's 8 worker processes of 2 threads decoded ~840 each (results/bench): threads
-of one process take turns on the interpreter lock between packets. `processes=False` keeps CPU decoders in threads
-too (tests, small machines).
+`Decoders(spec)` holds the decoders for many videos: NVDEC instances as threads of this process (CUDA stays here)
+or, with `gpu_processes=True`, as worker processes of their own (each its CUDA context; frames come back through
+host shared memory: on the H100 the 4 NVDEC threads beside 12 PyAV processes slowed this process's CLIP pass from
+2,132 to 942 frames/s, a sign that PyNvVideoCodec's calls hold the interpreter lock); CPU backends (decord, pyav)
+as worker processes, one `Prefetcher` per backend kept open across videos. On an H200, 8 PyAV readers as threads of
+one process (beside 4 NVDEC threads, the backbone in the main thread) decoded ~120 stream frames/s each, where the
+5-minute bench's 8 worker processes of 2 threads decoded ~840 each (results/bench): threads of one process take
+turns on the interpreter lock between packets. `processes=False` keeps every decoder in a thread (tests, small
+machines).
 
 `Decoders.stream(items, device, ahead)` decodes a sequence of videos, `ahead` of them at once: each video's ascending
 indices are split into chunks of consecutive positions, and every decoder takes the next chunk from one shared queue
@@ -15,7 +18,8 @@ on one 10-minute video at a time kept ~2,000 stream frames/s: the 19 chunks of a
 Chunks are queued video by video, so videos finish in order. A thread keeps its reader open while its chunks come
 from one video (they ascend, so it reads forward); a worker process opens the video per chunk (the PyAV index is a
 demux pass, no decoding). Every chunk lands at its own positions in its video's (n, H, W, 3) uint8 tensor on
-`device`: NVDEC chunks stay on the GPU, CPU chunks come through shared memory and are copied there.
+`device`: NVDEC chunks of threads stay on the GPU, chunks of processes come through shared memory and are copied
+there.
 `decode(path, indices, device)` is one video.
 
 The frames are the ones each reader returns for those indices, the same for every backend (nvdec is exact against
@@ -34,7 +38,7 @@ import numpy as np
 from harness.errors import HarnessError, VideoError
 
 CHUNK = 32  # grid frames per chunk: small enough that the decoders finish together, large enough to read forward
-IN_PROCESS = ("nvdec",)  # decoders holding GPU state: threads of this process, never worker processes
+GPU_DECODERS = ("nvdec",)  # decoders holding GPU state: threads of this process unless asked into processes
 
 
 def parse_decoders(spec: str) -> list[str]:
@@ -54,11 +58,19 @@ def parse_decoders(spec: str) -> list[str]:
     return out
 
 
-def check_mix(decoders: list[str]) -> None:
-    """The worker processes share one CPU backend (a job does not choose its process)."""
-    cpu = sorted({d for d in decoders if d not in IN_PROCESS})
-    if len(cpu) > 1:
-        raise HarnessError(f"decoders: one CPU backend for the worker processes, got {', '.join(cpu)}")
+def nvdec_job(job):
+    """A decoder process's NVDEC chunk (`Decoders(gpu_processes=True)`): the frames on the host, through the pool's
+    shared memory, as `prefetch.decode_job` returns them."""
+    from harness.video.nvdec import NvdecReader
+
+    t0 = time.perf_counter()
+    [selection] = job.selections
+    reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+    try:
+        frames = reader.get_frames(list(selection))
+    finally:
+        reader.close()
+    return {"frames": {selection: frames}, "decode": time.perf_counter() - t0, "prepare": 0.0}
 
 
 class _Video:
@@ -72,17 +84,23 @@ class _Video:
 class Decoders:
     """Decoders for many videos; use as a context manager (the worker processes stop at exit)."""
 
-    def __init__(self, decoders: list[str], processes: bool = True, chunk: int = CHUNK):
-        self.chunk = chunk
-        self.threads = [d for d in decoders if d in IN_PROCESS or not processes]
-        cpu = [d for d in decoders if d not in self.threads]
-        check_mix(cpu)
-        self.cpu_backend, self.pool, self.processes = (cpu[0] if cpu else None), None, len(cpu)
-        if cpu:
+    def __init__(self, decoders: list[str], processes: bool = True, chunk: int = CHUNK, gpu_processes: bool = False):
+        from collections import Counter
+
+        self.chunk, self.gpu_processes = chunk, gpu_processes
+        self.threads = [d for d in decoders if not processes or (d in GPU_DECODERS and not gpu_processes)]
+        in_pools = Counter(d for d in decoders if d not in self.threads)
+        self.pools = {}  # backend -> the Prefetcher of its worker processes
+        if in_pools:
             from harness.video.prefetch import Prefetcher, decode_job
 
-            self.cpu_threads = max(1, (os.cpu_count() or 1) // len(cpu))  # each process's share of the cores
-            self.pool = Prefetcher(decode_job, workers=len(cpu), depth=len(cpu), threads_per_worker=self.cpu_threads)
+            cpu = sum(n for b, n in in_pools.items() if b not in GPU_DECODERS)
+            self.cpu_threads = max(1, (os.cpu_count() or 1) // cpu) if cpu else None  # each process's share
+            for backend, n in in_pools.items():
+                gpu = backend in GPU_DECODERS
+                # depth = processes: each holds one chunk, so the other decoders take the rest as they free up
+                self.pools[backend] = Prefetcher(nvdec_job if gpu else decode_job, workers=n, depth=n,
+                                                 threads_per_worker=None if gpu else self.cpu_threads)
         self.names = list(decoders)
         # seconds: wall time with at least one chunk being decoded (the decoders' working time, overlap counted once)
         self.stats = {"seconds": 0.0, "frames_by_backend": {}}
@@ -165,7 +183,7 @@ class Decoders:
                         if reader is not None:
                             reader.close()
                         reader, path = None, video.path
-                        reader = open_video(path, backend, threads=None if backend in IN_PROCESS else 1)
+                        reader = open_video(path, backend, threads=None if backend in GPU_DECODERS else 1)
                     part = video.idx[start:start + self.chunk]
                     if hasattr(reader, "frames_on_device"):
                         frames = reader.frames_on_device(part)
@@ -180,15 +198,15 @@ class Decoders:
                 if reader is not None:
                     reader.close()
 
-        def in_processes() -> None:
+        def in_processes(backend: str, pool) -> None:
             from concurrent.futures import FIRST_COMPLETED, wait
 
             from harness.video.prefetch import DecodeJob, WorkError
 
-            inflight, stopping = {}, False
+            inflight, stopping, size = {}, False, pool.workers
             try:
                 while not failures and not (stopping and not inflight):
-                    if not stopping and len(inflight) < self.processes:  # a process is free: give it a chunk
+                    if not stopping and len(inflight) < size:  # a process is free: give it a chunk
                         try:
                             task = tasks.get(timeout=0.005 if inflight else 0.1)
                         except queue.Empty:
@@ -199,32 +217,33 @@ class Decoders:
                             video, start = task
                             started()
                             part = tuple(video.idx[start:start + self.chunk].tolist())
-                            job = DecodeJob(video.path, self.cpu_backend, (part,), threads=self.cpu_threads)
-                            inflight[self.pool.submit(job)] = task
+                            job = DecodeJob(video.path, backend, (part,), threads=self.cpu_threads,
+                                            extra={"device": str(device)} if backend in GPU_DECODERS else {})
+                            inflight[pool.submit(job)] = task
                             continue
                     if inflight:
                         done, _ = wait(list(inflight), timeout=0.02, return_when=FIRST_COMPLETED)
                         for future in done:
                             video, start = inflight.pop(future)
-                            result = self.pool.collect(future)
+                            result = pool.collect(future)
                             if isinstance(result, WorkError):
-                                raise VideoError(f"cannot decode {video.path} with {self.cpu_backend}: {result}")
+                                raise VideoError(f"cannot decode {video.path} with {backend}: {result}")
                             [frames] = result["frames"].values()
-                            landed(video, self.cpu_backend, start, torch.from_numpy(frames))
+                            landed(video, backend, start, torch.from_numpy(frames))
             except BaseException as e:
                 fail(e)
             finally:
                 for future in inflight:  # after a failure: wait for the running chunks, free their memory
                     if not future.cancel():
                         try:
-                            self.pool.collect(future)
+                            pool.collect(future)
                         except BaseException:
                             pass
 
         workers = [threading.Thread(target=in_thread, args=(b,), name=f"decode-{b}-{i}", daemon=True)
                    for i, b in enumerate(self.threads)]
-        if self.pool is not None:
-            workers.append(threading.Thread(target=in_processes, name="decode-processes", daemon=True))
+        workers += [threading.Thread(target=in_processes, args=(b, pool), name=f"decode-{b}-processes", daemon=True)
+                    for b, pool in self.pools.items()]
         i = 0
         try:
             more = True
@@ -258,9 +277,9 @@ class Decoders:
                     t.join()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        for pool in self.pools.values():
+            pool.close()
+        self.pools = {}
 
     def __enter__(self) -> "Decoders":
         return self

@@ -11,9 +11,11 @@ equal PyAV's frames pixel for pixel.
   memory (`harness bench --job long` does).
 * One decoder instance per reader; readers in several threads decode at once (the GPU has several NVDEC engines;
   `decode_in_threads`). A reader works in its own CUDA stream and makes the caller's stream wait for its output.
-* CUDA in the main process only: spawned decode workers would each build a CUDA context (hundreds of MB each) and
-  copy frames back through the host. A reader opened in a child process refuses (run with `--workers 0`, or decode
-  in threads of the main process), see docs/decode.md.
+* CUDA in the main process by default: spawned decode workers would each build a CUDA context (hundreds of MB
+  each) and copy frames back through the host. A reader opened in a child process refuses (run with `--workers 0`,
+  or decode in threads of the main process), see docs/decode.md, unless the child is a decoder process that asked
+  for it (`in_worker=True`: `harness bench --job long --nvdec-processes`, where PyNvVideoCodec's calls would
+  otherwise hold this process's interpreter lock beside the backbone's thread).
 """
 from __future__ import annotations
 
@@ -50,9 +52,9 @@ class NvdecReader(VideoReader):
 
     backend = "nvdec"
 
-    def __init__(self, path: str, threads: int | None = None, device=None):
+    def __init__(self, path: str, threads: int | None = None, device=None, in_worker: bool = False):
         del threads  # the decoder's parallelism is the hardware's; accepted for the reader interface
-        if multiprocessing.parent_process() is not None:
+        if multiprocessing.parent_process() is not None and not in_worker:
             raise HarnessError("the nvdec decode backend runs in the main process (CUDA in spawned workers costs a "
                                "context each): run with --workers 0 or decode in threads")
         import torch

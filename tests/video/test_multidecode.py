@@ -33,7 +33,7 @@ def test_frames_equal_a_full_decode(video, decoders, processes, chunk):
     path, full = video
     idx = np.r_[np.arange(0, 320, 7), 319]  # a 1-fps-like grid across the GOP boundary, and the last frame
     with Decoders(decoders, processes=processes, chunk=chunk) as dec:
-        assert (dec.pool is not None) == processes
+        assert bool(dec.pools) == processes
         for _ in range(2):  # a second video through the same decoders (the worker processes stay)
             frames = dec.decode(path, idx, "cpu")
             assert frames.dtype == torch.uint8 and tuple(frames.shape) == (idx.size, 240, 320, 3)
@@ -42,9 +42,28 @@ def test_frames_equal_a_full_decode(video, decoders, processes, chunk):
         assert set(dec.stats["frames_by_backend"]) <= set(decoders) and dec.stats["seconds"] > 0
 
 
-def test_one_cpu_backend_for_the_processes():
-    with pytest.raises(HarnessError, match="one CPU backend"):
-        Decoders(["pyav", "decord"], processes=True)
+def test_two_cpu_backends_in_processes_of_their_own(video):
+    """Each backend has its pool of worker processes; all take chunks from one queue, frames unchanged."""
+    if len(CPU) < 2:
+        pytest.skip("needs decord and PyAV")
+    path, full = video
+    idx = np.arange(0, 320, 3)
+    with Decoders(CPU * 2, processes=True, chunk=4) as dec:
+        assert sorted(dec.pools) == sorted(CPU) and dec.cpu_threads >= 1
+        assert np.array_equal(dec.decode(path, idx, "cpu").numpy(), full[idx])
+        assert sum(dec.stats["frames_by_backend"].values()) == idx.size
+
+
+def test_nvdec_decoders_go_to_processes_only_when_asked():
+    """Without a GPU nothing is decoded here: only where each decoder would run (threads, or a pool per backend)."""
+    assert Decoders(["nvdec"] * 2, processes=True).threads == ["nvdec"] * 2
+    dec = Decoders(["nvdec"] * 2 + ["pyav"], processes=True, gpu_processes=True)
+    try:
+        assert dec.threads == [] and sorted(dec.pools) == ["nvdec", "pyav"]
+        assert dec.pools["nvdec"].workers == 2 and dec.pools["nvdec"].threads is None
+        assert dec.pools["pyav"].threads == dec.cpu_threads
+    finally:
+        dec.close()
 
 
 def test_a_failing_decoder_stops_the_call(video, monkeypatch):
@@ -75,6 +94,8 @@ def test_a_failing_worker_process_stops_the_call(video):
     from harness.video.prefetch import WorkError
 
     class FailingPool:
+        workers = 1
+
         def submit(self, job):
             from concurrent.futures import Future
 
@@ -91,7 +112,8 @@ def test_a_failing_worker_process_stops_the_call(video):
 
     path, _ = video
     dec = Decoders(["pyav"], processes=True)
-    dec.pool = FailingPool()
+    dec.pools["pyav"].close()
+    dec.pools["pyav"] = FailingPool()
     with pytest.raises(VideoError, match="frame 40 could not be decoded"):
         dec.decode(path, np.arange(0, 320, 5), "cpu")
 
