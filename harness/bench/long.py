@@ -12,8 +12,9 @@ scores), then the backbone answers on those K frames.
   `--decode-instances` readers of `--decode-backend`; harness.video.multidecode), the frames kept in one tensor on
   the GPU, `--decode-ahead` videos at once while the GPU works on the video before; encode it once, encode the
   questions, select for every question, take each question's K frames from the kept grid (no second decode), let a
-  thread run the backbone's CPU preprocessing of them (`frame_preparer`) while the GPU answers the previous video,
-  and answer the video's questions as one batch with the backbone's `accelerate()` speed-ups on.
+  thread run the backbone's CPU preprocessing of them (`frame_preparer`) while the GPU answers the previous video
+  (or, when the next grid is not decoded yet, answer the previous video while waiting for it), and answer the
+  video's questions as one batch with the backbone's `accelerate()` speed-ups on.
 
 Both ways encode the grid in the same chunks of `CHUNK` frames with the same on-device preprocessing (bicubic
 resize of the short side, centre crop, the encoder's mean/std: `pixels`), so features, selections and, where the
@@ -171,9 +172,9 @@ def reference(pipe: Pipeline, samples) -> dict:
 
 def harness_way(pipe: Pipeline, samples) -> dict:
     """One decode and one encode per video; every question's K frames from the kept grid; one batch per video.
-    The decoders work on the next `decode_ahead` videos' grids while the GPU encodes and answers this one, and the
+    The decoders work on the next `decode_ahead` videos' grids while the GPU encodes and answers this one, the
     backbone's CPU preprocessing of this video's frames (its `frame_preparer`, in a thread) runs while the GPU
-    answers the video before."""
+    answers the video before, and the video before is answered while the next grid is still decoding."""
     from concurrent.futures import ThreadPoolExecutor
 
     from harness.video.multidecode import Decoders
@@ -203,17 +204,22 @@ def harness_way(pipe: Pipeline, samples) -> dict:
         sync(cfg.device)
         timing["generate"] += time.perf_counter() - t
 
+    pending = []  # the previous video's questions and their preprocessing (a future), not answered yet
+
+    def answer_pending() -> None:  # also while the next grid is decoding (the stream's idle work)
+        if pending:
+            answer(*pending.pop())
+
     undo = backbone.accelerate()
     t0 = time.perf_counter()
     try:
         with Decoders(decoders, gpu_processes=cfg.nvdec_processes) as decode, \
                 ThreadPoolExecutor(1, thread_name_prefix="prepare") as prep:
-            stream = decode.stream(grid_items(), cfg.device, ahead=cfg.decode_ahead)
-            before = None  # the previous video's questions and their preprocessing (a future)
+            stream = decode.stream(grid_items(), cfg.device, ahead=cfg.decode_ahead, idle=answer_pending)
             for video in videos:
-                t = time.perf_counter()
+                t, busy = time.perf_counter(), timing["generate"] + timing["prepare_wait"]
                 kept = next(stream)
-                timing["decode_wait"] += time.perf_counter() - t
+                timing["decode_wait"] += time.perf_counter() - t - (timing["generate"] + timing["prepare_wait"] - busy)
                 grid, questions = grids.pop(video), by_video[video]
                 grid_frames += len(grid.indices)
                 t = time.perf_counter()
@@ -235,11 +241,9 @@ def harness_way(pipe: Pipeline, samples) -> dict:
                     preparers[n] = backbone.frame_preparer([n])
                 timing["gather"] += time.perf_counter() - t
                 prepared = prep.submit(_prepare, requests, preparers)
-                if before is not None:
-                    answer(*before)
-                before = (questions, prepared)
-            if before is not None:
-                answer(*before)
+                answer_pending()  # the previous video, unless answered while this grid decoded; beside this prep
+                pending.append((questions, prepared))
+            answer_pending()
     finally:
         undo()
     seconds = time.perf_counter() - t0

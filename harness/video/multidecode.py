@@ -16,8 +16,7 @@ when it is free (a process holds one chunk at a time), so a fast decoder takes m
 fixed split, and no decoder idles at the end of one video while the next is waiting (on the H100, 12 PyAV processes
 on one 10-minute video at a time kept ~2,000 stream frames/s: the 19 chunks of a video are two rounds of 12).
 Chunks are queued video by video, so videos finish in order. A thread keeps its reader open while its chunks come
-from one video (they ascend, so it reads forward); a worker process opens the video per chunk (the PyAV index is a
-demux pass, no decoding). Every chunk lands at its own positions in its video's (n, H, W, 3) uint8 tensor on
+from one video (they ascend, so it reads forward), and so does a worker process (`chunk_job`). Every chunk lands at its own positions in its video's (n, H, W, 3) uint8 tensor on
 `device`: NVDEC chunks of threads stay on the GPU, chunks of processes come through shared memory and are copied
 there.
 `decode(path, indices, device)` is one video.
@@ -58,19 +57,43 @@ def parse_decoders(spec: str) -> list[str]:
     return out
 
 
-def nvdec_job(job):
-    """A decoder process's NVDEC chunk (`Decoders(gpu_processes=True)`): the frames on the host, through the pool's
-    shared memory, as `prefetch.decode_job` returns them."""
-    from harness.video.nvdec import NvdecReader
+_OPEN: dict = {}  # this decoder process's open reader ("key": video, backend, threads, device, file stat; "reader")
+
+
+def chunk_job(job):
+    """A decoder process's chunk: the frames at `job.selections[0]` of the video, in host memory (the pool's shared
+    memory carries them), from a reader the process keeps open across the chunks it takes of one video: the PyAV
+    index pass over the file and, for NVDEC, the hardware decoder are made once per video and process, not per
+    chunk (on the H100, NVDEC processes that opened a reader per 32-frame chunk decoded ~370 stream frames/s each,
+    one reader kept open 1,255). Readers take any order of chunks (a chunk behind the last one read seeks back)."""
+    from harness.video.reader import open_video
 
     t0 = time.perf_counter()
     [selection] = job.selections
-    reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+    stat = os.stat(job.video)  # a file rewritten in place is a new video
+    key = (job.video, job.backend, job.threads, job.extra.get("device"), stat.st_mtime_ns, stat.st_size)
+    if _OPEN.get("key") != key:
+        _close_open_reader()
+        if job.backend in GPU_DECODERS:
+            from harness.video.nvdec import NvdecReader
+
+            reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+        else:
+            reader = open_video(job.video, job.backend, threads=job.threads)
+        _OPEN.update(key=key, reader=reader)
     try:
-        frames = reader.get_frames(list(selection))
-    finally:
-        reader.close()
+        frames = _OPEN["reader"].get_frames(list(selection))
+    except BaseException:
+        _close_open_reader()  # a failed read leaves the reader's position unknown: the next chunk opens afresh
+        raise
     return {"frames": {selection: frames}, "decode": time.perf_counter() - t0, "prepare": 0.0}
+
+
+def _close_open_reader() -> None:
+    reader = _OPEN.pop("reader", None)
+    _OPEN.pop("key", None)
+    if reader is not None:
+        reader.close()
 
 
 class _Video:
@@ -92,14 +115,14 @@ class Decoders:
         in_pools = Counter(d for d in decoders if d not in self.threads)
         self.pools = {}  # backend -> the Prefetcher of its worker processes
         if in_pools:
-            from harness.video.prefetch import Prefetcher, decode_job
+            from harness.video.prefetch import Prefetcher
 
             cpu = sum(n for b, n in in_pools.items() if b not in GPU_DECODERS)
             self.cpu_threads = max(1, (os.cpu_count() or 1) // cpu) if cpu else None  # each process's share
             for backend, n in in_pools.items():
                 gpu = backend in GPU_DECODERS
                 # depth = processes: each holds one chunk, so the other decoders take the rest as they free up
-                self.pools[backend] = Prefetcher(nvdec_job if gpu else decode_job, workers=n, depth=n,
+                self.pools[backend] = Prefetcher(chunk_job, workers=n, depth=n,
                                                  threads_per_worker=None if gpu else self.cpu_threads)
         self.names = list(decoders)
         # seconds: wall time with at least one chunk being decoded (the decoders' working time, overlap counted once)
@@ -110,10 +133,11 @@ class Decoders:
         [out] = list(self.stream([(path, indices)], device))
         return out
 
-    def stream(self, items, device="cpu", ahead: int = 1):
+    def stream(self, items, device="cpu", ahead: int = 1, idle=None):
         """Yield each (path, ascending indices) item's frames, as `decode` would, in order, with up to `ahead`
         videos being decoded at once (their tensors held until yielded: `ahead` bounds the memory). Items are drawn
-        when their video is queued."""
+        when their video is queued. `idle()`, if given, is called (in the consumer's thread) when the next video
+        is asked for and not decoded yet: work the consumer can do meanwhile."""
         import torch
 
         from harness.video.reader import open_video
@@ -252,6 +276,8 @@ class Decoders:
             for t in workers:
                 t.start()
             while i < len(videos):
+                if idle is not None and not videos[i].finished.is_set():
+                    idle()
                 videos[i].finished.wait()
                 if failures:
                     raise failures[0]

@@ -151,3 +151,49 @@ def test_a_stream_draws_its_videos_only_ahead_and_can_stop_early(video):
         assert np.array_equal(dec.decode(path, idx, "cpu").numpy(), full[idx])
     with pytest.raises(HarnessError, match="ahead"):
         next(Decoders(["pyav"], processes=False).stream([(path, idx)], "cpu", ahead=0))
+
+
+@pytest.mark.parametrize("backend", CPU)
+def test_a_decoder_process_keeps_its_reader_across_chunks(video, tmp_path, backend):
+    """`chunk_job` (run here in-process) reuses one reader for the chunks of a video, in any order, and opens a new
+    one for another video or a rewritten file; its frames are a full decode's."""
+    import os
+    import shutil
+
+    from harness.video import multidecode
+    from harness.video.prefetch import DecodeJob
+
+    path, full = video
+    other = tmp_path / "copy.mp4"
+    shutil.copy(path, other)
+
+    def chunk(p, frames):
+        out = multidecode.chunk_job(DecodeJob(str(p), backend, (tuple(frames),), threads=1))
+        return out["frames"][tuple(frames)]
+
+    try:
+        first = chunk(path, [10, 40, 70])
+        reader = multidecode._OPEN["reader"]
+        later, earlier = chunk(path, [200, 230, 319]), chunk(path, [0, 5, 250])  # forward, then back across a GOP
+        assert multidecode._OPEN["reader"] is reader
+        for got, want in ((first, [10, 40, 70]), (later, [200, 230, 319]), (earlier, [0, 5, 250])):
+            assert np.array_equal(got, full[want])
+        assert np.array_equal(chunk(other, [3, 300]), full[[3, 300]])
+        assert multidecode._OPEN["reader"] is not reader
+        reader = multidecode._OPEN["reader"]
+        shutil.copy(path, other)  # the same name, a new file
+        os.utime(other, ns=(1, 1))
+        assert np.array_equal(chunk(other, [7]), full[[7]]) and multidecode._OPEN["reader"] is not reader
+    finally:
+        multidecode._close_open_reader()
+
+
+def test_a_stream_calls_idle_while_the_next_video_is_not_decoded(video):
+    """The consumer's idle work runs when it asks for a video still decoding (the first one, whose worker processes
+    are only starting); the frames do not change."""
+    path, full = video
+    idx = np.arange(0, 320, 4)
+    calls = []
+    with Decoders(["pyav"] * 2, processes=True, chunk=4) as dec:
+        outs = list(dec.stream([(path, idx)] * 2, "cpu", ahead=1, idle=lambda: calls.append(1)))
+    assert calls and all(np.array_equal(o.numpy(), full[idx]) for o in outs)
