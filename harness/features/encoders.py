@@ -188,8 +188,9 @@ class ClipEncoder:
         import torch
 
         def encode(batch):
-            # A channels-first tensor batch: the torchvision backend processes it in one go.
-            pixels = self.processor.image_processor(images=torch.from_numpy(batch).permute(0, 3, 1, 2),
+            # A channels-first tensor batch, made contiguous in one copy (the torchvision backend would copy each
+            # frame of a permuted view alone, ~0.3 ms a 128x128 frame on the 2-core machine): the same pixels.
+            pixels = self.processor.image_processor(images=torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(),
                                                     return_tensors="pt")["pixel_values"]
             return self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
 

@@ -100,6 +100,11 @@ def test_image_features_are_the_models_raw_projections(encoder, tiny_clip, frame
         pixels = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")["pixel_values"]
         out = model.get_image_features(pixel_values=pixels)
     np.testing.assert_allclose(feats, getattr(out, "pooler_output", out).numpy(), atol=1e-4)
+    with torch.no_grad():  # bit for bit what the processor makes of the frames as one permuted tensor view
+        view = encoder.processor.image_processor(images=torch.from_numpy(frames).permute(0, 3, 1, 2),
+                                                 return_tensors="pt")["pixel_values"]
+        out = encoder.model.get_image_features(pixel_values=view)
+    np.testing.assert_array_equal(feats, getattr(out, "pooler_output", out).float().numpy())
     assert not np.allclose(np.linalg.norm(feats, axis=1), 1.0, atol=1e-3)
     np.testing.assert_array_equal(feats, encoder.image_features(frames))
     assert encoder.image_features(frames[:0]).shape == (0, 32)
