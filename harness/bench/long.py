@@ -186,7 +186,7 @@ def harness_way(pipe: Pipeline, samples) -> dict:
     for s in samples:
         by_video.setdefault(s.video, []).append(s)
     videos, decoders = list(by_video), harness_decoders(cfg)
-    grids, preparers, answers, grid_frames = {}, {}, {}, 0
+    grids, preparers, answers, grid_frames, staging = {}, {}, {}, 0, {}
 
     def grid_items():  # drawn by the decoders when they queue a video
         for video in videos:
@@ -230,12 +230,10 @@ def harness_way(pipe: Pipeline, samples) -> dict:
                 chosen = [pipe.select(feats, pipe.text_feature(q)) for q in questions]
                 timing["text_select"] += time.perf_counter() - t
                 t = time.perf_counter()
-                requests = []
-                for q, positions in zip(questions, chosen):
-                    idx = np.asarray(grid.indices)[positions]
-                    requests.append((kept[_index(positions, kept)].cpu().numpy(), (idx / grid.fps).tolist(),
-                                     pipe.prompt(q)))
+                host = gather(kept, chosen, staging)
                 del kept
+                requests = [(frames, (np.asarray(grid.indices)[positions] / grid.fps).tolist(), pipe.prompt(q))
+                            for q, positions, frames in zip(questions, chosen, host)]
                 counts = {len(f) for f, _, _ in requests} - set(preparers)
                 for n in counts:  # made in this thread (it runs the backbone's processor once per frame count)
                     preparers[n] = backbone.frame_preparer([n])
@@ -277,10 +275,25 @@ def harness_decoders(cfg: BenchConfig) -> list[str]:
     return decoders
 
 
-def _index(positions, kept):
+def gather(kept, chosen: list, staging: dict) -> list:
+    """Each question's frames of the kept grid (grid positions `chosen[q]`) as host arrays: the union of the
+    questions' frames copied off the device once, through a page-locked buffer kept in `staging` across videos
+    (a pageable copy ran at ~1 GB/s on the H100: 2.4 s of the main thread for 16 questions of 64 720p frames)."""
     import torch
 
-    return torch.as_tensor(positions, device=kept.device)
+    union = np.unique(np.concatenate(chosen)) if chosen else np.empty(0, np.int64)
+    picked = kept[torch.as_tensor(union, device=kept.device)]
+    if kept.device.type != "cuda":
+        host = picked.numpy()
+    else:
+        buf = staging.get("buffer")
+        if buf is None or buf.numel() < picked.numel():
+            buf = staging["buffer"] = torch.empty(picked.numel(), dtype=torch.uint8, pin_memory=True)
+        out = buf[:picked.numel()].view(picked.shape)
+        out.copy_(picked)
+        host = out.numpy()
+    # each question's own array (a copy): the buffer is written again by the next video while these are prepared
+    return [host[np.searchsorted(union, positions)] for positions in chosen]
 
 
 def _video_grid(video: str, decoders: list[str]):

@@ -2,6 +2,7 @@
 decode per video) give the same answers, the report is written, the feature pass's rates are real."""
 import json
 
+import numpy as np
 import pytest
 
 from harness.bench.config import BenchConfig
@@ -84,3 +85,20 @@ def test_decoders_and_bad_specs(tmp_path):
         with pytest.raises(HarnessError, match=message):
             run_bench(_tiny(tmp_path / "bad", decoders=spec), log=lambda line: None)
         assert not (tmp_path / "bad").exists()
+
+
+def test_gather_gives_each_question_its_frames_as_its_own_array():
+    import torch
+
+    from harness.bench.long import gather
+
+    kept = torch.arange(10 * 2 * 3 * 3, dtype=torch.int64).remainder(251).to(torch.uint8).view(10, 2, 3, 3)
+    chosen = [np.array([1, 4, 7]), np.array([0, 4, 9]), np.array([4])]
+    grid = kept.clone()
+    frames = gather(kept, chosen, {})
+    for positions, got in zip(chosen, frames):
+        assert isinstance(got, np.ndarray) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, grid.numpy()[positions])
+    frames[0][:] = 0  # the questions' arrays share no memory with each other or with the grid
+    np.testing.assert_array_equal(frames[1], grid.numpy()[chosen[1]])
+    assert torch.equal(kept, grid)
