@@ -40,6 +40,7 @@ class RunConfig:
     # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
     workers: int = 0  # decode processes that stay ahead of the backbone (0: decode in this process)
     gpu_decoders: int = 0  # NVDEC decoders (threads of this process) beside the --workers CPU decode processes
+    nvdec_processes: bool = False  # NVDEC decoders (--gpu-decoders, or nvdec's --workers) as processes, not threads
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
     frame_cache_mb: int = 1024  # frames the feature pass decoded, kept for the answer pass (0: decode again)
     gpus_per_replica: int = 1  # GPUs one backbone replica spans (device_map); data parallel across replicas
@@ -97,6 +98,10 @@ class RunConfig:
                                f"any video-LLM takes")
         if self.gpu_decoders:
             self._check_gpu_decoders(name("gpu_decoders"), option, check_available=source is None)
+        if self.nvdec_processes and not self.gpu_decoders and not (self.decode_backend == "nvdec" and self.workers):
+            raise HarnessError(f"{name('nvdec_processes')} needs NVDEC decoders to put in processes: "
+                               f"{option('gpu_decoders')} of at least 1, or {option('decode_backend')} nvdec with "
+                               f"{option('workers')} of at least 1")
         if source is None and self.device != "cpu":  # torch only where a device is named
             from harness.util.checks import torch_device
 

@@ -42,5 +42,5 @@ class BenchConfig:
     decode_instances: int = 2  # decoders at once in the harness way (one thread each) unless `decoders` says
     decoders: str = ""  # the harness way's decoders side by side, e.g. nvdec:4,pyav:6 (harness.video.multidecode)
     decode_ahead: int = 2  # --job long: videos whose grids decode at once (their frames held on the device)
-    nvdec_processes: bool = False  # --job long: NVDEC decoders of `decoders` as worker processes, not threads
+    nvdec_processes: bool = False  # NVDEC decoders (long: of `decoders`; uniform: gpu_decoders) as processes
     video_codec: str = "auto"  # auto (h264_nvenc if it encodes here, else libx264), h264_nvenc or libx264

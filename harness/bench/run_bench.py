@@ -87,7 +87,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
                             backbone_args=cfg.backbone_args, samplers=["uniform"], frames=cfg.frames, grid="all",
                             out=tmp, cache_dir=str(Path(tmp) / "features"), decode_backend=cfg.decode_backend,
                             device=cfg.device, dtype=cfg.dtype, workers=cfg.workers, batch_size=cfg.batch_size,
-                            gpu_decoders=cfg.gpu_decoders)
+                            gpu_decoders=cfg.gpu_decoders, nvdec_processes=cfg.nvdec_processes)
         fast = runner_loop(backbone, run_cfg)
     fast["peak_memory_gib"] = peak_memory(cfg.device)
     log(f"bench: harness runner {fast['questions']} questions in {fast['seconds']:.1f} s")

@@ -32,6 +32,9 @@ RUN_HELP = {
                "does not change results",
     "gpu_decoders": "NVDEC decoders (threads of the main process) taking decode jobs beside the --workers "
                     "processes of a CPU --decode-backend (default {default}; docs/decode.md); does not change results",
+    "nvdec_processes": "the NVDEC decoders (--gpu-decoders, or the --workers of --decode-backend nvdec) as worker "
+                       "processes, a CUDA context each, frames back through shared memory, instead of threads of the "
+                       "main process (docs/decode.md); does not change results",
     "batch_size": "questions of one video per backbone call, those sharing frames first (default {default}); "
                   "does not change results",
     "frame_cache_mb": "MiB of decoded frames a video's feature pass keeps for its answers, so each video is decoded "
@@ -95,6 +98,7 @@ def add_run(p) -> None:
                      "(task, backbone, sampler, config hash) under --out; rerunning the same command resumes.")
     add_task_options(p)
     _run_options(p, ["samplers", "frames", "short_grid", "backbone", "backbone_args", "out", "workers", "gpu_decoders",
+                     "nvdec_processes",
                      "batch_size", "frame_cache_mb", "gpus_per_replica", "retry_errors"], samplers=SAMPLER)
 
 

@@ -37,8 +37,9 @@ BENCH_HELP = {
                 "--decode-backend x --decode-instances)",
     "decode_ahead": "--job long: videos whose grids the decoders work on at once, each grid held on the device until "
                     "answered (default {default})",
-    "nvdec_processes": "--job long: the NVDEC decoders of --decoders as worker processes (a CUDA context each, "
-                       "frames through host shared memory) instead of threads of this process (default {default})",
+    "nvdec_processes": "the NVDEC decoders (--job long: of --decoders; --job uniform: --gpu-decoders) as worker "
+                       "processes (a CUDA context each, frames through host shared memory) instead of threads of "
+                       "this process (default {default})",
     "reference_decode": "--job uniform: the reference loop decodes as lmms-eval's loaders do (stock: decord "
                         "get_batch, PyAV decoding every frame up to the last wanted) or with the harness reader "
                         "(harness), or both (two reference rows; the speed-up against stock) (default {default})",

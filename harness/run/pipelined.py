@@ -9,6 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -43,9 +44,11 @@ def split_runs(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
     return [tuple(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def to_nvdec(job: DecodeJob) -> DecodeJob:
-    """A CPU backend's decode job as a GPU decoder takes it (--gpu-decoders): the same frames (docs/decode.md)."""
-    return dataclasses.replace(job, backend="nvdec", threads=None)
+def to_nvdec(job: DecodeJob, device: str | None = None) -> DecodeJob:
+    """A CPU backend's decode job as a GPU decoder takes it (--gpu-decoders): the same frames (docs/decode.md);
+    `device`: the GPU a decoder process opens its reader on (threads use torch's current one)."""
+    return dataclasses.replace(job, backend="nvdec", threads=None,
+                               extra={**job.extra, **({"device": device} if device else {})})
 
 
 def run_pipelined(run, todo: list[Sample], advance) -> None:
@@ -55,10 +58,15 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     parts = max(1, workers + gpu)  # decoders taking one video's runs of frames at once
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
     run.decode_setup["threads_per_worker"] = threads  # each worker's readers decode with its share of the cores
-    # nvdec decoders hold GPU state: its workers are threads of this process, one decoder each (docs/decode.md);
-    # --gpu-decoders adds such threads beside the CPU backend's worker processes
-    in_threads = run.cfg.decode_backend == "nvdec"
+    # nvdec decoders hold GPU state: its workers are threads of this process, one decoder each (docs/decode.md),
+    # unless --nvdec-processes puts them in processes of their own; --gpu-decoders adds such decoders beside the CPU
+    # backend's worker processes
+    nvdec, separate = run.cfg.decode_backend == "nvdec", run.cfg.nvdec_processes
+    in_threads = nvdec and not separate
     run.decode_setup["workers_are"] = "threads" if in_threads else "processes"
+    if gpu:
+        run.decode_setup["gpu_decoders_are"] = "processes" if separate else "threads"
+    extra = {"device": run.cfg.device} if nvdec and separate else {}
     stats, preparers = run.pipeline_stats, {}
 
     def plan_video(group) -> Decoding:
@@ -91,7 +99,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                 else [None]
             for i, chunk in enumerate(chunks):
                 job = None if chunk is None else DecodeJob(decoding.plan.video, run.cfg.decode_backend, (chunk,),
-                                                           threads=threads)
+                                                           threads=threads, extra=extra)
                 yield decoding, job, i == len(chunks) - 1
 
     def decoded(pool):
@@ -101,7 +109,8 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                 yield decoding, assemble(decoding)
 
     pool = Prefetcher(decode_job, workers=workers, depth=max(2, 2 * parts), threads_per_worker=threads,
-                      in_threads=in_threads, helpers=gpu, helper_job=to_nvdec if gpu else None)
+                      in_threads=in_threads, helpers=gpu, helper_processes=separate,
+                      helper_job=partial(to_nvdec, device=run.cfg.device if separate else None) if gpu else None)
     with pool, ThreadPoolExecutor(1) as prep:
         videos, pending = decoded(pool), None
         while True:

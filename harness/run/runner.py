@@ -33,7 +33,7 @@ FIRST_ANSWERS = 16  # answers whose parsing `_check_answers` watches at the star
 def command_lock(cfg: RunConfig, rank: int):
     """An exclusive lock on this command's runs (out folder and everything that decides results), held for the
     process's life; a second run of the same command is refused in one line."""
-    fast = {"workers", "gpu_decoders", "batch_size", "frame_cache_mb", "retry_errors", "gpus_per_replica",
+    fast = {"workers", "gpu_decoders", "nvdec_processes", "batch_size", "frame_cache_mb", "retry_errors", "gpus_per_replica",
             "device"}  # speed
     command = {k: v for k, v in cfg.to_json().items() if k not in fast}
     key = short_hash({**command, "out": str(Path(cfg.out).resolve())}, 16)
@@ -95,7 +95,7 @@ class Run(Selector):
         self.seconds, self.questions = 0.0, 0
         self.decode_counts: list[dict] = []  # per video opened: SharedReader.counts (decode passes, frames reused)
         self.decode_setup = {"backend": cfg.decode_backend, "threads": self.decode_threads, "workers": cfg.workers,
-                             "gpu_decoders": cfg.gpu_decoders}
+                             "gpu_decoders": cfg.gpu_decoders, "nvdec_processes": cfg.nvdec_processes}
         self._answers_seen, self._unparsed, self._first_answer = 0, 0, None  # see _check_answers
 
     def identity(self, sampler, n_samples: int | None = None) -> dict:

@@ -16,7 +16,8 @@ when it is free (a process holds one chunk at a time), so a fast decoder takes m
 fixed split, and no decoder idles at the end of one video while the next is waiting (on the H100, 12 PyAV processes
 on one 10-minute video at a time kept ~2,000 stream frames/s: the 19 chunks of a video are two rounds of 12).
 Chunks are queued video by video, so videos finish in order. A thread keeps its reader open while its chunks come
-from one video (they ascend, so it reads forward), and so does a worker process (`chunk_job`). Every chunk lands at its own positions in its video's (n, H, W, 3) uint8 tensor on
+from one video (they ascend, so it reads forward), and so does a worker process (`chunk_job`). Every chunk lands at
+its own positions in its video's (n, H, W, 3) uint8 tensor on
 `device`: NVDEC chunks of threads stay on the GPU, chunks of processes come through shared memory and are copied
 there.
 `decode(path, indices, device)` is one video.
@@ -35,9 +36,9 @@ import time
 import numpy as np
 
 from harness.errors import HarnessError, VideoError
+from harness.video.prefetch import GPU_BACKENDS as GPU_DECODERS  # threads here unless asked into processes
 
 CHUNK = 32  # grid frames per chunk: small enough that the decoders finish together, large enough to read forward
-GPU_DECODERS = ("nvdec",)  # decoders holding GPU state: threads of this process unless asked into processes
 
 
 def parse_decoders(spec: str) -> list[str]:
@@ -57,43 +58,16 @@ def parse_decoders(spec: str) -> list[str]:
     return out
 
 
-_OPEN: dict = {}  # this decoder process's open reader ("key": video, backend, threads, device, file stat; "reader")
-
-
 def chunk_job(job):
     """A decoder process's chunk: the frames at `job.selections[0]` of the video, in host memory (the pool's shared
-    memory carries them), from a reader the process keeps open across the chunks it takes of one video: the PyAV
-    index pass over the file and, for NVDEC, the hardware decoder are made once per video and process, not per
-    chunk (on the H100, NVDEC processes that opened a reader per 32-frame chunk decoded ~370 stream frames/s each,
-    one reader kept open 1,255). Readers take any order of chunks (a chunk behind the last one read seeks back)."""
-    from harness.video.reader import open_video
+    memory carries them), from the reader the process keeps open across the chunks it takes of one video
+    (`harness.video.prefetch.worker_frames`)."""
+    from harness.video.prefetch import worker_frames
 
     t0 = time.perf_counter()
     [selection] = job.selections
-    stat = os.stat(job.video)  # a file rewritten in place is a new video
-    key = (job.video, job.backend, job.threads, job.extra.get("device"), stat.st_mtime_ns, stat.st_size)
-    if _OPEN.get("key") != key:
-        _close_open_reader()
-        if job.backend in GPU_DECODERS:
-            from harness.video.nvdec import NvdecReader
-
-            reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
-        else:
-            reader = open_video(job.video, job.backend, threads=job.threads)
-        _OPEN.update(key=key, reader=reader)
-    try:
-        frames = _OPEN["reader"].get_frames(list(selection))
-    except BaseException:
-        _close_open_reader()  # a failed read leaves the reader's position unknown: the next chunk opens afresh
-        raise
+    frames = worker_frames(job, list(selection))
     return {"frames": {selection: frames}, "decode": time.perf_counter() - t0, "prepare": 0.0}
-
-
-def _close_open_reader() -> None:
-    reader = _OPEN.pop("reader", None)
-    _OPEN.pop("key", None)
-    if reader is not None:
-        reader.close()
 
 
 class _Video:

@@ -3,8 +3,10 @@
 `Prefetcher.map(items)` runs `fn(job)` for each item's job in a pool of worker processes, keeps at most `depth` jobs
 in flight (so decoded frames never pile up in memory), and yields `(item, result)` in the order the items came. A job
 that raises comes back as a `WorkError` for that item; a worker that dies is replaced and only its item fails.
-Optional helper threads of this process take jobs beside the workers (`harness run --gpu-decoders M`: NVDEC decoders,
-whose CUDA state stays in this process, beside CPU decode processes).
+Optional helpers take jobs beside the workers (`harness run --gpu-decoders M`: NVDEC decoders beside CPU decode
+processes), as threads of this process (their CUDA state stays here) or, with `helper_processes=True`, as worker
+processes of their own (`--nvdec-processes`: a CUDA context each, frames back through shared memory, and no share of
+this process's interpreter lock).
 
 Workers are started with `spawn` (or `forkserver`), never `fork`: the parent may hold CUDA state, which a forked
 child must not inherit. Large arrays in a result travel through shared memory instead of the pool's pipe (a
@@ -20,7 +22,8 @@ whatever else was registered (the pool's semaphores) once the last worker is gon
 
 `decode_job` is the runner's job: open a video with the run's backend, decode the union of the selections' frames
 once, and return each selection's frames (or what an optional `prepare` callable makes of them). The runner splits a
-video's frames into runs of consecutive frames, one job each, so several workers decode one video at once.
+video's frames into runs of consecutive frames, one job each, so several workers decode one video at once; a worker
+process keeps its reader open for the next job of the same video (`worker_frames`).
 """
 from __future__ import annotations
 
@@ -202,20 +205,22 @@ class Prefetcher:
     decoders that hold GPU state (nvdec: one decoder per thread; a CUDA context per spawned process would cost
     hundreds of MB each and send frames back through the host); results are handed over as they are.
 
-    `helpers=M`: M threads of this process beside the workers (e.g. GPU decoders beside CPU decode processes); a
-    job they take runs `fn(helper_job(job))` and its result is handed over as it is. Each job goes, when submitted,
-    to the side with the lower load (its unfinished jobs over its slots), so the faster side takes more; `taken`
-    counts the results each side gave."""
+    `helpers=M`: M threads of this process beside the workers (e.g. GPU decoders beside CPU decode processes), or
+    M worker processes of their own with `helper_processes=True`; a job they take runs `fn(helper_job(job))`. Each
+    job goes, when submitted, to the side with the lower load (its unfinished jobs over its slots), so the faster
+    side takes more; `taken` counts the results each side gave. A side whose process pool breaks is restarted
+    alone."""
 
     def __init__(self, fn: Callable[[Any], Any], workers: int = 2, depth: int | None = None,
                  start_method: str = "spawn", threads_per_worker: int | None = None, in_threads: bool = False,
-                 helpers: int = 0, helper_job: Callable[[Any], Any] | None = None):
+                 helpers: int = 0, helper_job: Callable[[Any], Any] | None = None,
+                 helper_processes: bool = False):
         if workers < 0 or helpers < 0:
             raise HarnessError(f"workers and helpers must be at least 0, got {workers} and {helpers}")
         if start_method not in ("spawn", "forkserver"):
             raise HarnessError(f"start method {start_method!r}: use spawn or forkserver (fork would copy CUDA state)")
         self.fn, self.workers, self.start_method = fn, workers, start_method
-        self.helpers, self.helper_job = helpers, helper_job
+        self.helpers, self.helper_job, self.helper_processes = helpers, helper_job, helper_processes
         self.depth = max(1, depth if depth is not None else 2 * max(workers + helpers, 1))
         self.threads = threads_per_worker
         self.in_threads = in_threads
@@ -227,18 +232,27 @@ class Prefetcher:
         self._lifeline = None  # (reader, writer): the workers get the reader, only this process holds the writer
 
     def _executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
-        if self._pool is None and self.in_threads:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
         if self._pool is None:
-            context = multiprocessing.get_context(self.start_method)
-            if self._lifeline is None:
-                self._lifeline = context.Pipe(duplex=False)
-            # the parent-death signal fires when the thread that started the worker ends: only where that thread
-            # lives as long as the process (the main thread, or the forkserver, which dies with this process)
-            deathsig = self.start_method == "forkserver" or threading.current_thread() is threading.main_thread()
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(self.threads, self._lifeline[0], self.depth, deathsig))
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode") if self.in_threads else \
+                self._processes(self.workers, self.threads)
         return self._pool
+
+    def _helper_executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
+        if self._helper_pool is None:
+            # helper processes decode on their device: no share of the CPU cores to keep to
+            self._helper_pool = self._processes(self.helpers, None) if self.helper_processes else \
+                ThreadPoolExecutor(self.helpers, thread_name_prefix="helper")
+        return self._helper_pool
+
+    def _processes(self, n: int, threads: int | None) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context(self.start_method)
+        if self._lifeline is None:
+            self._lifeline = context.Pipe(duplex=False)
+        # the parent-death signal fires when the thread that started the worker ends: only where that thread
+        # lives as long as the process (the main thread, or the forkserver, which dies with this process)
+        deathsig = self.start_method == "forkserver" or threading.current_thread() is threading.main_thread()
+        return ProcessPoolExecutor(n, mp_context=context, initializer=_init_worker,
+                                   initargs=(threads, self._lifeline[0], self.depth, deathsig))
 
     def map(self, items: Iterable, job: Callable[[Any], Any] = lambda item: item) -> Iterator[tuple[Any, Any]]:
         """(item, result or WorkError) in item order. `job(item)` gives what `fn` gets (None: nothing to do, the
@@ -270,9 +284,9 @@ class Prefetcher:
         try:
             packed = future.result()
         except BrokenProcessPool:
-            self._inflight.pop(future, None)
-            if getattr(self._pool, "_broken", False):  # the first of the broken pool's jobs collected: replace it
-                self._restart(deque())
+            side = self._inflight.pop(future, "workers")
+            if getattr(self._side_pool(side), "_broken", False):  # the first of its jobs collected: replace it
+                self._restart(deque(), side)
             return WorkError("a decode worker process died (killed or out of memory)", "BrokenProcessPool")
         except BaseException:
             self._inflight.pop(future, None)
@@ -282,10 +296,11 @@ class Prefetcher:
 
     def _submit(self, job, side: str | None = None):
         side = side or self._lighter()
-        if side == "helpers":
-            if self._helper_pool is None:
-                self._helper_pool = ThreadPoolExecutor(self.helpers, thread_name_prefix="helper")
-            future = self._helper_pool.submit(_call_helper, self.fn, self.helper_job, job)
+        if side == "helpers" and self.helper_processes:  # the job made here; the result comes as a worker's does
+            work = job if self.helper_job is None else self.helper_job(job)
+            future = self._helper_executor().submit(_call, self.fn, work, True)
+        elif side == "helpers":
+            future = self._helper_executor().submit(_call_helper, self.fn, self.helper_job, job)
         else:
             future = self._executor().submit(_call, self.fn, job, not self.in_threads)
         self._inflight[future] = side
@@ -307,9 +322,8 @@ class Prefetcher:
         try:
             packed = future.result()
         except BrokenProcessPool:
-            # a worker died (killed, out of memory): this item fails, a fresh pool runs the rest
-            self._inflight.pop(future, None)
-            self._restart(pending)
+            # a worker died (killed, out of memory): this item fails, a fresh pool of its side runs the rest
+            self._restart(pending, self._inflight.pop(future, "workers"))
             return item, WorkError("a decode worker process died (killed or out of memory)", "BrokenProcessPool")
         except BaseException:
             self._inflight.pop(future, None)
@@ -321,16 +335,23 @@ class Prefetcher:
             _release(packed)
             raise
 
-    def _restart(self, pending: deque) -> None:
-        """A fresh process pool for the jobs of the broken one; the helpers' jobs (running or done) stay theirs."""
-        old, self._pool = self._pool, None
+    def _side_pool(self, side: str):
+        return self._helper_pool if side == "helpers" else self._pool
+
+    def _restart(self, pending: deque, side: str = "workers") -> None:
+        """A fresh process pool for the jobs of the broken one (of `side`); the other side's jobs stay theirs."""
+        old = self._side_pool(side)
+        if side == "helpers":
+            self._helper_pool = None
+        else:
+            self._pool = None
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
         for i, (item, job, future) in enumerate(pending):
-            if future is None or self._inflight.get(future) != "workers" or _finished(future):
-                continue  # a helper's, or made before the pool broke: kept (its blocks are still to be taken)
+            if future is None or self._inflight.get(future) != side or _finished(future):
+                continue  # the other side's, or made before the pool broke: kept (its blocks are still to be taken)
             del self._inflight[future]
-            pending[i] = (item, job, self._submit(job, "workers"))
+            pending[i] = (item, job, self._submit(job, side))
 
     def close(self) -> None:
         """Stop the workers and helpers (after their current job) and unlink the blocks of every result never
@@ -384,8 +405,11 @@ def decode_job(job: DecodeJob) -> dict:
     t0 = time.perf_counter()
     union = np.unique(np.concatenate([np.asarray(s, np.int64) for s in job.selections])) if job.selections else \
         np.empty(0, np.int64)
-    with open_video(job.video, job.backend, threads=job.threads) as reader:
-        frames = reader.get_frames(union.tolist())
+    if _OWNED is not None:  # a worker process: its reader stays open for its next job of this video
+        frames = worker_frames(job, union.tolist())
+    else:
+        with open_video(job.video, job.backend, threads=job.threads) as reader:
+            frames = reader.get_frames(union.tolist())
     decoded = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = {}
@@ -393,3 +417,44 @@ def decode_job(job: DecodeJob) -> dict:
         mine = frames[np.searchsorted(union, np.asarray(sel, np.int64))]
         out[sel] = job.prepare(mine) if job.prepare is not None else mine
     return {"frames": out, "decode": decoded, "prepare": time.perf_counter() - t0}
+
+
+GPU_BACKENDS = ("nvdec",)  # decoders holding GPU state (a worker process opens them for its `extra["device"]`)
+_OPEN: dict = {}  # this worker process's open reader: "key" (video, backend, threads, device, file stat), "reader"
+
+
+def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
+    """In a worker process: the frames at `indices` of the job's video, from a reader the process keeps open across
+    the jobs it takes of one video, so the PyAV index pass over the file and, for NVDEC, the hardware decoder are
+    made once per video and process, not per job (on the H100, NVDEC processes that opened a reader per 32-frame
+    chunk of a 10-minute video decoded ~370 stream frames/s each; one reader kept open, 1,255). A reader takes jobs
+    in any order (one behind the last read seeks back); a failed read closes it, so the next job opens afresh."""
+    from harness.video.reader import open_video
+
+    try:
+        stat = os.stat(job.video)
+        version = (stat.st_mtime_ns, stat.st_size)  # a file rewritten in place is a new video
+    except OSError:
+        version = None  # opening it below says what is wrong, in the readers' words
+    key = (job.video, job.backend, job.threads, job.extra.get("device"), version)
+    if _OPEN.get("key") != key:
+        close_worker_reader()
+        if job.backend in GPU_BACKENDS:
+            from harness.video.nvdec import NvdecReader
+
+            reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+        else:
+            reader = open_video(job.video, job.backend, threads=job.threads)
+        _OPEN.update(key=key, reader=reader)
+    try:
+        return _OPEN["reader"].get_frames(indices)
+    except BaseException:
+        close_worker_reader()  # its position is unknown after a failure
+        raise
+
+
+def close_worker_reader() -> None:
+    reader = _OPEN.pop("reader", None)
+    _OPEN.pop("key", None)
+    if reader is not None:
+        reader.close()

@@ -96,13 +96,14 @@ def test_a_job_nvdec_cannot_decode_is_an_error_not_a_cpu_fallback(monkeypatch, f
 
 
 def _side_job(job):
-    """A worker process dies on the first job it gets (once: a flag file); helpers wait until it died, then take a
-    while, so their jobs are still running when the consumer meets the broken pool. Every finished job is logged."""
-    x, side, flag, log = job
-    if side == "worker" and not os.path.exists(flag):
+    """The `dying` side's process dies on the first job it gets (once: a flag file); the other side waits until it
+    died, then takes a while, so its jobs are still running when the consumer meets the broken pool. Every finished
+    job is logged."""
+    x, side, flag, log, dying = job
+    if side == dying and not os.path.exists(flag):
         open(flag, "w").close()
         os._exit(3)
-    if side == "helper":
+    if side != dying:
         deadline = time.monotonic() + 20
         while not os.path.exists(flag) and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -112,10 +113,13 @@ def _side_job(job):
     return x * 10
 
 
-def test_a_broken_process_pool_never_resubmits_a_helper_job(tmp_path):
+@pytest.mark.parametrize("dying", ["worker", "helper"])
+def test_a_broken_process_pool_never_resubmits_the_other_sides_jobs(tmp_path, dying):
+    """Helpers as threads beside a worker process that dies, or helpers as processes (`helper_processes`) one of
+    which dies: the broken side's pool is replaced, the dead job alone fails, every other job runs once."""
     flag, log = str(tmp_path / "died"), str(tmp_path / "log")
-    jobs = [(x, "worker", flag, log) for x in range(8)]
-    with Prefetcher(_side_job, workers=1, helpers=2, depth=8,
+    jobs = [(x, "worker", flag, log, dying) for x in range(8)]
+    with Prefetcher(_side_job, workers=1, helpers=2, depth=8, helper_processes=dying == "helper",
                     helper_job=lambda job: (job[0], "helper", *job[2:])) as pool:
         out = [result for _, result in pool.map(jobs)]
     died = [i for i, r in enumerate(out) if isinstance(r, WorkError)]
@@ -124,6 +128,22 @@ def test_a_broken_process_pool_never_resubmits_a_helper_job(tmp_path):
     runs = [line.split() for line in open(log).read().splitlines()]
     assert Counter(int(x) for x, _ in runs) == Counter(x for x in range(8) if x != died[0])  # each job ran once
     assert {side for _, side in runs} == {"worker", "helper"}
+
+
+def _pid_job(x):
+    return x, os.getpid()
+
+
+def test_helper_processes_take_jobs_in_processes_of_their_own():
+    items = list(range(12))
+    with Prefetcher(_pid_job, workers=1, helpers=2, helper_processes=True, helper_job=lambda x: -x) as pool:
+        out = list(pool.map(items))
+        taken = dict(pool.taken)
+    assert [item for item, _ in out] == items
+    helped = {pid for item, (x, pid) in out if x == -item and item}
+    worked = {pid for item, (x, pid) in out if x == item and item}
+    assert helped and worked and not helped & worked and os.getpid() not in helped | worked
+    assert taken["helpers"] >= len(helped) and taken["workers"] + taken["helpers"] == len(items)
 
 
 def _cfg(tmp_path, name, **kw):
@@ -170,3 +190,16 @@ def test_config_file_gpu_decoders_is_checked(tmp_path, capsys):
     path.write_text('gpu_decoders = 2\ndecode_backend = "nvdec"\nworkers = 2\n')
     refused(capsys, [*RUN, "--out", str(tmp_path / "runs"), "--config", str(path)], f"config file {path}: "
             "gpu_decoders 2 needs a CPU decode_backend")
+
+
+@pytest.mark.parametrize("args", [["--nvdec-processes"], ["--nvdec-processes", "--decode-backend", "pyav"],
+                                  ["--nvdec-processes", "--decode-backend", "nvdec", "--workers", "0"]])
+def test_nvdec_processes_without_nvdec_decoders_is_refused(tmp_path, capsys, args):
+    refused(capsys, [*RUN, "--out", str(tmp_path / "runs"), *args], "--nvdec-processes needs NVDEC decoders")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_to_nvdec_names_the_device_a_decoder_process_opens_its_reader_on():
+    job = DecodeJob("v.mp4", "pyav", ((1, 2),), threads=4, extra={"k": 1})
+    assert to_nvdec(job) == DecodeJob("v.mp4", "nvdec", ((1, 2),), threads=None, extra={"k": 1})
+    assert to_nvdec(job, "cuda:1").extra == {"k": 1, "device": "cuda:1"}
