@@ -17,7 +17,8 @@ from harness.errors import HarnessError
 from harness.records import Sample
 from harness.run.selector import Planned, VideoPlan, by_video
 from harness.video.framecache import SharedReader
-from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.prefetch import Prefetcher, WorkError
 
 
 @dataclass

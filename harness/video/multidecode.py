@@ -36,7 +36,7 @@ import time
 import numpy as np
 
 from harness.errors import HarnessError, VideoError
-from harness.video.prefetch import GPU_BACKENDS as GPU_DECODERS  # threads here unless asked into processes
+from harness.video.decodejob import GPU_BACKENDS as GPU_DECODERS  # threads here unless asked into processes
 
 CHUNK = 32  # grid frames per chunk: small enough that the decoders finish together, large enough to read forward
 
@@ -61,8 +61,8 @@ def parse_decoders(spec: str) -> list[str]:
 def chunk_job(job):
     """A decoder process's chunk: the frames at `job.selections[0]` of the video, in host memory (the pool's shared
     memory carries them), from the reader the process keeps open across the chunks it takes of one video
-    (`harness.video.prefetch.worker_frames`)."""
-    from harness.video.prefetch import worker_frames
+    (`harness.video.decodejob.worker_frames`)."""
+    from harness.video.decodejob import worker_frames
 
     t0 = time.perf_counter()
     [selection] = job.selections
@@ -199,7 +199,8 @@ class Decoders:
         def in_processes(backend: str, pool) -> None:
             from concurrent.futures import FIRST_COMPLETED, wait
 
-            from harness.video.prefetch import DecodeJob, WorkError
+            from harness.video.decodejob import DecodeJob
+            from harness.video.prefetch import WorkError
 
             inflight, stopping, size = {}, False, pool.workers
             try:

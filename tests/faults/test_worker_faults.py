@@ -23,7 +23,8 @@ import gc, json, os, sys, time
 from concurrent.futures import Future
 from multiprocessing.synchronize import SemLock
 from harness.util.synth import write_index_clip
-from harness.video.prefetch import DecodeJob, Prefetcher, decode_job
+from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.prefetch import Prefetcher
 
 clip, method, report, driver = sys.argv[1:5]
 write_index_clip(clip, 40, 10)

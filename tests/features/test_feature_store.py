@@ -106,8 +106,9 @@ def backbone_frames(run_dirs) -> Counter:
 
 
 def needle_cfg(root, tmp_path, samplers, backbone="colour-probe", **kw) -> RunConfig:
+    # workers=0: every decode in this process, where the tests count them
     return RunConfig(task="needle", task_args={**NEEDLE, "root": str(root)}, backbone=backbone, samplers=samplers,
-                     frames=K, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "runs"), **kw)
+                     frames=K, cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "runs"), **{"workers": 0, **kw})
 
 
 def manifests(cache_dir) -> list[dict]:

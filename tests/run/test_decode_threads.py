@@ -12,7 +12,8 @@ import pytest
 from harness.config import RunConfig
 from harness.run.runner import Run
 from harness.util.synth import decode_index, write_index_clip
-from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.prefetch import Prefetcher, WorkError
 
 pytest.importorskip("torch")
 

@@ -15,7 +15,8 @@ from harness.config import RunConfig
 from harness.run.pipelined import to_nvdec
 from harness.run.runner import Run
 from harness.util.synth import decode_index, write_index_clip
-from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.prefetch import Prefetcher, WorkError
 from tests.faults.test_bad_input import RUN, refused
 from tests.run.test_decode_threads import _rows
 
@@ -174,7 +175,7 @@ def test_pipelined_run_with_gpu_decoders_beside_cpu_workers_writes_the_rows_of_p
 @pytest.mark.parametrize("args, says", [
     (["--gpu-decoders", "-1", "--workers", "1"], "at least 0"),
     (["--gpu-decoders", "2", "--workers", "2", "--decode-backend", "nvdec"], "CPU --decode-backend"),
-    (["--gpu-decoders", "2", "--decode-backend", "pyav"], "--workers of at least 1"),
+    (["--gpu-decoders", "2", "--decode-backend", "pyav", "--workers", "0"], "--workers of at least 1"),
     (["--gpu-decoders", "2", "--workers", "1", "--decode-backend", "pyav"], "decode backend 'nvdec' is not available"),
 ])
 def test_impossible_gpu_decoder_settings_are_refused_in_one_line(tmp_path, capsys, monkeypatch, args, says):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from harness.config import RunConfig
-from harness.video.prefetch import DecodeJob, Prefetcher, WorkError, decode_job
+from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.prefetch import Prefetcher, WorkError
 from harness.run.runner import Run
 from harness.util.synth import decode_index, write_index_clip
 
@@ -273,7 +274,7 @@ def test_fast_runner_with_shared_prefix_writes_the_sequential_answers(tmp_path, 
         return RunConfig(task="needle", task_args=needle, backbone="qwen2.5-vl", backbone_args=args,
                          samplers=["uniform"], frames=4, out=str(tmp_path / out), **kw)
 
-    [plain] = Run(cfg("plain"), progress=False).execute()
+    [plain] = Run(cfg("plain", workers=0), progress=False).execute()  # the sequential executor
     [fast] = Run(cfg("fast", batch_size=4), progress=False).execute()
     ra, rb = _rows(plain), _rows(fast)
     assert len(ra) == 8 and sorted(ra) == sorted(rb)

@@ -25,7 +25,7 @@ def _decode_event(run_dir: Path) -> dict:
 def _cfg(out, cache, **kw):
     return RunConfig(**{"task": "smoke", "backbone": "colour-probe", "task_args": {"videos": 3, "duration": 12.0},
                         "samplers": ["uniform", "topk:encoder=mini-clip"], "out": str(out),
-                        "cache_dir": str(cache), **kw})
+                        "cache_dir": str(cache), "workers": 0, **kw})  # the sequential executor unless a test says
 
 
 @pytest.mark.parametrize("workers", [0, 1])

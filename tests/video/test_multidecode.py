@@ -163,45 +163,45 @@ def test_a_decoder_process_keeps_its_reader_across_jobs(video, tmp_path, monkeyp
     import shutil
     from collections import deque
 
-    from harness.video import multidecode, prefetch
-    from harness.video.prefetch import DecodeJob
+    from harness.video import decodejob, multidecode, prefetch
+    from harness.video.decodejob import DecodeJob
 
     path, full = video
     other = tmp_path / "copy.mp4"
     shutil.copy(path, other)
     monkeypatch.setattr(prefetch, "_OWNED", deque([[]]))
-    fn = multidecode.chunk_job if job == "chunk_job" else prefetch.decode_job
+    fn = multidecode.chunk_job if job == "chunk_job" else decodejob.decode_job
 
     def chunk(p, frames):
         return fn(DecodeJob(str(p), backend, (tuple(frames),), threads=1))["frames"][tuple(frames)]
 
     try:
         first = chunk(path, [10, 40, 70])
-        reader = prefetch._OPEN["reader"]
+        reader = decodejob._OPEN["reader"]
         later, earlier = chunk(path, [200, 230, 319]), chunk(path, [0, 5, 250])  # forward, then back across a GOP
-        assert prefetch._OPEN["reader"] is reader
+        assert decodejob._OPEN["reader"] is reader
         for got, want in ((first, [10, 40, 70]), (later, [200, 230, 319]), (earlier, [0, 5, 250])):
             assert np.array_equal(got, full[want])
         assert np.array_equal(chunk(other, [3, 300]), full[[3, 300]])
-        assert prefetch._OPEN["reader"] is not reader
-        reader = prefetch._OPEN["reader"]
+        assert decodejob._OPEN["reader"] is not reader
+        reader = decodejob._OPEN["reader"]
         shutil.copy(path, other)  # the same name, a new file
         os.utime(other, ns=(1, 1))
-        assert np.array_equal(chunk(other, [7]), full[[7]]) and prefetch._OPEN["reader"] is not reader
+        assert np.array_equal(chunk(other, [7]), full[[7]]) and decodejob._OPEN["reader"] is not reader
         with pytest.raises(Exception):
             chunk(other, [10_000])  # out of range: the reader is dropped, not left at an unknown position
-        assert "reader" not in prefetch._OPEN
+        assert "reader" not in decodejob._OPEN
     finally:
-        prefetch.close_worker_reader()
+        decodejob.close_worker_reader()
 
 
 def test_outside_a_worker_process_decode_job_keeps_no_reader(video):
-    from harness.video import prefetch
-    from harness.video.prefetch import DecodeJob
+    from harness.video import decodejob
+    from harness.video.decodejob import DecodeJob
 
     path, full = video
-    out = prefetch.decode_job(DecodeJob(str(path), "pyav", ((4, 9),)))
-    assert np.array_equal(out["frames"][(4, 9)], full[[4, 9]]) and "reader" not in prefetch._OPEN
+    out = decodejob.decode_job(DecodeJob(str(path), "pyav", ((4, 9),)))
+    assert np.array_equal(out["frames"][(4, 9)], full[[4, 9]]) and "reader" not in decodejob._OPEN
 
 
 def test_a_stream_calls_idle_while_the_next_video_is_not_decoded(video):

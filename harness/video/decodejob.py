@@ -1,0 +1,91 @@
+"""The decode jobs the worker processes run: `decode_job`, the runner's (open a video with the run's backend, decode
+the union of the selections' frames once, return each selection's frames or what an optional `prepare` callable
+makes of them; the runner splits a video's frames into runs of consecutive frames, one job each, so several workers
+decode one video at once), and `worker_frames`, the reader a worker process keeps open across its jobs of one video
+(also under the long job's `multidecode.chunk_job`)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from harness.video import prefetch
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """Decode `selections` (each a tuple of native frame indices) of one video; `prepare`, if given, is a picklable
+    callable applied to each selection's frames in the worker (CPU only)."""
+
+    video: str
+    backend: str
+    selections: tuple[tuple[int, ...], ...]
+    prepare: Callable | None = None
+    extra: dict = field(default_factory=dict)
+    threads: int | None = None  # decoding threads of the worker's reader (the runner gives each worker its share)
+
+
+def decode_job(job: DecodeJob) -> dict:
+    """{"frames": {selection: frames or prepared}, "decode": s, "prepare": s}: every distinct frame of the video's
+    selections is decoded once, in one ascending pass."""
+    from harness.video.reader import open_video
+
+    t0 = time.perf_counter()
+    union = np.unique(np.concatenate([np.asarray(s, np.int64) for s in job.selections])) if job.selections else \
+        np.empty(0, np.int64)
+    if prefetch.in_worker_process():  # a worker process: its reader stays open for its next job of this video
+        frames = worker_frames(job, union.tolist())
+    else:
+        with open_video(job.video, job.backend, threads=job.threads) as reader:
+            frames = reader.get_frames(union.tolist())
+    decoded = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    out = {}
+    for sel in job.selections:
+        mine = frames[np.searchsorted(union, np.asarray(sel, np.int64))]
+        out[sel] = job.prepare(mine) if job.prepare is not None else mine
+    return {"frames": out, "decode": decoded, "prepare": time.perf_counter() - t0}
+
+
+GPU_BACKENDS = ("nvdec",)  # decoders holding GPU state (a worker process opens them for its `extra["device"]`)
+_OPEN: dict = {}  # this worker process's open reader: "key" (video, backend, threads, device, file stat), "reader"
+
+
+def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
+    """In a worker process: the frames at `indices` of the job's video, from a reader the process keeps open across
+    the jobs it takes of one video, so the PyAV index pass over the file and, for NVDEC, the hardware decoder are
+    made once per video and process, not per job (on the H100, NVDEC processes that opened a reader per 32-frame
+    chunk of a 10-minute video decoded ~370 stream frames/s each; one reader kept open, 1,255). A reader takes jobs
+    in any order (one behind the last read seeks back); a failed read closes it, so the next job opens afresh."""
+    from harness.video.reader import open_video
+
+    try:
+        stat = os.stat(job.video)
+        version = (stat.st_mtime_ns, stat.st_size)  # a file rewritten in place is a new video
+    except OSError:
+        version = None  # opening it below says what is wrong, in the readers' words
+    key = (job.video, job.backend, job.threads, job.extra.get("device"), version)
+    if _OPEN.get("key") != key:
+        close_worker_reader()
+        if job.backend in GPU_BACKENDS:
+            from harness.video.nvdec import NvdecReader
+
+            reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+        else:
+            reader = open_video(job.video, job.backend, threads=job.threads)
+        _OPEN.update(key=key, reader=reader)
+    try:
+        return _OPEN["reader"].get_frames(indices)
+    except BaseException:
+        close_worker_reader()  # its position is unknown after a failure
+        raise
+
+
+def close_worker_reader() -> None:
+    reader = _OPEN.pop("reader", None)
+    _OPEN.pop("key", None)
+    if reader is not None:
+        reader.close()
