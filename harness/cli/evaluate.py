@@ -28,7 +28,7 @@ RUN_HELP = {
     "backbone": "backbone name (default {default})",
     "backbone_args": "backbone option",
     "out": "directory of run directories (default {default})",
-    "workers": "decode processes that stay ahead of the backbone (default {default}: decode in this process); "
+    "workers": "decode processes that stay ahead of the backbone (default {default}; 0: decode in this process); "
                "does not change results",
     "gpu_decoders": "NVDEC decoders (threads of the main process) taking decode jobs beside the --workers "
                     "processes of a CPU --decode-backend (default {default}; docs/decode.md); does not change results",
