@@ -39,7 +39,7 @@ class RunConfig:
     dtype: str = "float32"
     # how fast, not what: recorded in config.json, never in the run identity (answers do not depend on them)
     # decode processes that stay ahead of the backbone (0: decode in this process). One by default: on the 2-core
-    # machine the offline default's run took 55 s with its videos written, against 75 s decoding in this process
+    # machine the offline default ran 74-76 s cold against 89 s decoding in this process (README, Speed)
     workers: int = 1
     gpu_decoders: int = 0  # NVDEC decoders (threads of this process) beside the --workers CPU decode processes
     nvdec_processes: bool = False  # NVDEC decoders (--gpu-decoders, or nvdec's --workers) as processes, not threads
