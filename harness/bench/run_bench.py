@@ -42,6 +42,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         return run_long(cfg, log)
     if cfg.job != "uniform":
         raise HarnessError(f"--job must be uniform or long, got {cfg.job!r}")
+    if cfg.nvdec_processes and not cfg.gpu_decoders and not (cfg.decode_backend == "nvdec" and cfg.workers):
+        raise HarnessError("--nvdec-processes needs NVDEC decoders to put in processes: --gpu-decoders of at least "
+                           "1, or --decode-backend nvdec with --workers of at least 1")  # before any video is written
     t0 = time.perf_counter()
     folder, paths = video_set(cfg)
     generated = time.perf_counter() - t0

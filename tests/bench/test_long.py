@@ -46,6 +46,9 @@ def test_bad_options(tmp_path):
         run_bench(_tiny(tmp_path, job="longer"))
     with pytest.raises(HarnessError, match="decode backend 'nvdec' is not available"):
         run_bench(_tiny(tmp_path, decode_backend="nvdec"))
+    with pytest.raises(HarnessError, match="--nvdec-processes needs NVDEC decoders"):  # the runner job, up front
+        run_bench(_tiny(tmp_path, job="uniform", nvdec_processes=True, workers=2))
+    assert not (tmp_path / "videos").exists()
 
 
 def test_long_job_command_line(tmp_path, capsys):
