@@ -41,7 +41,7 @@ class RunConfig:
     # decode processes that stay ahead of the backbone (0: decode in this process). One by default: on the 2-core
     # machine the offline default ran 74-76 s cold against 89 s decoding in this process (README, Speed)
     workers: int = 1
-    gpu_decoders: int = 0  # NVDEC decoders (threads of this process) beside the --workers CPU decode processes
+    gpu_decoders: int = 0  # NVDEC decoders (threads here, or processes: nvdec_processes) beside the CPU --workers
     nvdec_processes: bool = False  # NVDEC decoders (--gpu-decoders, or nvdec's --workers) as processes, not threads
     batch_size: int = 1  # questions of one video per backbone call (questions sharing frames batch first)
     frame_cache_mb: int = 1024  # frames the feature pass decoded, kept for the answer pass (0: decode again)
