@@ -100,10 +100,7 @@ class RunConfig:
                                f"any video-LLM takes")
         if self.gpu_decoders:
             self._check_gpu_decoders(name("gpu_decoders"), option, check_available=source is None)
-        if self.nvdec_processes and not self.gpu_decoders and not (self.decode_backend == "nvdec" and self.workers):
-            raise HarnessError(f"{name('nvdec_processes')} needs NVDEC decoders to put in processes: "
-                               f"{option('gpu_decoders')} of at least 1, or {option('decode_backend')} nvdec with "
-                               f"{option('workers')} of at least 1")
+        check_nvdec_processes(self, name("nvdec_processes"), option)
         if source is None and self.device != "cpu":  # torch only where a device is named
             from harness.util.checks import torch_device
 
@@ -130,6 +127,14 @@ class RunConfig:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def check_nvdec_processes(cfg, said: str, option) -> None:
+    """`nvdec_processes` needs NVDEC decoders to move into processes: `gpu_decoders`, or the `workers` of the nvdec
+    backend (`cfg`: a RunConfig or BenchConfig; `said`: the option as the message names it; `option(field)`)."""
+    if cfg.nvdec_processes and not cfg.gpu_decoders and not (cfg.decode_backend == "nvdec" and cfg.workers):
+        raise HarnessError(f"{said} needs NVDEC decoders to put in processes: {option('gpu_decoders')} of at least "
+                           f"1, or {option('decode_backend')} nvdec with {option('workers')} of at least 1")
 
 
 # the values a string option may take (harness.video.reader's backends, samplers.base's short-grid rules, the

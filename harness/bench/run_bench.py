@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 
 def run_bench(cfg: BenchConfig, log=print) -> dict:
     """The whole measurement; writes the results files and returns the report they hold."""
-    from harness.config import RunConfig, package_versions
+    from harness.config import RunConfig, check_nvdec_processes, package_versions
     from harness.registry import BACKBONES, TASKS
 
     if cfg.job == "long":
@@ -42,9 +42,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict:
         return run_long(cfg, log)
     if cfg.job != "uniform":
         raise HarnessError(f"--job must be uniform or long, got {cfg.job!r}")
-    if cfg.nvdec_processes and not cfg.gpu_decoders and not (cfg.decode_backend == "nvdec" and cfg.workers):
-        raise HarnessError("--nvdec-processes needs NVDEC decoders to put in processes: --gpu-decoders of at least "
-                           "1, or --decode-backend nvdec with --workers of at least 1")  # before any video is written
+    check_nvdec_processes(cfg, "--nvdec-processes", lambda f: "--" + f.replace("_", "-"))  # before any video
     t0 = time.perf_counter()
     folder, paths = video_set(cfg)
     generated = time.perf_counter() - t0

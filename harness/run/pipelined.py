@@ -67,7 +67,8 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     run.decode_setup["workers_are"] = "threads" if in_threads else "processes"
     if gpu:
         run.decode_setup["gpu_decoders_are"] = "processes" if separate else "threads"
-    extra = {"device": str(run.device)} if nvdec and separate else {}  # this rank's GPU
+    device = str(run.device) if separate else None  # where decoder processes open their readers: this rank's GPU
+    extra = {"device": device} if nvdec and separate else {}
     stats, preparers = run.pipeline_stats, {}
 
     def plan_video(group) -> Decoding:
@@ -111,7 +112,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
 
     pool = Prefetcher(decode_job, workers=workers, depth=max(2, 2 * parts), threads_per_worker=threads,
                       in_threads=in_threads, helpers=gpu, helper_processes=separate,
-                      helper_job=partial(to_nvdec, device=str(run.device) if separate else None) if gpu else None)
+                      helper_job=partial(to_nvdec, device=device) if gpu else None)
     with pool, ThreadPoolExecutor(1) as prep:
         videos, pending = decoded(pool), None
         while True:

@@ -33,8 +33,8 @@ FIRST_ANSWERS = 16  # answers whose parsing `_check_answers` watches at the star
 def command_lock(cfg: RunConfig, rank: int):
     """An exclusive lock on this command's runs (out folder and everything that decides results), held for the
     process's life; a second run of the same command is refused in one line."""
-    fast = {"workers", "gpu_decoders", "nvdec_processes", "batch_size", "frame_cache_mb", "retry_errors", "gpus_per_replica",
-            "device"}  # speed
+    fast = {"workers", "gpu_decoders", "nvdec_processes", "batch_size", "frame_cache_mb", "retry_errors",
+            "gpus_per_replica", "device"}  # speed
     command = {k: v for k, v in cfg.to_json().items() if k not in fast}
     key = short_hash({**command, "out": str(Path(cfg.out).resolve())}, 16)
     path = data_home() / "locks" / f"{key}.rank-{rank}.lock"  # not in --out, which holds run directories only

@@ -188,7 +188,7 @@ def test_a_decoder_process_keeps_its_reader_across_jobs(video, tmp_path, monkeyp
         shutil.copy(path, other)  # the same name, a new file
         os.utime(other, ns=(1, 1))
         assert np.array_equal(chunk(other, [7]), full[[7]]) and decodejob._OPEN["reader"] is not reader
-        with pytest.raises(Exception):
+        with pytest.raises(HarnessError, match="out of range|10000"):
             chunk(other, [10_000])  # out of range: the reader is dropped, not left at an unknown position
         assert "reader" not in decodejob._OPEN
     finally:
