@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.records import Sample
 from harness.run.selector import Planned, VideoPlan, by_video
 from harness.video.framecache import SharedReader
-from harness.video.decodejob import DecodeJob, decode_job
+from harness.video.decodejob import DecodeJob, decode_job, warm_gpu
 from harness.video.prefetch import Prefetcher, WorkError
 
 
@@ -114,6 +114,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                       in_threads=in_threads, helpers=gpu, helper_processes=separate,
                       helper_job=partial(to_nvdec, device=device) if gpu else None)
     with pool, ThreadPoolExecutor(1) as prep:
+        for side, on_gpu in (("helpers", gpu and separate), ("workers", nvdec and separate)):
+            if on_gpu:  # GPU decoder processes make their CUDA context while the first video is planned
+                pool.warm(side, partial(warm_gpu, device))
         videos, pending = decoded(pool), None
         while True:
             t = time.perf_counter()

@@ -89,3 +89,15 @@ def close_worker_reader() -> None:
     _OPEN.pop("key", None)
     if reader is not None:
         reader.close()
+
+
+def warm_gpu(device: str | None) -> None:
+    """A GPU decoder process's set-up before its first job (`Prefetcher.warm`): torch and PyNvVideoCodec imported
+    and the CUDA context made on `device`, seconds that would otherwise hold up the first job it takes (and the
+    video that job belongs to) while the CPU decoders could have taken it."""
+    import importlib
+
+    import torch
+
+    importlib.import_module("PyNvVideoCodec")
+    torch.empty(1, device=torch.device(device) if device else torch.device("cuda"))

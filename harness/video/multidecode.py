@@ -32,6 +32,7 @@ import os
 import queue
 import threading
 import time
+from functools import partial
 
 import numpy as np
 
@@ -199,12 +200,19 @@ class Decoders:
         def in_processes(backend: str, pool) -> None:
             from concurrent.futures import FIRST_COMPLETED, wait
 
-            from harness.video.decodejob import DecodeJob
+            from harness.video.decodejob import DecodeJob, warm_gpu
             from harness.video.prefetch import WorkError
 
-            inflight, stopping, size = {}, False, pool.workers
+            inflight, stopping = {}, False
+            # a GPU decoder process takes chunks once its CUDA context is made, so the CPU decoders take the first
+            # video's chunks meanwhile instead of leaving them queued behind that set-up
+            warming = pool.warm("workers", partial(warm_gpu, str(device))) if backend in GPU_DECODERS else []
             try:
                 while not failures and not (stopping and not inflight):
+                    size = sum(1 for f in warming if f.done()) if warming else pool.workers
+                    if not size and not inflight:
+                        wait(warming, timeout=0.1, return_when=FIRST_COMPLETED)
+                        continue
                     if not stopping and len(inflight) < size:  # a process is free: give it a chunk
                         try:
                             task = tasks.get(timeout=0.005 if inflight else 0.1)

@@ -230,6 +230,7 @@ class Prefetcher:
         # futures submitted and not taken (their blocks are released at close()), each with its side
         self._inflight: dict = {}
         self.taken = {"workers": 0, "helpers": 0}  # results handed out, by the side that made them
+        self._warming: dict = {"workers": [], "helpers": []}  # `warm` futures, counted as load until done
         self._lifeline = None  # (reader, writer): the workers get the reader, only this process holds the writer
 
     def _executor(self) -> ProcessPoolExecutor | ThreadPoolExecutor:
@@ -254,6 +255,19 @@ class Prefetcher:
         deathsig = self.start_method == "forkserver" or threading.current_thread() is threading.main_thread()
         return ProcessPoolExecutor(n, mp_context=context, initializer=_init_worker,
                                    initargs=(threads, self._lifeline[0], self.depth, deathsig))
+
+    def warm(self, side: str, fn: Callable[[], Any]) -> list:
+        """Start `side`'s worker processes now and run `fn()` once in each (as each takes one call first): set-up
+        a first job would otherwise pay (a GPU decoder's torch import and CUDA context), done while this process
+        plans. Until it is done, `_lighter` counts it as load, so jobs go to the other side meanwhile. Its result
+        and errors are not looked at (a job meets the same error and reports it). The futures, one per process."""
+        n = self.helpers if side == "helpers" else self.workers
+        threads = self.in_threads if side == "workers" else not self.helper_processes
+        if threads or not n:
+            return []
+        pool = self._helper_executor() if side == "helpers" else self._executor()
+        self._warming[side] = [pool.submit(fn) for _ in range(n)]
+        return self._warming[side]
 
     def map(self, items: Iterable, job: Callable[[Any], Any] = lambda item: item) -> Iterator[tuple[Any, Any]]:
         """(item, result or WorkError) in item order. `job(item)` gives what `fn` gets (None: nothing to do, the
@@ -311,7 +325,8 @@ class Prefetcher:
         """The side a new job goes to: the lower load after taking it (unfinished jobs over slots), the workers on
         a tie."""
         def load(side: str, slots: int) -> float:
-            busy = sum(1 for f, s in self._inflight.items() if s == side and not f.done())
+            busy = sum(1 for f, s in self._inflight.items() if s == side and not f.done()) + \
+                sum(1 for f in self._warming[side] if not f.done())
             return (busy + 1) / slots if slots else float("inf")
 
         return "helpers" if load("helpers", self.helpers) < load("workers", self.workers) else "workers"
@@ -346,6 +361,7 @@ class Prefetcher:
             self._helper_pool = None
         else:
             self._pool = None
+        self._warming[side] = []  # the fresh pool's processes start cold
         if old is not None:
             old.shutdown(wait=False, cancel_futures=True)
         for i, (item, job, future) in enumerate(pending):

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import Counter
+from functools import partial
 
 import pytest
 
@@ -145,6 +146,26 @@ def test_helper_processes_take_jobs_in_processes_of_their_own():
     worked = {pid for item, (x, pid) in out if x == item and item}
     assert helped and worked and not helped & worked and os.getpid() not in helped | worked
     assert taken["helpers"] >= len(helped) and taken["workers"] + taken["helpers"] == len(items)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_jobs_go_to_the_workers_while_the_helper_processes_warm_up(warm):
+    # the first job goes to the workers either way (a tie); the second to the idle helper, unless it is still
+    # making its set-up (a GPU decoder's CUDA context: Prefetcher.warm), which counts as its load
+    with Prefetcher(_pid_job, workers=1, helpers=1, helper_processes=True) as pool:
+        warming = pool.warm("helpers", partial(time.sleep, 3)) if warm else []
+        assert len(warming) == (1 if warm else 0)
+        out = list(pool.map(range(2)))
+        taken = dict(pool.taken)
+    assert [x for x, _ in out] == [0, 1]
+    assert taken == ({"workers": 2, "helpers": 0} if warm else {"workers": 1, "helpers": 1})
+
+
+def test_threads_have_no_processes_to_warm():
+    with Prefetcher(_pid_job, workers=1, helpers=1, helper_processes=False) as pool:
+        assert pool.warm("helpers", partial(time.sleep, 3)) == []
+    with Prefetcher(_pid_job, workers=0) as pool:
+        assert pool.warm("workers", partial(time.sleep, 3)) == []
 
 
 def _cfg(tmp_path, name, **kw):

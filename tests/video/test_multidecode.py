@@ -213,3 +213,28 @@ def test_a_stream_calls_idle_while_the_next_video_is_not_decoded(video):
     with Decoders(["pyav"] * 2, processes=True, chunk=4) as dec:
         outs = list(dec.stream([(path, idx)] * 2, "cpu", ahead=1, idle=lambda: calls.append(1)))
     assert calls and all(np.array_equal(o.numpy(), full[idx]) for o in outs)
+
+
+def _slow_set_up(device):
+    import time
+
+    time.sleep(4)
+
+
+def test_gpu_decoder_processes_take_chunks_only_once_warmed_up(video, monkeypatch):
+    # pyav stands in for a GPU backend whose processes take seconds to set up (decodejob.warm_gpu): the CPU
+    # decoder takes every chunk of a short video meanwhile, and the frames are those of a full decode
+    import harness.video.decodejob as decodejob
+    import harness.video.multidecode as multidecode
+
+    if "decord" not in CPU:
+        pytest.skip("needs decord as the CPU decoder beside the stand-in")
+    path, full = video
+    monkeypatch.setattr(multidecode, "GPU_DECODERS", ("nvdec", "pyav"))
+    monkeypatch.setattr(decodejob, "warm_gpu", _slow_set_up)
+    idx = np.arange(0, 320, 10)
+    with Decoders(["decord", "pyav"], processes=True, gpu_processes=True, chunk=4) as dec:
+        frames = dec.decode(path, idx, "cpu")
+        assert dec.stats["frames_by_backend"] == {"decord": idx.size}
+    assert np.array_equal(frames.numpy(), full[idx])
+
