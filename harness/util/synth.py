@@ -32,12 +32,13 @@ def as_rate(fps: float | Fraction) -> Fraction:
 
 
 def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction, *, crf: int = 18,
-                gop: int | None = None, preset: str = "veryfast") -> None:
+                gop: int | None = None, preset: str = "veryfast", bframes: int | None = None) -> None:
     """Encode HxWx3 uint8 RGB frames (H and W even) as H.264/yuv420p, one frame at a time.
 
     The container follows the file extension (.mp4, .mkv, ...). `gop` fixes the keyframe interval exactly (no
-    scene-cut keyframes); None keeps x264's default. The file appears only when complete: a temporary file in
-    the same directory is renamed over `path`.
+    scene-cut keyframes); None keeps x264's default. `bframes` caps x264's B-frames (0: none, frames stored in
+    presentation order, as `--decode-backend nvdec` needs); None keeps its default. The file appears only when
+    complete: a temporary file in the same directory is renamed over `path`.
     """
     import av
 
@@ -48,6 +49,8 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float | Fraction, *, cr
         if gop < 1:
             raise ValueError(f"gop must be at least 1, got {gop}")
         params["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+    if bframes is not None:
+        params["x264-params"] = ":".join(filter(None, [params.get("x264-params"), f"bframes={int(bframes)}"]))
     # keep the suffix: it picks the container format
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
@@ -113,6 +116,6 @@ def decode_index(frame: np.ndarray) -> int:
 
 
 def write_index_clip(path, n_frames: int, fps: float | Fraction, height: int = 96, width: int = 128,
-                     gop: int | None = None) -> None:
+                     gop: int | None = None, bframes: int | None = None) -> None:
     """A clip whose frame k shows index k: the ground truth for decoder tests."""
-    write_video(path, (index_frame(k, height, width) for k in range(n_frames)), fps, gop=gop)
+    write_video(path, (index_frame(k, height, width) for k in range(n_frames)), fps, gop=gop, bframes=bframes)

@@ -61,6 +61,9 @@ class NvdecReader(VideoReader):
         import PyNvVideoCodec as nvc
 
         with open_video(path, "pyav") as index:  # the PyAV reader's pts index, metadata and colour tags
+            if index.reorders:
+                raise VideoError(f"{path} has B-frames (frames stored out of presentation order), which nvdec does "
+                                 f"not index as the container does; decode it with pyav or decord (docs/decode.md)")
             self._pts = np.asarray(index._pts).copy()
             ctx = index._stream.codec_context
             self._matrix, self._full = matrix_name(ctx.colorspace), int(ctx.color_range) == 2

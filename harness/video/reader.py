@@ -260,6 +260,8 @@ class _PyAVReader(VideoReader):
                 raise VideoError(f"{path} is truncated: its header promises {stream.frames} frames, "
                                  f"the file holds {n_packets}")
             order = np.argsort(np.asarray(pts, dtype=np.int64), kind="stable")
+            # frames decoded out of presentation order (B-frames): the nvdec reader refuses such streams
+            self.reorders = bool(np.any(np.diff(order) < 0))
             self._pts = np.asarray(pts, dtype=np.int64)[order]
             self._index = {int(p): i for i, p in enumerate(self._pts)}
             is_key = np.asarray(keys, dtype=bool)[order]

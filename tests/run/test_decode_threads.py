@@ -21,7 +21,7 @@ pytest.importorskip("torch")
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "index.mp4"
-    write_index_clip(path, 40, 10, gop=12)
+    write_index_clip(path, 40, 10, gop=12, bframes=0)
     return str(path)
 
 
@@ -45,7 +45,7 @@ def _rows(run_dir: Path) -> dict:
 
 
 def test_pipelined_nvdec_run_decodes_in_threads_with_the_rows_of_pyav(tmp_path, monkeypatch):
-    from tests.video.test_nvdec import _fake_module
+    from tests.video.test_nvdec import _fake_module, smoke_without_bframes
 
     import harness.video.nvdec as nvdec
     import harness.video.reader as reader
@@ -55,8 +55,10 @@ def test_pipelined_nvdec_run_decodes_in_threads_with_the_rows_of_pyav(tmp_path, 
     monkeypatch.setattr(nvdec.NvdecReader, "__init__",
                         functools.partialmethod(nvdec.NvdecReader.__init__, device="cpu"))
 
+    smoke = smoke_without_bframes(monkeypatch, tmp_path / "videos")
+
     def cfg(out, backend, workers):
-        return RunConfig(task="smoke", backbone="colour-probe", task_args={"videos": 3, "duration": 12.0},
+        return RunConfig(task="smoke", backbone="colour-probe", task_args=smoke,
                          samplers=["uniform", "topk:encoder=mini-clip"], out=str(out),
                          cache_dir=str(tmp_path / out.name), decode_backend=backend, workers=workers,
                          frame_cache_mb=0)  # no kept frames: the answer pass decodes in the workers

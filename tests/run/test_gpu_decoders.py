@@ -48,7 +48,7 @@ def fake_nvdec(monkeypatch):
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "index.mp4"
-    write_index_clip(path, 40, 10, gop=12)
+    write_index_clip(path, 40, 10, gop=12, bframes=0)
     return str(path)
 
 
@@ -168,15 +168,20 @@ def test_threads_have_no_processes_to_warm():
         assert pool.warm("workers", partial(time.sleep, 3)) == []
 
 
-def _cfg(tmp_path, name, **kw):
-    return RunConfig(task="smoke", backbone="colour-probe", task_args={"videos": 3, "duration": 12.0},
+def _cfg(tmp_path, name, smoke=None, **kw):
+    return RunConfig(task="smoke", backbone="colour-probe", task_args=smoke or {"videos": 3, "duration": 12.0},
                      samplers=["uniform", "topk:encoder=mini-clip"], out=str(tmp_path / name),
                      cache_dir=str(tmp_path / f"cache-{name}"), frame_cache_mb=0, **kw)  # the answer pass decodes
 
 
-def test_pipelined_run_with_gpu_decoders_beside_cpu_workers_writes_the_rows_of_pyav(fake_nvdec, tmp_path):
-    mixed = Run(_cfg(tmp_path, "mixed", decode_backend="pyav", workers=1, gpu_decoders=2), progress=False).execute()
-    plain = Run(_cfg(tmp_path, "plain", decode_backend="pyav"), progress=False).execute()
+def test_pipelined_run_with_gpu_decoders_beside_cpu_workers_writes_the_rows_of_pyav(fake_nvdec, tmp_path,
+                                                                                     monkeypatch):
+    from tests.video.test_nvdec import smoke_without_bframes
+
+    smoke = smoke_without_bframes(monkeypatch, tmp_path / "videos")
+    mixed = Run(_cfg(tmp_path, "mixed", smoke, decode_backend="pyav", workers=1, gpu_decoders=2),
+                progress=False).execute()
+    plain = Run(_cfg(tmp_path, "plain", smoke, decode_backend="pyav"), progress=False).execute()
     def answers(run_dir):
         return {k: (r["selection"], r["prediction"]["raw_text"], r["prediction"].get("error"))
                 for k, r in _rows(run_dir).items()}

@@ -1,7 +1,7 @@
 """The nvdec reader's logic on CPU, with PyNvVideoCodec replaced by a stand-in that decodes with PyAV into NV12
 arrays (what NVDEC hands back: the frames in the decoder's own index order, NV12 planes through DLPack, a pts per
 frame). Checked: frames equal the PyAV reader's exactly (index, repeats, colour matrix), the pts check refuses a
-decoder whose index disagrees, the process and availability refusals. The real decoder runs in
+decoder whose index disagrees, a stream with B-frames is refused, the process and availability refusals. The real decoder runs in
 scripts/bench_long.sh on the GPU machine."""
 import sys
 import types
@@ -53,8 +53,38 @@ def fake(monkeypatch):
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "index.mp4"
-    write_index_clip(path, 40, 10, gop=12)  # x264 veryfast: B-frames, so decode order is not pts order
+    write_index_clip(path, 40, 10, gop=12, bframes=0)  # nvdec takes streams without B-frames only
     return str(path)
+
+
+def smoke_without_bframes(monkeypatch, root) -> dict:
+    """The smoke task's options for videos written without B-frames into `root` (what nvdec decodes)."""
+    import functools
+
+    import tasks.smoke
+    from harness.util.synth import write_video
+
+    monkeypatch.setattr(tasks.smoke, "write_video", functools.partial(write_video, bframes=0))
+    return {"videos": 3, "duration": 12.0, "root": str(root)}
+
+
+def test_a_stream_with_b_frames_is_refused_when_opened(fake, tmp_path):
+    # measured on an H100 (PyNvVideoCodec 2.2.4, x264 needle videos with B-frames): NVDEC labels the frames with
+    # the decode-order timeline (frame 0 came back with pts -8192 where the container has 0), and with that shift
+    # allowed 31 of 50 frames differed from PyAV's; so such a stream is refused before a decoder is made
+    from harness.video.nvdec import NvdecReader
+
+    path = tmp_path / "b.mp4"
+    write_index_clip(path, 40, 10, gop=12)  # x264's default: B-frames
+    with open_video(str(path), "pyav") as r:
+        assert r.reorders
+    with pytest.raises(VideoError, match="has B-frames .* decode it with pyav or decord"):
+        NvdecReader(str(path), device="cpu")
+    write_index_clip(path, 40, 10, gop=12, bframes=0)
+    with open_video(str(path), "pyav") as r:
+        assert not r.reorders
+    with NvdecReader(str(path), device="cpu") as nv:
+        assert [decode_index(f) for f in nv.get_frames([0, 5, 39])] == [0, 5, 39]
 
 
 def test_frames_equal_the_pyav_reader(fake, clip):
