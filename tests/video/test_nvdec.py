@@ -69,9 +69,9 @@ def smoke_without_bframes(monkeypatch, root) -> dict:
 
 
 def test_a_stream_with_b_frames_is_refused_when_opened(fake, tmp_path):
-    # measured on an H100 (PyNvVideoCodec 2.2.4, x264 needle videos with B-frames): NVDEC labels the frames with
-    # the decode-order timeline (frame 0 came back with pts -8192 where the container has 0), and with that shift
-    # allowed 31 of 50 frames differed from PyAV's; so such a stream is refused before a decoder is made
+    # on an H100 (PyNvVideoCodec 2.2.4, x264 needle videos with B-frames) NVDEC labelled the frames with the
+    # decode-order timeline (frame 0 came back with pts -8192 where the container has 0), so the per-frame pts check
+    # can confirm no frame of such a stream (docs/decode.md): it is refused before a decoder is made
     from harness.video.nvdec import NvdecReader
 
     path = tmp_path / "b.mp4"
