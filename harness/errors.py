@@ -29,6 +29,11 @@ class VideoError(HarnessError):
     """A video that is missing, unreadable or corrupt."""
 
 
+class UnsupportedStream(VideoError):
+    """A readable video that one decoder does not take by design (nvdec: a stream with B-frames), not a fault of
+    the file: another backend decodes it."""
+
+
 class FatalError(Exception):
     """A fault of the machine or the setup, not of one sample: the run stops with this one line."""
 

@@ -31,8 +31,9 @@ RUN_HELP = {
     "workers": "decode processes that stay ahead of the backbone (default {default}; 0: decode in this process); "
                "does not change results",
     "gpu_decoders": "NVDEC decoders (threads of the main process; processes with --nvdec-processes) taking decode "
-                    "jobs beside the --workers processes of a CPU --decode-backend (default {default}; "
-                    "docs/decode.md); does not change results",
+                    "jobs beside the --workers processes of a CPU --decode-backend; a video with B-frames, which "
+                    "NVDEC does not take, goes to that backend, counted in the run's decode record (default "
+                    "{default}; docs/decode.md); does not change results",
     "nvdec_processes": "the NVDEC decoders (--gpu-decoders, or the --workers of --decode-backend nvdec) as worker "
                        "processes, a CUDA context each, frames back through shared memory, instead of threads of the "
                        "main process (docs/decode.md); does not change results",

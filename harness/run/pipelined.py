@@ -47,9 +47,11 @@ def split_runs(frames: tuple, parts: int, smallest: int = 8) -> list[tuple]:
 
 def to_nvdec(job: DecodeJob, device: str | None = None) -> DecodeJob:
     """A CPU backend's decode job as a GPU decoder takes it (--gpu-decoders): the same frames (docs/decode.md);
-    `device`: the GPU a decoder process opens its reader on (threads use torch's current one)."""
+    `device`: the GPU a decoder process opens its reader on (threads use torch's current one). A video NVDEC does
+    not take (B-frames) is decoded by the job's own backend (`decode_job`), counted in the run's decode record."""
     return dataclasses.replace(job, backend="nvdec", threads=None,
-                               extra={**job.extra, **({"device": device} if device else {})})
+                               extra={**job.extra, "cpu_backend": job.backend, "cpu_threads": job.threads,
+                                      **({"device": device} if device else {})})
 
 
 def run_pipelined(run, todo: list[Sample], advance) -> None:
@@ -104,9 +106,13 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                                                            threads=threads, extra=extra)
                 yield decoding, job, i == len(chunks) - 1
 
+    on_cpu = []  # GPU decoders' jobs their CPU backend decoded (videos with B-frames)
+
     def decoded(pool):
         for (decoding, job, last), result in pool.map(jobs(), job=lambda item: item[1]):
             decoding.parts.append((job, result))
+            if isinstance(result, dict) and result.get("instead_of"):
+                on_cpu.append(job.video)
             if last:
                 yield decoding, assemble(decoding)
 
@@ -138,6 +144,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
         if gpu:
             by_backend["nvdec"] = pool.taken["helpers"]
         run.decode_setup["jobs_by_backend"] = by_backend  # the answer pass's decode jobs each side decoded
+        if gpu:  # of the NVDEC decoders' jobs, those of videos with B-frames their CPU backend decoded instead
+            run.decode_setup["nvdec_jobs_on_cpu"] = {"jobs": len(on_cpu), "videos": len(set(on_cpu)),
+                                                     "why": "B-frames (nvdec takes streams without them)"}
 
 
 def assemble(decoding: Decoding):

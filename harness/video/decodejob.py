@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
+from harness.errors import UnsupportedStream
 from harness.video import prefetch
 
 
@@ -29,29 +30,46 @@ class DecodeJob:
 
 
 def decode_job(job: DecodeJob) -> dict:
-    """{"frames": {selection: frames or prepared}, "decode": s, "prepare": s}: every distinct frame of the video's
-    selections is decoded once, in one ascending pass."""
-    from harness.video.reader import open_video
-
+    """{"frames": {selection: frames or prepared}, "decode": s, "prepare": s, "backend": the one that decoded,
+    "instead_of": the job's own backend where another decoded it, else None}:
+    every distinct frame of the video's selections is decoded once, in one ascending pass. A GPU decoder's job
+    made from a CPU backend's (`extra["cpu_backend"]`, `--gpu-decoders`) that meets a stream the GPU decoder does
+    not take (UnsupportedStream: B-frames) is decoded by that CPU backend, the same frames, and says so; any other
+    failure is the job's error."""
     t0 = time.perf_counter()
     union = np.unique(np.concatenate([np.asarray(s, np.int64) for s in job.selections])) if job.selections else \
         np.empty(0, np.int64)
-    if prefetch.in_worker_process():  # a worker process: its reader stays open for its next job of this video
-        frames = worker_frames(job, union.tolist())
-    else:
-        with open_video(job.video, job.backend, threads=job.threads) as reader:
-            frames = reader.get_frames(union.tolist())
+    instead_of = None
+    try:
+        frames = _frames(job, union.tolist())
+    except UnsupportedStream:
+        if not job.extra.get("cpu_backend"):
+            raise
+        instead_of = job.backend
+        job = replace(job, backend=job.extra["cpu_backend"], threads=job.extra.get("cpu_threads"), extra={})
+        frames = _frames(job, union.tolist())
     decoded = time.perf_counter() - t0
     t0 = time.perf_counter()
     out = {}
     for sel in job.selections:
         mine = frames[np.searchsorted(union, np.asarray(sel, np.int64))]
         out[sel] = job.prepare(mine) if job.prepare is not None else mine
-    return {"frames": out, "decode": decoded, "prepare": time.perf_counter() - t0}
+    return {"frames": out, "decode": decoded, "prepare": time.perf_counter() - t0, "backend": job.backend,
+            "instead_of": instead_of}
+
+
+def _frames(job: DecodeJob, indices: list) -> np.ndarray:
+    from harness.video.reader import open_video
+
+    if prefetch.in_worker_process():  # a worker process: its reader stays open for its next job of this video
+        return worker_frames(job, indices)
+    with open_video(job.video, job.backend, threads=job.threads) as reader:
+        return reader.get_frames(indices)
 
 
 GPU_BACKENDS = ("nvdec",)  # decoders holding GPU state (a worker process opens them for its `extra["device"]`)
 _OPEN: dict = {}  # this worker process's open reader: "key" (video, backend, threads, device, file stat), "reader"
+_UNSUPPORTED: dict = {}  # reader keys a GPU decoder refused (UnsupportedStream), with the message
 
 
 def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
@@ -69,11 +87,17 @@ def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
         version = None  # opening it below says what is wrong, in the readers' words
     key = (job.video, job.backend, job.threads, job.extra.get("device"), version)
     if _OPEN.get("key") != key:
+        if key in _UNSUPPORTED:  # refused before: no index pass to learn it again (the open reader stays)
+            raise UnsupportedStream(_UNSUPPORTED[key])
         close_worker_reader()
         if job.backend in GPU_BACKENDS:
             from harness.video.nvdec import NvdecReader
 
-            reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+            try:
+                reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
+            except UnsupportedStream as e:
+                _UNSUPPORTED[key] = str(e)
+                raise
         else:
             reader = open_video(job.video, job.backend, threads=job.threads)
         _OPEN.update(key=key, reader=reader)

@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from harness.errors import HarnessError, VideoError
+from harness.errors import HarnessError, UnsupportedStream, VideoError
 from harness.video.reader import VideoReader, _library_error, open_video
 from harness.video.yuv import matrix_name, nv12_to_rgb
 
@@ -57,13 +57,11 @@ class NvdecReader(VideoReader):
         if multiprocessing.parent_process() is not None and not in_worker:
             raise HarnessError("the nvdec decode backend runs in the main process (CUDA in spawned workers costs a "
                                "context each): run with --workers 0 or decode in threads")
-        import torch
-        import PyNvVideoCodec as nvc
-
         with open_video(path, "pyav") as index:  # the PyAV reader's pts index, metadata and colour tags
-            if index.reorders:
-                raise VideoError(f"{path} has B-frames (frames stored out of presentation order), which nvdec does "
-                                 f"not index as the container does; decode it with pyav or decord (docs/decode.md)")
+            if index.reorders:  # refused before any GPU state is made
+                raise UnsupportedStream(f"{path} has B-frames (frames stored out of presentation order), which "
+                                        f"nvdec does not index as the container does; decode it with pyav or decord "
+                                        f"(docs/decode.md)")
             self._pts = np.asarray(index._pts).copy()
             ctx = index._stream.codec_context
             self._matrix, self._full = matrix_name(ctx.colorspace), int(ctx.color_range) == 2
@@ -71,6 +69,9 @@ class NvdecReader(VideoReader):
         if self.meta.height % 2:
             raise VideoError(f"{path} is {self.meta.width}x{self.meta.height}: nvdec frames are exact for even "
                              f"heights only; decode it with pyav or decord")
+        import torch
+        import PyNvVideoCodec as nvc
+
         self.device = torch.device(device) if device is not None else torch.device("cuda", torch.cuda.current_device())
         cuda = self.device.type == "cuda"
         self._stream = torch.cuda.Stream(self.device) if cuda else None

@@ -13,6 +13,7 @@ from functools import partial
 import pytest
 
 from harness.config import RunConfig
+from harness.errors import VideoError
 from harness.run.pipelined import to_nvdec
 from harness.run.runner import Run
 from harness.util.synth import decode_index, write_index_clip
@@ -86,6 +87,23 @@ def test_helpers_decode_with_nvdec_the_frames_of_the_cpu_workers(fake_nvdec, cli
         assert [decode_index(f) for f in last["frames"][(0, 39)]] == [0, 39]
         assert [decode_index(f) for f in last["frames"][(7,)]] == [7]
         assert [decode_index(f) for f in fourth["frames"][(3, 12, 13)]] == [3, 12, 13]
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_helper_job_on_a_b_frame_video_is_decoded_by_its_cpu_backend(fake_nvdec, tmp_path, processes):
+    # nvdec refuses streams with B-frames (UnsupportedStream, before any GPU state; docs/decode.md): such a job of
+    # a --gpu-decoders helper is decoded by the job's own CPU backend, the same frames, and the result says so
+    path = tmp_path / "b.mp4"
+    write_index_clip(path, 40, 10, gop=12)  # x264's default: B-frames
+    jobs = [DecodeJob(str(path), "pyav", ((1, 2, 30),), threads=1), DecodeJob(str(path), "pyav", ((0, 39),))]
+    with Prefetcher(decode_job, workers=0, helpers=2, helper_job=to_nvdec, helper_processes=processes) as pool:
+        results = [result for _, result in pool.map(jobs)]
+        assert pool.taken["helpers"] == 2
+    assert [decode_index(f) for f in results[0]["frames"][(1, 2, 30)]] == [1, 2, 30]
+    assert [decode_index(f) for f in results[1]["frames"][(0, 39)]] == [0, 39]
+    assert [(r["backend"], r["instead_of"]) for r in results] == [("pyav", "nvdec")] * 2
+    with pytest.raises(VideoError, match="has B-frames"):  # asked for as the backend itself: the video's error
+        decode_job(DecodeJob(str(path), "nvdec", ((1,),)))
 
 
 def test_a_job_nvdec_cannot_decode_is_an_error_not_a_cpu_fallback(monkeypatch, fake_nvdec, clip):
@@ -196,6 +214,24 @@ def test_pipelined_run_with_gpu_decoders_beside_cpu_workers_writes_the_rows_of_p
     assert decode["backend"] == "pyav" and decode["workers_are"] == "processes" and decode["gpu_decoders"] == 2
     assert set(decode["jobs_by_backend"]) == {"pyav", "nvdec"} and min(decode["jobs_by_backend"].values()) > 0
     assert len(fake_nvdec) == decode["jobs_by_backend"]["nvdec"]  # each of those jobs opened an nvdec reader
+    assert decode["nvdec_jobs_on_cpu"]["jobs"] == 0
+
+
+def test_gpu_decoders_on_videos_with_b_frames_leave_them_to_the_cpu_backend_and_say_so(fake_nvdec, tmp_path):
+    # the smoke task's videos as written (x264 defaults: B-frames): the rows are those of PyAV alone, and the
+    # NVDEC decoders' jobs are counted as decoded by PyAV
+    mixed = Run(_cfg(tmp_path, "mixed", decode_backend="pyav", workers=1, gpu_decoders=2), progress=False).execute()
+    plain = Run(_cfg(tmp_path, "plain", decode_backend="pyav"), progress=False).execute()
+    for a, b in zip(mixed, plain):
+        ra, rb = _rows(a), _rows(b)
+        assert {k: (r["selection"], r["prediction"]["raw_text"]) for k, r in ra.items()} == \
+            {k: (r["selection"], r["prediction"]["raw_text"]) for k, r in rb.items()}
+        assert all(r["prediction"].get("error") is None for r in ra.values())
+    events = [json.loads(line) for line in (mixed[0] / "events.jsonl").read_text().splitlines()]
+    decode = [e for e in events if e["event"] == "features"][-1]["decode"]
+    assert decode["jobs_by_backend"]["nvdec"] > 0 and len(fake_nvdec) == decode["jobs_by_backend"]["nvdec"]
+    assert decode["nvdec_jobs_on_cpu"]["jobs"] == decode["jobs_by_backend"]["nvdec"]
+    assert decode["nvdec_jobs_on_cpu"]["why"].startswith("B-frames")
 
 
 @pytest.mark.parametrize("args, says", [
@@ -228,5 +264,6 @@ def test_nvdec_processes_without_nvdec_decoders_is_refused(tmp_path, capsys, arg
 
 def test_to_nvdec_names_the_device_a_decoder_process_opens_its_reader_on():
     job = DecodeJob("v.mp4", "pyav", ((1, 2),), threads=4, extra={"k": 1})
-    assert to_nvdec(job) == DecodeJob("v.mp4", "nvdec", ((1, 2),), threads=None, extra={"k": 1})
-    assert to_nvdec(job, "cuda:1").extra == {"k": 1, "device": "cuda:1"}
+    cpu = {"cpu_backend": "pyav", "cpu_threads": 4}  # what decodes a video NVDEC does not take
+    assert to_nvdec(job) == DecodeJob("v.mp4", "nvdec", ((1, 2),), threads=None, extra={"k": 1, **cpu})
+    assert to_nvdec(job, "cuda:1").extra == {"k": 1, **cpu, "device": "cuda:1"}
