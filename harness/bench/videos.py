@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from fractions import Fraction
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -104,10 +106,18 @@ def video_set(cfg: BenchConfig, codec: str = "libx264") -> tuple[Path, list[Path
     missing = [p for p in paths if not p.is_file()]  # write_video renames a finished file into place
     if missing:
         jobs = cfg.encode_jobs or min(len(missing), os.cpu_count() or 1)
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            list(pool.map(_write_one, [str(p) for p in missing], [int(p.stem[-3:]) for p in missing],
-                          [n] * len(missing), [cfg.height] * len(missing), [cfg.width] * len(missing),
-                          [cfg.fps] * len(missing), [cfg.gop] * len(missing), [codec] * len(missing)))
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                list(pool.map(_write_one, [str(p) for p in missing], [int(p.stem[-3:]) for p in missing],
+                              [n] * len(missing), [cfg.height] * len(missing), [cfg.width] * len(missing),
+                              [cfg.fps] * len(missing), [cfg.gop] * len(missing), [codec] * len(missing)))
+        except BrokenProcessPool as e:  # a writer was killed (the pool cannot say by what): say where and what
+            left = [p.name for p in missing if not p.is_file()]
+            free = shutil.disk_usage(folder).free / 2**30
+            raise HarnessError(f"a video writer process died while writing {folder} ({len(left)} of {len(missing)} "
+                               f"videos unwritten: {', '.join(left[:4])}{' ...' if len(left) > 4 else ''}; "
+                               f"{free:.1f} GiB free there; killed, e.g. out of memory?); the finished videos are "
+                               f"kept: run again to write the rest") from e
     return folder, paths
 
 

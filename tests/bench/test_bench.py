@@ -8,6 +8,7 @@ from harness.bench.config import BenchConfig
 from harness.bench.run_bench import run_bench
 from harness.bench.videos import video_set, write_annotations
 from harness.cli.app import main
+from harness.errors import HarnessError
 
 
 def _tiny(tmp_path, **kw) -> BenchConfig:
@@ -111,3 +112,28 @@ def test_bench_command_line(tmp_path, capsys):
     assert code == 0
     assert "questions/s" in capsys.readouterr().out
     assert (tmp_path / "results" / "cli.json").is_file()
+
+
+def test_a_writer_process_that_dies_is_one_line_naming_the_videos_left(tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import harness.bench.videos as videos
+
+    class Killed:  # the pool as it behaves when the kernel kills a writer: no reason given
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, *a):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(videos, "ProcessPoolExecutor", Killed)
+    cfg = BenchConfig(videos=2, minutes=0.02, height=64, width=96, fps=10, gop=10, video_dir=str(tmp_path))
+    with pytest.raises(HarnessError, match=r"writer process died .* 2 of 2 videos unwritten: bench_000.mp4, "
+                                           r"bench_001.mp4; [0-9.]+ GiB free there"):
+        video_set(cfg)
