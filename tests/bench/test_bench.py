@@ -134,6 +134,6 @@ def test_a_writer_process_that_dies_is_one_line_naming_the_videos_left(tmp_path,
 
     monkeypatch.setattr(videos, "ProcessPoolExecutor", Killed)
     cfg = BenchConfig(videos=2, minutes=0.02, height=64, width=96, fps=10, gop=10, video_dir=str(tmp_path))
-    with pytest.raises(HarnessError, match=r"writer process died .* 2 of 2 videos unwritten: bench_000.mp4, "
+    with pytest.raises(HarnessError, match=r"writer process died .*\(2 of 2 videos unwritten: bench_000.mp4, "
                                            r"bench_001.mp4; [0-9.]+ GiB free there"):
         video_set(cfg)
