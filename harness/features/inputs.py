@@ -48,20 +48,31 @@ class InputProvider:
     def prepare(self, wants, task, samples: list[Sample], grid: CandidateGrid, reader: VideoReader) -> None:
         """Compute, in one decode pass of this video, the features and scores its samples will need: `wants` is a
         list of (encoder spec, query mode, or None when no text is read), e.g. from `wants(samplers)`."""
-        image, itm, diffs = {}, [], []
+        image, itm, diffs, texts = self._needed(wants, task, samples)
+        for scorer, text in texts:
+            self.store.text_feature(scorer, text)
+        self.store.ensure(samples[0].video, grid, reader, image=image, itm=itm, diffs=diffs)
+
+    def decodes(self, wants, task, samples: list[Sample], grid: CandidateGrid) -> bool:
+        """Whether `prepare` would decode this video's grid (something it needs is not cached); counts nothing."""
+        image, itm, diffs, _ = self._needed(wants, task, samples)
+        return any(self.store.missing(samples[0].video, grid, image, itm, diffs, count=False))
+
+    def _needed(self, wants, task, samples: list[Sample]) -> tuple[list, list, list, list]:
+        """(image encoders, (ITM scorer, text) pairs, frame-diff scorers, (encoder, text) of the text features)."""
+        image, itm, diffs, texts = {}, [], [], []
         for spec, mode in dict.fromkeys(wants):
             scorer = self.store.encoder(spec)
             if scorer.kind == "frame-diff":  # query-independent: one array per video
                 diffs.append(scorer)
                 continue
-            texts = [] if mode is None else [query_text(task, s, mode) for s in samples]
+            queries = [] if mode is None else [query_text(task, s, mode) for s in samples]
             if scorer.kind == "itm":
-                itm += [(scorer, text) for text in texts]
+                itm += [(scorer, text) for text in queries]
             else:
                 image[spec] = scorer
-                for text in texts:
-                    self.store.text_feature(scorer, text)
-        self.store.ensure(samples[0].video, grid, reader, image=list(image.values()), itm=itm, diffs=diffs)
+                texts += [(scorer, text) for text in queries]
+        return list(image.values()), itm, diffs, texts
 
     def inputs(self, sampler, task, sample: Sample, grid: CandidateGrid, reader: VideoReader) -> dict:
         out, own = {}, None

@@ -256,12 +256,7 @@ class FeatureStore:
         pairs) and frame differences (`diffs`: frame-diff scorers) of one video, in one decode pass over its
         candidate grid. Nothing is stored unless everything computed is finite (else FatalError naming the
         encoder)."""
-        n = len(grid)
-        image = [e for e in dict.fromkeys(image) if not self._cached("image", self.image_key(e, video, grid),
-                                                                     (n, e.dim))]
-        itm = [(s, t) for s, t in dict.fromkeys(itm) if not self._cached("itm", self.itm_key(s, video, grid, t), (n,))]
-        diffs = [s for s in dict.fromkeys(diffs) if not self._cached("diff", self.diff_key(s, video, grid),
-                                                                     (n,))]
+        image, itm, diffs = self.missing(video, grid, image, itm, diffs)
         if not image and not itm and not diffs:
             return
         from harness.video.reader import iter_frames
@@ -305,6 +300,18 @@ class FeatureStore:
             self.cache.save(key, array, manifest, where)
             self._remember(key, array)
             self.stats[f"{kind}_computed"] += 1
+
+    def missing(self, video: str, grid, image=(), itm=(), diffs=(), count: bool = True) -> tuple[list, list, list]:
+        """Of these, what is not cached (or not to be trusted): what `ensure` computes, in one decode pass of the
+        video's grid. `count=False` asks without counting cache hits (a look ahead; `ensure` counts them)."""
+        n = len(grid)
+
+        def cached(kind, key, shape):
+            return self._cached(kind, key, shape) if count else self._load(key, shape) is not None
+
+        return ([e for e in dict.fromkeys(image) if not cached("image", self.image_key(e, video, grid), (n, e.dim))],
+                [(s, t) for s, t in dict.fromkeys(itm) if not cached("itm", self.itm_key(s, video, grid, t), (n,))],
+                [s for s in dict.fromkeys(diffs) if not cached("diff", self.diff_key(s, video, grid), (n,))])
 
     def _finite(self, array: np.ndarray, encoder, what: str) -> np.ndarray:
         """`array` when every value is finite; else the run stops with a line naming the encoder and its weights."""

@@ -1,13 +1,17 @@
 """The pipelined executor of `harness run` (`--workers N`, `--batch-size B`): videos are planned in this process,
 their frames decoded by worker processes that stay ahead of the accelerator, preprocessed by a thread while the
 backbone answers the previous video, and questions answered in batches (those sharing frames together, so their
-frames are decoded and preprocessed once). Rows, resume and error rows are those of the sequential executor."""
+frames are decoded and preprocessed once). Where a video's feature pass has features to compute, the workers also
+decode its candidate grid ahead (while this process encodes and answers the video before) and the feature pass
+takes those frames instead of decoding (`grids_decoded_ahead` in the decode record). Rows, resume and error rows
+are those of the sequential executor."""
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -15,7 +19,8 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.records import Sample
-from harness.run.selector import Planned, VideoPlan, by_video
+from harness.features.inputs import wants
+from harness.run.selector import Planned, Selector, VideoPlan, by_video
 from harness.video.framecache import SharedReader
 from harness.video.decodejob import DecodeJob, decode_job, warm_gpu
 from harness.video.prefetch import Prefetcher, WorkError
@@ -96,8 +101,34 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             decoding.preparer = None if scaled else preparers[counts]
         return decoding
 
+    groups = by_video(todo)
+    # the worker processes decode the next video's grid while this process encodes and answers the one before,
+    # where its feature pass would decode it and it fits the frame cache (so those frames would be kept anyway)
+    ahead = workers > 0 and not nvdec and not gpu and run.cfg.frame_cache_mb > 0
+    grid_jobs = {"taken": 0, "decoded": 0}  # grid jobs the workers finished, and grids they decoded
+
+    def decode_grid_ahead(i: int) -> None:
+        if not ahead or i >= len(groups) or groups[i][0] in run.opened_ahead:
+            return
+        video, group = groups[i]
+        if not any(run.pending(s) for s in group):
+            return
+        try:
+            reader, grid = Selector.open(run, video)  # the plain reader: Run.open wraps it when it is planned
+        except Exception:
+            return  # planning opens it again and records why it cannot
+        take, meta = None, reader.meta
+        if len(grid) * meta.height * meta.width * 3 <= run.cfg.frame_cache_mb << 20 and \
+                run.inputs.decodes(wants(run.samplers), run.task, group, grid):
+            sel = tuple(int(i) for i in grid.indices)
+            take = partial(_decoded_ahead, pool, pool.submit(DecodeJob(video, run.cfg.decode_backend, (sel,),
+                                                                       threads=threads)), sel, grid_jobs)
+        run.opened_ahead[video] = (reader, grid, take)
+
     def jobs():
-        for _, group in by_video(todo):
+        for i, (_, group) in enumerate(groups):
+            decode_grid_ahead(i)
+            decode_grid_ahead(i + 1)
             decoding = plan_video(group)
             chunks = split_runs(decoding.union, parts) if decoding.union and decoding.kept is None \
                 else [None]
@@ -119,7 +150,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
     pool = Prefetcher(decode_job, workers=workers, depth=max(2, 2 * parts), threads_per_worker=threads,
                       in_threads=in_threads, helpers=gpu, helper_processes=separate,
                       helper_job=partial(to_nvdec, device=device) if gpu else None)
-    with pool, ThreadPoolExecutor(1) as prep:
+    with pool, ThreadPoolExecutor(1) as prep, _closing_ahead(run):
         for side, on_gpu in (("helpers", gpu and separate), ("workers", nvdec and separate)):
             if on_gpu:  # GPU decoder processes make their CUDA context while the first video is planned
                 pool.warm(side, partial(warm_gpu, device))
@@ -140,13 +171,39 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             pending = (decoding, ready)
         if pending is not None:
             finish(run, *pending, advance)
-        by_backend = {run.cfg.decode_backend: pool.taken["workers"]}
+        # the answer pass's jobs (the grids decoded ahead were taken from the same workers)
+        by_backend = {run.cfg.decode_backend: pool.taken["workers"] - grid_jobs["taken"]}
         if gpu:
             by_backend["nvdec"] = pool.taken["helpers"]
         run.decode_setup["jobs_by_backend"] = by_backend  # the answer pass's decode jobs each side decoded
+        if ahead:
+            run.decode_setup["grids_decoded_ahead"] = grid_jobs["decoded"]  # feature passes that decoded nothing
         if gpu:  # of the NVDEC decoders' jobs, those of videos with B-frames their CPU backend decoded instead
             run.decode_setup["nvdec_jobs_on_cpu"] = {"jobs": len(on_cpu), "videos": len(set(on_cpu)),
                                                      "why": "B-frames (nvdec takes streams without them)"}
+
+
+def _decoded_ahead(pool, future, sel: tuple, counts: dict):
+    """A grid a worker decoded ahead (None where that failed: the feature pass decodes it, and meets the error, if
+    any, as it would have)."""
+    result = pool.collect(future)
+    broken = isinstance(result, WorkError) and result.kind == "BrokenProcessPool"
+    counts["taken"] += not broken  # (the pool counts what its workers gave back: a dead worker gave nothing)
+    if isinstance(result, WorkError):
+        return None
+    counts["decoded"] += 1
+    return result["frames"][sel]
+
+
+@contextmanager
+def _closing_ahead(run):
+    """Readers opened ahead and never planned (the run stopped early) are closed with the executor."""
+    try:
+        yield
+    finally:
+        for reader, _, _ in run.opened_ahead.values():
+            reader.close()
+        run.opened_ahead.clear()
 
 
 def assemble(decoding: Decoding):

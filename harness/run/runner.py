@@ -94,6 +94,7 @@ class Run(Selector):
         self.pipeline_stats = {"wait": 0.0, "generate": 0.0, "batches": 0, "decode": 0.0, "prepare": 0.0}
         self.seconds, self.questions = 0.0, 0
         self.decode_counts: list[dict] = []  # per video opened: SharedReader.counts (decode passes, frames reused)
+        self.opened_ahead: dict = {}  # video -> (reader, grid, grid frames or None): see `open`
         self.decode_setup = {"backend": cfg.decode_backend, "threads": self.decode_threads, "workers": cfg.workers,
                              "gpu_decoders": cfg.gpu_decoders, "nvdec_processes": cfg.nvdec_processes}
         self._answers_seen, self._unparsed, self._first_answer = 0, 0, None  # see _check_answers
@@ -150,10 +151,16 @@ class Run(Selector):
         return [st.dir for st in self.stores]
 
     def open(self, video: str):
-        """The video's reader, keeping what the feature pass decodes for the answer pass (--frame-cache-mb)."""
-        reader, grid = super().open(video)
+        """The video's reader, keeping what the feature pass decodes for the answer pass (--frame-cache-mb). The
+        pipelined executor may have opened it ahead (`opened_ahead`: reader, grid, and a callable giving the grid's
+        frames a worker decoded meanwhile, or None where it failed: the feature pass then decodes, as it would)."""
+        ahead = self.opened_ahead.pop(video, None)
+        reader, grid = ahead[:2] if ahead else super().open(video)
         shared = SharedReader(reader, self.cfg.frame_cache_mb << 20)
         self.decode_counts.append(shared.counts)
+        frames = ahead[2]() if ahead and ahead[2] is not None else None
+        if frames is not None:
+            shared.seed(grid.indices, frames)
         return shared, grid
 
     def release(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.errors import VideoError
 from harness.video.reader import VideoReader
 
 DEFAULT_FRAME_CACHE_MB = 1024  # RunConfig.frame_cache_mb: a 1-fps grid of 10 minutes of 720p is ~1.6 GB
@@ -60,6 +61,23 @@ class SharedReader(VideoReader):
         self._bytes += frame.nbytes
         self.counts["frames_kept"] += 1
         self.counts["bytes_kept"] = self._bytes
+
+    def seed(self, indices, frames: np.ndarray) -> None:
+        """Frames another process decoded for this video (the pipelined runner's worker decodes the grid ahead of
+        the feature pass), kept as if this reader had decoded them in one pass; the caller checked `indices`
+        against this video's grid."""
+        frames = np.asarray(frames)
+        if frames.shape != (len(indices), self.meta.height, self.meta.width, 3) or frames.dtype != np.uint8:
+            raise VideoError(f"frames decoded ahead for {self.meta.path} are {frames.shape} {frames.dtype}, not "
+                             f"{len(indices)} of {self.meta.width}x{self.meta.height}")
+        self.counts["passes"] += 1
+        self.counts["frames_decoded"] += len(indices)
+        self.counts["decoded_ahead"] = self.counts.get("decoded_ahead", 0) + len(indices)
+        for i, frame in zip(np.asarray(indices).tolist(), frames):
+            if i not in self._kept:
+                self._keep(i, frame)
+        if len(indices):
+            self._last = int(np.max(indices))
 
     def kept(self, indices) -> bool:
         """Every one of these frames is kept (a read of them decodes nothing)."""
