@@ -117,13 +117,18 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
             reader, grid = Selector.open(run, video)  # the plain reader: Run.open wraps it when it is planned
         except Exception:
             return  # planning opens it again and records why it cannot
-        take, meta = None, reader.meta
-        if len(grid) * meta.height * meta.width * 3 <= run.cfg.frame_cache_mb << 20 and \
-                run.inputs.decodes(wants(run.samplers), run.task, group, grid):
-            sel = tuple(int(i) for i in grid.indices)
-            take = partial(_decoded_ahead, pool, pool.submit(DecodeJob(video, run.cfg.decode_backend, (sel,),
-                                                                       threads=threads)), sel, grid_jobs)
-        run.opened_ahead[video] = (reader, grid, take)
+        run.opened_ahead[video] = (reader, grid, None)
+        meta = reader.meta
+        if len(grid) * meta.height * meta.width * 3 > run.cfg.frame_cache_mb << 20:
+            return
+        try:
+            if not run.inputs.decodes(wants(run.samplers), run.task, group, grid):
+                return
+        except Exception:
+            return  # the feature pass meets it again, in its own terms (an error row, or a stop)
+        sel = tuple(int(i) for i in grid.indices)
+        future = pool.submit(DecodeJob(video, run.cfg.decode_backend, (sel,), threads=threads))
+        run.opened_ahead[video] = (reader, grid, partial(_decoded_ahead, pool, future, sel, grid_jobs))
 
     def jobs():
         for i, (_, group) in enumerate(groups):
