@@ -126,7 +126,7 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
                 return
         except Exception:
             return  # the feature pass meets it again, in its own terms (an error row, or a stop)
-        sel = tuple(int(i) for i in grid.indices)
+        sel = tuple(int(k) for k in grid.indices)
         future = pool.submit(DecodeJob(video, run.cfg.decode_backend, (sel,), threads=threads))
         run.opened_ahead[video] = (reader, grid, partial(_decoded_ahead, pool, future, sel, grid_jobs))
 
@@ -191,9 +191,9 @@ def run_pipelined(run, todo: list[Sample], advance) -> None:
 def _decoded_ahead(pool, future, sel: tuple, counts: dict):
     """A grid a worker decoded ahead (None where that failed: the feature pass decodes it, and meets the error, if
     any, as it would have)."""
+    before = pool.taken["workers"]
     result = pool.collect(future)
-    broken = isinstance(result, WorkError) and result.kind == "BrokenProcessPool"
-    counts["taken"] += not broken  # (the pool counts what its workers gave back: a dead worker gave nothing)
+    counts["taken"] += pool.taken["workers"] - before  # as the pool counts it (a dead worker gave nothing back)
     if isinstance(result, WorkError):
         return None
     counts["decoded"] += 1
