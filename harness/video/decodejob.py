@@ -70,6 +70,7 @@ def _frames(job: DecodeJob, indices: list) -> np.ndarray:
 GPU_BACKENDS = ("nvdec",)  # decoders holding GPU state (a worker process opens them for its `extra["device"]`)
 _OPEN: dict = {}  # this worker process's open reader: "key" (video, backend, threads, device, file stat), "reader"
 _UNSUPPORTED: dict = {}  # reader keys a GPU decoder refused (UnsupportedStream), with the message
+UNSUPPORTED_KEPT = 256  # the newest refusals remembered (a process's jobs come video by video: older ones are done)
 
 
 def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
@@ -97,6 +98,8 @@ def worker_frames(job: DecodeJob, indices: list) -> np.ndarray:
                 reader = NvdecReader(job.video, device=job.extra.get("device"), in_worker=True)
             except UnsupportedStream as e:
                 _UNSUPPORTED[key] = str(e)
+                while len(_UNSUPPORTED) > UNSUPPORTED_KEPT:
+                    del _UNSUPPORTED[next(iter(_UNSUPPORTED))]  # the oldest
                 raise
         else:
             reader = open_video(job.video, job.backend, threads=job.threads)

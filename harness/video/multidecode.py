@@ -36,7 +36,7 @@ from functools import partial
 
 import numpy as np
 
-from harness.errors import HarnessError, VideoError
+from harness.errors import HarnessError, UnsupportedStream, VideoError
 from harness.video.decodejob import GPU_BACKENDS as GPU_DECODERS  # threads here unless asked into processes
 
 CHUNK = 32  # grid frames per chunk: small enough that the decoders finish together, large enough to read forward
@@ -69,6 +69,18 @@ def chunk_job(job):
     [selection] = job.selections
     frames = worker_frames(job, list(selection))
     return {"frames": {selection: frames}, "decode": time.perf_counter() - t0, "prepare": 0.0}
+
+
+def decoder_failure(message: str, path: str, backend: str, decoders: list[str], unsupported: bool) -> VideoError:
+    """A decoder's failure on a video, said once (a worker's message already names the video). An NVDEC decoder's
+    failure on a stream it took (not `unsupported`) also says how many ran at once: on an H100, 6 NVDEC processes
+    beside 4 PyAV ones stopped twice in PyNvVideoCodec's display callback ("HandlePictureDisplay") on 30-minute
+    720p videos that one decoder alone decodes whole, where 3 beside 8 PyAV did not (results/bench/README.md)."""
+    text = message if path in message else f"cannot decode {path} with {backend}: {message}"
+    if backend in GPU_DECODERS and not unsupported:
+        text += (f" ({decoders.count(backend)} {backend} decoders were decoding at once: fewer of them in "
+                 f"--decoders, or CPU decoders only, is the way round it; docs/decode.md)")
+    return UnsupportedStream(text) if unsupported else VideoError(text)
 
 
 class _Video:
@@ -191,6 +203,8 @@ class Decoders:
                     else:
                         frames = torch.from_numpy(reader.get_frames(part))
                     landed(video, backend, start, frames)
+            except VideoError as e:
+                fail(decoder_failure(str(e), video.path, backend, self.names, isinstance(e, UnsupportedStream)))
             except BaseException as e:
                 fail(e)
             finally:
@@ -234,7 +248,8 @@ class Decoders:
                             video, start = inflight.pop(future)
                             result = pool.collect(future)
                             if isinstance(result, WorkError):
-                                raise VideoError(f"cannot decode {video.path} with {backend}: {result}")
+                                raise decoder_failure(result.message, video.path, backend, self.names,
+                                                      result.kind == "UnsupportedStream")
                             [frames] = result["frames"].values()
                             landed(video, backend, start, torch.from_numpy(frames))
             except BaseException as e:

@@ -69,14 +69,19 @@ def check_backend(name: str) -> str:
 
 
 def _library_error(e: BaseException) -> str:
-    """The first informative line of a library's error, without log prefixes or stack traces."""
+    """The first informative line of a library's error, without log prefixes or stack traces; a first line that
+    only names where the error arose (PyNvVideoCodec's "HandlePictureDisplay :") is joined with the next, which
+    says what went wrong."""
     if isinstance(getattr(e, "strerror", None), str):  # PyAV/OS errors: the reason without errno and path
         return e.strerror
-    for line in str(e).splitlines():
-        line = re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", line).strip()  # decord's "[time] file.cc:83: "
-        if line:
-            return line[:200]
-    return type(e).__name__
+    lines = [re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", line).strip()  # decord's "[time] file.cc:83: "
+             for line in str(e).splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return type(e).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"[:200]
+    return lines[0][:200]
 
 
 # below this many pixels a frame (e.g. the needle world's 128x128) decodes in one thread: measured on 8 needle

@@ -106,6 +106,23 @@ def test_a_helper_job_on_a_b_frame_video_is_decoded_by_its_cpu_backend(fake_nvde
         decode_job(DecodeJob(str(path), "nvdec", ((1,),)))
 
 
+def test_a_worker_remembers_only_its_newest_refusals(tmp_path, monkeypatch):
+    """A decoder process remembers the videos NVDEC refused (no second index pass to learn it again), the newest
+    UNSUPPORTED_KEPT of them: a long run's refusals do not grow its memory without bound."""
+    from harness.errors import UnsupportedStream
+    from harness.video import decodejob
+
+    monkeypatch.setattr(decodejob, "UNSUPPORTED_KEPT", 2)
+    monkeypatch.setattr(decodejob, "_UNSUPPORTED", {})
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"b{i}.mp4"))
+        write_index_clip(paths[-1], 12, 10, gop=12)  # x264's default: B-frames, refused before any GPU state
+        with pytest.raises(UnsupportedStream):
+            decodejob.worker_frames(DecodeJob(paths[-1], "nvdec", ((0,),)), [0])
+    assert [key[0] for key in decodejob._UNSUPPORTED] == paths[1:]
+
+
 def test_a_job_nvdec_cannot_decode_is_an_error_not_a_cpu_fallback(monkeypatch, fake_nvdec, clip):
     from tests.video.test_nvdec import _fake_module
 

@@ -118,6 +118,83 @@ def test_a_failing_worker_process_stops_the_call(video):
         dec.decode(path, np.arange(0, 320, 5), "cpu")
 
 
+class _FailingPool:
+    """A decoder pool whose every chunk comes back as the given WorkError (as a worker's failure does)."""
+
+    def __init__(self, workers, error):
+        self.workers, self.error = workers, error
+
+    def warm(self, what, fn):
+        return [self._done()]
+
+    def submit(self, job):
+        assert job.selections  # the job is built as for a real pool
+        return self._done()
+
+    @staticmethod
+    def _done():
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(None)
+        return future
+
+    def collect(self, future):
+        return self.error
+
+    def close(self):
+        pass
+
+
+def _failing_nvdec_processes(path, error):
+    dec = Decoders(["nvdec"] * 6, processes=True, gpu_processes=True)
+    dec.pools["nvdec"].close()
+    dec.pools["nvdec"] = _FailingPool(6, error)
+    return dec.decode(path, np.arange(0, 320, 5), "cpu")
+
+
+def test_an_nvdec_failure_names_the_video_once_and_how_many_decoders_ran(video):
+    """A GPU decoder process's failure (its message already names the video) is said once, with the library's
+    reason, and how many NVDEC decoders were decoding at once (on an H100, 6 failed where 3 did not)."""
+    from harness.video.prefetch import WorkError
+
+    path, _ = video
+    message = f"cannot decode {path} with nvdec: HandlePictureDisplay : cuvidMapVideoFrame returned error 700"
+    with pytest.raises(VideoError) as caught:
+        _failing_nvdec_processes(path, WorkError(message, "VideoError"))
+    text = str(caught.value)
+    assert text.count(str(path)) == 1 and "cuvidMapVideoFrame returned error 700" in text
+    assert "6 nvdec decoders were decoding at once" in text and "fewer of them in --decoders" in text
+
+
+def test_an_nvdec_refusal_stays_a_refusal_without_the_concurrency_hint(video):
+    from harness.errors import UnsupportedStream
+    from harness.video.prefetch import WorkError
+
+    path, _ = video
+    with pytest.raises(UnsupportedStream, match="has B-frames") as caught:
+        _failing_nvdec_processes(path, WorkError(f"{path} has B-frames", "UnsupportedStream"))
+    assert "at once" not in str(caught.value)
+
+
+def test_an_nvdec_thread_failure_says_how_many_decoders_ran(video, monkeypatch):
+    """The same for NVDEC decoders as threads: here their reader fails to open (no GPU is needed)."""
+    path, _ = video
+    from harness.video import reader as reader_mod
+
+    real = reader_mod.open_video
+
+    def broken(p, backend="decord", threads=None):
+        if backend == "nvdec":
+            raise VideoError(f"cannot decode {p} with nvdec: HandlePictureDisplay : error 700")
+        return real(p, backend, threads)
+
+    monkeypatch.setattr(reader_mod, "open_video", broken)
+    with pytest.raises(VideoError, match="2 nvdec decoders were decoding at once") as caught:
+        Decoders(["nvdec"] * 2, processes=False, chunk=4).decode(path, np.arange(0, 320, 5), "cpu")
+    assert str(caught.value).count(str(path)) == 1
+
+
 @pytest.mark.parametrize("decoders,processes", [(["pyav"] * 2, False), (["pyav"] * 3, True), (CPU * 2, False)])
 @pytest.mark.parametrize("ahead", [1, 3])
 def test_a_stream_of_videos_comes_in_order_with_every_frame(video, decoders, processes, ahead):

@@ -286,3 +286,16 @@ def test_variable_frame_rate(tmp_path, ext):
         with open_video(path, backend) as r:
             assert r.meta.frame_count == 120
             assert np.array_equal(r.get_frames(idx), reference)
+
+
+def test_library_errors_keep_their_reason():
+    """A library's error becomes one line: decord's log prefix dropped, and a first line that only names where the
+    error arose (as PyNvVideoCodec's NvDecoder errors begin) joined with the line saying what went wrong."""
+    from harness.video.reader import _library_error
+
+    nvdec = RuntimeError("HandlePictureDisplay : \n  m_api.cuvidMapVideoFrame(m_hDecoder) returned error 700\n at line 612")
+    assert _library_error(nvdec) == "HandlePictureDisplay : m_api.cuvidMapVideoFrame(m_hDecoder) returned error 700"
+    decord = RuntimeError("[09:41:02] /src/video_reader.cc:83: ERROR opening: x.mp4, Invalid data\nStack trace:")
+    assert _library_error(decord) == "ERROR opening: x.mp4, Invalid data"
+    assert _library_error(RuntimeError("HandlePictureDisplay :")) == "HandlePictureDisplay :"
+    assert _library_error(RuntimeError("")) == "RuntimeError"
