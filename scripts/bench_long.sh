@@ -5,13 +5,14 @@
 #      answers compared; with DECODE=nvdec the harness way decodes with DECODE_INSTANCES NVDEC decoders at once;
 #   2. python -m harness.bench.decode_check: nvdec against PyAV on the same videos (max/mean |diff| per channel)
 #      and 1-fps-grid frames/s with 1, 2 and 4 decoder instances.
-# Device command (about 8 minutes on an H100 with the defaults; the full size is VIDEOS=10 MINUTES=30,
-# which does not fit one 10-minute call):
+# Device command (about 8 minutes on an H100 with the defaults):
 #   bash scripts/bench_long.sh
-# carry: .whl (PyAV; /work/main/.whl) and .whl-nvdec (PyNvVideoCodec 2.2.4 cp312 manylinux_2_28, and open_clip_torch
-# 3.3.0 + ftfy 6.3.1 + wcwidth 0.9.4 for the CLIP encoder; the image has torch, transformers, regex, tqdm). Both
-# folders and the tree together pass the 64 MiB carry limit: install .whl in one call, then run this script in the
-# next while the machine is still warm (device_env.sh upgrades /tmp/site with .whl-nvdec, PyAV stays there).
+# The issue's full size in two calls on one warm machine: `python3 scripts/write_bench_videos.py 10x30` (359 s on
+# an H100), then `CHECK=0 VIDEOS=10 MINUTES=30 REF_QUESTIONS=4 DECODE=pyav DECODERS=nvdec:3,pyav:8 bash
+# scripts/bench_long.sh --video-codec libx264 --nvdec-processes` (~180 s; results/bench/README.md, sixth session).
+# carry: .whl-xz (PyAV 18.1 and PyNvVideoCodec 2.2.4 cp312 manylinux_2_28, xz-packed by
+# scripts/pack_device_wheels.sh) and .whl-clip (open_clip_torch 3.3.0, ftfy 6.3.1, wcwidth for the CLIP encoder;
+# the image has torch, transformers, regex, tqdm): 29 MB together, within the 64 MiB a call carries.
 # CPU check of the same script at toy size (no GPU, no nvdec: the check compares decord with PyAV instead):
 #   DEVICE=cpu DTYPE=float32 BACKBONE=mini-qwen2.5-vl CONFIG= ENCODER=mini-clip DECODE=pyav CHECK_BACKEND=decord \
 #     VIDEOS=2 MINUTES=0.2 HEIGHT=96 WIDTH=128 FRAMES=4 bash scripts/bench_long.sh

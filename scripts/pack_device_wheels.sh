@@ -9,6 +9,10 @@
 #       .whl-nvdec/pynvvideocodec-2.2.4-*.whl
 #   bash scripts/pack_device_wheels.sh .whl/av-18.1.0-*.whl
 # scripts/device_env.sh unpacks .whl-xz/*.tar.xz into /tmp/site on the GPU machine.
+# The wheels, fetched on a machine with the package registries (the GPU machine's python is 3.12):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 -d /tmp/wh \
+#       av==18.1.0 pynvvideocodec==2.2.4
+#   pip download --no-deps -d .whl-clip open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.2.13   # carried as they are
 set -euo pipefail
 OUT="${OUT:-.whl-xz}"
 mkdir -p "$OUT"
