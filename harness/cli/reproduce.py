@@ -55,6 +55,11 @@ def add_reproduce(p) -> None:
     p.add_argument("--device", help="torch device of every cell (default: the recipe's)")
     p.add_argument("--workers", type=int, default=0, help="decode processes per run (speed only)")
     p.add_argument("--batch-size", type=int, default=1, help="questions per backbone call (speed only)")
+    p.add_argument("--decode-backend", help="decoder of every run (default: harness run's; frames are identical)")
+    p.add_argument("--gpu-decoders", type=int, default=0, metavar="M",
+                   help="NVDEC decoders beside the --workers decode processes (speed only; docs/decode.md)")
+    p.add_argument("--nvdec-processes", action="store_true",
+                   help="the NVDEC decoders as worker processes, not threads (speed only)")
     p.add_argument("--recipes", metavar="DIR", help="folder of recipe files (default: the repository's recipes/)")
 
 
@@ -75,7 +80,8 @@ def cmd_reproduce(args) -> int:
         raise HarnessError(f"unknown recipe {args.name!r}" + (f"; did you mean {close[0]}?" if close else "")
                            + " (see harness reproduce --list)")
     settings = Settings(out=args.out, cache_dir=args.cache_dir, device=args.device, workers=args.workers,
-                        batch_size=args.batch_size, limit=args.limit, data_root=args.data_root, cells=args.cell,
+                        batch_size=args.batch_size, decode_backend=args.decode_backend,
+                        gpu_decoders=args.gpu_decoders, nvdec_processes=args.nvdec_processes, limit=args.limit, data_root=args.data_root, cells=args.cell,
                         progress=sys.stderr.isatty(), debug=args.debug)
     text, ok = reproduce(recipes[args.name], settings, dry_run=args.dry_run, log=status)
     print(text, end="")

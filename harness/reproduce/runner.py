@@ -23,6 +23,9 @@ class Settings:
     device: str | None = None  # None: the recipe's
     workers: int = 0
     batch_size: int = 1
+    decode_backend: str | None = None  # None: RunConfig's default
+    gpu_decoders: int = 0
+    nvdec_processes: bool = False
     limit: int | None = None
     data_root: str | None = None
     cells: list = field(default_factory=list)  # only these cell names (empty: all)
@@ -80,7 +83,9 @@ def run_config(cell: Cell, settings: Settings, resolve, check: bool):
         samplers=[cell.sampler_spec(resolve)], frames=run["frames"], grid=run.get("grid", "1fps"),
         short_grid=run.get("short_grid", "all"), limit=settings.limit, out=settings.out,
         cache_dir=settings.cache_dir, device=settings.device or run.get("device", "cpu"),
-        dtype=run.get("dtype", "float32"), workers=settings.workers, batch_size=settings.batch_size)
+        dtype=run.get("dtype", "float32"), workers=settings.workers, batch_size=settings.batch_size,
+        gpu_decoders=settings.gpu_decoders, nvdec_processes=settings.nvdec_processes,
+        **({"decode_backend": settings.decode_backend} if settings.decode_backend else {}))
 
 
 def command_line(cfg) -> str:
@@ -94,6 +99,13 @@ def command_line(cfg) -> str:
               cfg.device, "--dtype", cfg.dtype, "--out", cfg.out]
     if cfg.limit:
         words += ["--limit", str(cfg.limit)]
+    # the speed options, where not the defaults (they change no answer, but the command is the one run)
+    default = type(cfg)()
+    for key in ("decode_backend", "workers", "gpu_decoders", "batch_size"):
+        if getattr(cfg, key) != getattr(default, key):
+            words += ["--" + key.replace("_", "-"), str(getattr(cfg, key))]
+    if cfg.nvdec_processes:
+        words.append("--nvdec-processes")
     return shlex.join(words)
 
 
@@ -166,10 +178,12 @@ def reproduce(recipe: Recipe, settings: Settings, dry_run: bool = False, log=pri
         return "\n".join(lines) + "\n", True
     from harness.run.runner import Run
 
+    for cfg, _ in plan:  # every option checked before the first run starts
+        cfg.validate()
     rows = []
     for cfg, cells in plan:
         log(f"reproduce {recipe.name}: {command_line(cfg)}")
-        run = Run(cfg.validate(), debug=settings.debug, progress=settings.progress)
+        run = Run(cfg, debug=settings.debug, progress=settings.progress)
         dirs = dict(zip(cfg.samplers, run.execute()))
         if not run.world.is_main:
             continue

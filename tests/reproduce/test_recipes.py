@@ -118,3 +118,30 @@ def test_an_offline_recipe_runs_end_to_end_with_its_verdict(tmp_path):
 def test_unknown_recipe_has_a_close_match(tmp_path):
     done = _harness(["reproduce", "needle-defualt"], tmp_path)
     assert done.returncode == 2 and "did you mean needle-default?" in done.stderr
+
+
+def test_the_speed_options_reach_every_run_and_its_command(tmp_path):
+    """--decode-backend, --gpu-decoders and --nvdec-processes (speed only: the frames are the same) go into each
+    run's config, as --workers and --batch-size do, and the printed command is the one run."""
+    from harness.reproduce.recipe import load_recipes as load
+    from harness.reproduce.runner import Settings, command_line, groups
+
+    recipe = load(_write(tmp_path, GOOD.replace("PUBLISHED", "50.0")))["small"]
+    settings = Settings(workers=2, batch_size=3, decode_backend="pyav", gpu_decoders=1, nvdec_processes=True)
+    [(cfg, _)] = groups(recipe, settings, resolve=lambda v: v, check=False)
+    assert (cfg.decode_backend, cfg.workers, cfg.batch_size, cfg.gpu_decoders, cfg.nvdec_processes) == \
+        ("pyav", 2, 3, 1, True)
+    assert command_line(cfg).endswith(" --decode-backend pyav --workers 2 --gpu-decoders 1 --batch-size 3 "
+                                      "--nvdec-processes")
+    [(plain, _)] = groups(recipe, Settings(), resolve=lambda v: v, check=False)
+    # reproduce decodes in the main process unless told (harness run's default is one worker): said in the command
+    assert command_line(plain).endswith(" --workers 0")
+    assert not {"--decode-backend", "--gpu-decoders", "--nvdec-processes"} & set(command_line(plain).split())
+
+
+def test_gpu_decoders_without_a_gpu_decoder_are_one_line(tmp_path):
+    folder = _write(tmp_path, GOOD.replace("PUBLISHED", "50.0"))
+    done = _harness(["reproduce", "small", "--recipes", str(folder), "--limit", "1", "--out", str(tmp_path / "runs"),
+                     "--workers", "1", "--decode-backend", "pyav", "--gpu-decoders", "1"], tmp_path)
+    assert done.returncode == 2 and "--gpu-decoders 1" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
