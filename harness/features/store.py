@@ -303,11 +303,14 @@ class FeatureStore:
 
     def missing(self, video: str, grid, image=(), itm=(), diffs=(), count: bool = True) -> tuple[list, list, list]:
         """Of these, what is not cached (or not to be trusted): what `ensure` computes, in one decode pass of the
-        video's grid. `count=False` asks without counting cache hits (a look ahead; `ensure` counts them)."""
+        video's grid. `count=False` is a look ahead (whether to decode the grid early): it counts nothing and reads
+        nothing, an entry's file present counts as cached, and `ensure` checks each entry when it reads it (an
+        entry not to be trusted is recomputed there, with the decode the look ahead did not start). Reading them
+        here would read a video's entries twice where they outnumber the store's 16 recent arrays."""
         n = len(grid)
 
         def cached(kind, key, shape):
-            return self._cached(kind, key, shape) if count else self._load(key, shape) is not None
+            return self._cached(kind, key, shape) if count else (key in self._recent or self.cache.exists(key))
 
         return ([e for e in dict.fromkeys(image) if not cached("image", self.image_key(e, video, grid), (n, e.dim))],
                 [(s, t) for s, t in dict.fromkeys(itm) if not cached("itm", self.itm_key(s, video, grid, t), (n,))],

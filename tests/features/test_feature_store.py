@@ -386,6 +386,35 @@ def test_cache_key_covers_grid_dtype_encoder_and_video_file(needle_root, tmp_pat
     assert store.text_key(enc, "q1") != store.text_key(StubEncoder(encoder_id="enc@2"), "q1")
 
 
+def test_the_look_ahead_reads_no_entry_and_the_feature_pass_reads_each_once(needle_root, tmp_path, monkeypatch):
+    """The worker's look ahead (`missing(count=False)`: decode this grid early?) goes by the entries' files and reads
+    none, so a video with more entries than the store's 16 recent arrays is read once, by the feature pass."""
+    from harness.features.store import FeatureCache
+
+    video = str(next(needle_root.glob("*.mp4")))
+    grid = grid_of(video)
+    store = FeatureStore(tmp_path / "c")
+    encoders = [StubEncoder(encoder_id=f"enc@{i}") for i in range(20)]
+    for enc in encoders:
+        enc.dim = 3
+        store.cache.save(store.image_key(enc, video, grid), np.ones((len(grid), 3), np.float32), {"kind": "image"})
+    absent = StubEncoder(encoder_id="enc@absent")
+    absent.dim = 3
+    loads = Counter()
+    real = FeatureCache.load
+
+    def counting(self, key, *args, **kwargs):
+        loads[key] += 1
+        return real(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureCache, "load", counting)
+    [image, _, _] = store.missing(video, grid, encoders + [absent], count=False)
+    assert image == [absent] and not loads
+    [image, _, _] = store.missing(video, grid, encoders + [absent])  # the feature pass: reads and checks each
+    assert image == [absent] and set(loads.values()) == {1} and len(loads) == 21
+    assert store.stats["image_cached"] == 20
+
+
 def test_manifest_and_stored_features(tiny_clip, needle_root, tmp_path, decodes):
     from safetensors.numpy import load_file
 
