@@ -5,7 +5,6 @@ process, one question at a time) and pipelined (`harness.run.pipelined`: decode 
 Both write rows through `Run.write`, and give the same rows."""
 from __future__ import annotations
 
-import fcntl
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from harness.run.rows import answered_row, make_row
 from harness.run.selector import Planned, Selector, by_video
 from harness.scoring.summary import error_prediction, not_answered
 from harness.store.runs import RunStore
+from harness.util import lockfile
 from harness.util.hashing import short_hash
 from harness.util.paths import data_home
 from harness.util.progress import progress_bar
@@ -39,13 +39,10 @@ def command_lock(cfg: RunConfig, rank: int):
     key = short_hash({**command, "out": str(Path(cfg.out).resolve())}, 16)
     path = data_home() / "locks" / f"{key}.rank-{rank}.lock"  # not in --out, which holds run directories only
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "w")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return lockfile.take(path)
     except BlockingIOError:
-        handle.close()
         raise HarnessError(f"another harness run of this command is running (lock {path})") from None
-    return handle
 
 
 def video_checks(rows: list[dict]) -> dict:

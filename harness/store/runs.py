@@ -15,7 +15,6 @@ still being written, or lost to a kill: it is not counted, and the rank that own
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.records import ERROR
 from harness.util.fileio import atomic_write, json_objects
+from harness.util import lockfile
 from harness.util.hashing import short_hash
 
 PREDICTIONS = "predictions.jsonl"
@@ -102,9 +102,8 @@ class RunStore:
         """Create or resume the run (its lock first); `retry_errors`: drop the error rows of this process's file, so
         their samples are done again (the count and ids go to events.jsonl)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.dir / (".lock" if self.world == 1 else f".lock.rank-{self.rank}"), "w")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock = lockfile.take(self.dir / (".lock" if self.world == 1 else f".lock.rank-{self.rank}"))
         except BlockingIOError:
             raise HarnessError(f"run {self.dir} is being written by another process") from None
         config_path = self.dir / CONFIG
@@ -151,7 +150,7 @@ class RunStore:
             self._file.close()
             self._file = None
         if self._lock:
-            self._lock.close()  # releases the flock
+            self._lock.release()  # removes the lock file
             self._lock = None
 
     def __enter__(self):
