@@ -22,11 +22,11 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.records import ERROR
+from harness.store.selections import PREDICTIONS  # the run directory's rows: replay reads them too
 from harness.util.fileio import atomic_write, json_objects
 from harness.util import lockfile
 from harness.util.hashing import short_hash
 
-PREDICTIONS = "predictions.jsonl"
 RANK_PREDICTIONS = "predictions.rank-*.jsonl"
 CONFIG = "config.json"
 METRICS = "metrics.json"
