@@ -81,7 +81,8 @@ def cmd_reproduce(args) -> int:
                            + " (see harness reproduce --list)")
     settings = Settings(out=args.out, cache_dir=args.cache_dir, device=args.device, workers=args.workers,
                         batch_size=args.batch_size, decode_backend=args.decode_backend,
-                        gpu_decoders=args.gpu_decoders, nvdec_processes=args.nvdec_processes, limit=args.limit, data_root=args.data_root, cells=args.cell,
+                        gpu_decoders=args.gpu_decoders, nvdec_processes=args.nvdec_processes, limit=args.limit,
+                        data_root=args.data_root, cells=args.cell,
                         progress=sys.stderr.isatty(), debug=args.debug)
     text, ok = reproduce(recipes[args.name], settings, dry_run=args.dry_run, log=status)
     print(text, end="")

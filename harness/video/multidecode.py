@@ -78,8 +78,8 @@ def decoder_failure(message: str, path: str, backend: str, decoders: list[str], 
     720p videos that one decoder alone decodes whole, where 3 beside 8 PyAV did not (results/bench/README.md)."""
     text = message if path in message else f"cannot decode {path} with {backend}: {message}"
     if backend in GPU_DECODERS and not unsupported:
-        text += (f" ({decoders.count(backend)} {backend} decoders were decoding at once: fewer of them in "
-                 f"--decoders, or CPU decoders only, is the way round it; docs/decode.md)")
+        text += (f" ({decoders.count(backend)} {backend} decoders were decoding at once: try fewer of them in "
+                 f"--decoders, or CPU decoders only; docs/decode.md)")
     return UnsupportedStream(text) if unsupported else VideoError(text)
 
 

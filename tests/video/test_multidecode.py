@@ -164,7 +164,7 @@ def test_an_nvdec_failure_names_the_video_once_and_how_many_decoders_ran(video):
         _failing_nvdec_processes(path, WorkError(message, "VideoError"))
     text = str(caught.value)
     assert text.count(str(path)) == 1 and "cuvidMapVideoFrame returned error 700" in text
-    assert "6 nvdec decoders were decoding at once" in text and "fewer of them in --decoders" in text
+    assert "6 nvdec decoders were decoding at once" in text and "try fewer of them in --decoders" in text
 
 
 def test_an_nvdec_refusal_stays_a_refusal_without_the_concurrency_hint(video):
