@@ -4,7 +4,8 @@ Written from a reading of the official NVlabs/FRAG `frame_selection.py` (`FrameS
 `compute_scores_model`, `select_frames` with selector_method `topk_frames`) and the paper, not copied from the code.
 The multimodal model that answers scores the candidates itself:
 
-1. N candidates drawn uniformly from the video (N = 256 in the paper: `--grid count:256`);
+1. N candidates drawn uniformly from the video (N = 256 in the paper), as the official `VideoTask.load_visual`
+   (tasks/base.py) draws them: `--grid arange:256`;
 2. each candidate ALONE, as one image, with a yes/no question built from the question text (no options), asked
    word for word as `PROMPT_TEMPLATE` below;
 3. its score is softmax(first generated token's scores)["A"], the probability of answering "A. yes";
@@ -61,7 +62,7 @@ def frag_select(scores: Sequence[float] | np.ndarray, k: int) -> np.ndarray:
 @SAMPLERS.register(
     "frag", description="FRAG: the answering model scores each frame alone with a yes/no prompt; top K",
     help={"preset": "published setting to hold the run to (K of N candidates): " + "; ".join(
-              f"{name} = K {v[0]} of N {v[1]} (--frames {v[0]} --grid count:{v[1]})" if v else f"{name} = any"
+              f"{name} = K {v[0]} of N {v[1]} (--frames {v[0]} --grid arange:{v[1]})" if v else f"{name} = any"
               for name, v in PRESETS.items()),
           "encoder": "backbone:NAME[:option=value] whose score_frames scores the candidates (e.g. "
                      "backbone:qwen2.5-vl, backbone:llava-video:model=FOLDER); device and dtype are the run's",
@@ -90,5 +91,5 @@ class FRAG(Sampler):
         if published is not None and (k != published[0] or n > published[1]):
             kp, np_ = published
             raise HarnessError(f"frag preset={self.preset} is K={kp} of at most N={np_} candidates; this run has "
-                               f"K={k}, N={n}: run --frames {kp} --grid count:{np_}, or drop the preset")
+                               f"K={k}, N={n}: run --frames {kp} --grid arange:{np_}, or drop the preset")
         return frag_select(inputs["scores"], k)

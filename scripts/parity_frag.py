@@ -17,9 +17,11 @@ prints:
 * ties: the same on cases with repeated frames (equal scores), where the official `torch.topk` order is the kernel's
   and ours is the earlier candidate: reported, not required;
 * prompts: questions whose official `score_prompt` text equals `frag_prompt` character for character (and
-  samplers.frag.PROMPT_TEMPLATE is the scorer's template).
+  samplers.frag.PROMPT_TEMPLATE is the scorer's template);
+* grids: the candidates of the official `VideoTask.load_visual` (tasks/base.py; decord's reader replaced by a stub
+  of the given frame count) against `--grid arange:N`, over random frame counts and N (N = 1 and N > F included).
 
-Exit status 1 when a score, a distinct-score selection or a prompt differs.
+Exit status 1 when a score, a distinct-score selection, a prompt or a grid differs.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backbones.qwen2_5_vl.scoring import first_token_probability  # noqa: E402
 from harness.features.backbone_scorer import PROMPT_TEMPLATE, frag_prompt  # noqa: E402
+from harness.video.grid import grid_indices  # noqa: E402
 from samplers import frag  # noqa: E402
 
 BUDGETS = (1, 2, 4, 8, 16, 32, 64)
@@ -43,15 +46,25 @@ QUESTIONS = ("What colour is the square?", "  Why does the man open the door?  \
              "What happens after the dog jumps?\nA. runs\nB. sits", "Qu'est-ce qui se passe ? {x} 100%")
 
 
+OFFICIAL_FILES = ("frame_selection.py", "utils.py", "tasks/base.py", "tasks/utils.py")
+
+
+def official_folder(path: Path) -> Path:
+    """A folder with the official files: the checkout itself, or HEAD's files of a bare git directory."""
+    if (path / "frame_selection.py").is_file():
+        return path
+    folder = Path(tempfile.mkdtemp(prefix="frag-official-"))  # a bare git directory, as `fetch` leaves it
+    for name in OFFICIAL_FILES:
+        text = subprocess.run(["git", "--git-dir", str(path), "show", f"HEAD:{name}"], check=True,
+                              capture_output=True, text=True).stdout
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
 def load_official(path: Path):
     """The official FrameSelection class, einops and decord stubbed when missing."""
-    folder = path
-    if not (path / "frame_selection.py").is_file():  # a bare git directory, as `fetch` leaves it
-        folder = Path(tempfile.mkdtemp(prefix="frag-official-"))
-        for name in ("frame_selection.py", "utils.py"):
-            text = subprocess.run(["git", "--git-dir", str(path), "show", f"HEAD:{name}"], check=True,
-                                  capture_output=True, text=True).stdout
-            (folder / name).write_text(text)
+    folder = official_folder(path)
     for name in ("einops", "decord"):
         if importlib.util.find_spec(name) is None:
             stub = types.ModuleType(name)
@@ -118,6 +131,45 @@ def run_case(FrameSelection, rs, ties: bool) -> tuple[bool, bool, bool]:
     return same_scores, ours == list(indices[0]), same_prompt
 
 
+class StubVideo:
+    """decord's VideoReader as `load_visual` uses it: a length, and `get_batch(indices).asnumpy()`."""
+
+    def __init__(self, frame_count, ctx=None, num_threads=1):
+        self.frame_count = int(frame_count)
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+    def get_batch(self, indices):
+        assert all(0 <= i < self.frame_count for i in indices), "the official code reads only frames it has"
+        return types.SimpleNamespace(asnumpy=lambda: np.zeros((len(indices), 2, 2, 3), np.uint8))
+
+
+def grid_cases(path: Path, rs: np.random.RandomState, cases: int) -> tuple[int, int]:
+    """(official candidate lists equal to `arange:N`, cases): the official `VideoTask.load_visual` imported from
+    a package made of tasks/base.py and tasks/utils.py, its decord reader replaced by `StubVideo`."""
+    folder = official_folder(path)
+    package = Path(tempfile.mkdtemp(prefix="frag-tasks-")) / "frag_official_tasks"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("base.py", "utils.py"):
+        (package / name).write_text((folder / "tasks" / name).read_text())
+    sys.path.insert(0, str(package.parent))
+    for name in ("decord",):
+        if importlib.util.find_spec(name) is None:
+            stub = types.ModuleType(name)
+            stub.VideoReader, stub.cpu = None, lambda i: None
+            sys.modules[name] = stub
+    import frag_official_tasks.base as base
+
+    base.VideoReader = StubVideo
+    task = base.VideoTask(dataset=None, split=None)
+    fixed = [(61, 7), (17, 7), (7, 1), (8, 1), (5, 10), (1, 1), (1000, 256), (100, 256)]
+    drawn = [(int(rs.randint(1, 200000)), int(rs.choice([1, 2, 7, 32, 128, 256, 300]))) for _ in range(cases)]
+    same = sum(task.load_visual(f, n)[1] == grid_indices(f, 30.0, f"arange:{n}").tolist() for f, n in fixed + drawn)
+    return same, len(fixed) + len(drawn)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("official", type=Path, help="checkout (or bare git directory) of NVlabs/FRAG")
@@ -136,13 +188,16 @@ def main() -> int:
     for _ in range(tie_cases):
         counts["ties"] += run_case(FrameSelection, rs, ties=True)[1]
     template = frag.PROMPT_TEMPLATE == PROMPT_TEMPLATE
+    grids, grid_total = grid_cases(args.official, rs, args.cases)
     print(f"scores identical (bit for bit): {counts['scores']} of {args.cases}")
     print(f"selections identical: {counts['selections']} of {args.cases}")
     print(f"selections identical with tied scores (official order among ties is torch.topk's): "
           f"{counts['ties']} of {tie_cases}")
     print(f"prompts identical character for character: {counts['prompts']} of {args.cases}; "
           f"samplers.frag.PROMPT_TEMPLATE is the scorer's: {template}")
-    ok = template and counts["scores"] == counts["selections"] == counts["prompts"] == args.cases
+    print(f"grids identical (official load_visual against --grid arange:N): {grids} of {grid_total}")
+    ok = template and counts["scores"] == counts["selections"] == counts["prompts"] == args.cases \
+        and grids == grid_total
     return 0 if ok else 1
 
 

@@ -19,13 +19,16 @@ GRID_RULES = {
     "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
     "nframe:K": "K frames int(i * (frame_count / (K + 1))) for i = 1..K, both ends excluded (VLMEvalKit's nframe)",
     "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
+    "arange:N": "n = min(N, frame_count) frames int(arange(0, frame_count, frame_count / n)), those below "
+                "frame_count (numpy's float steps: at times n + 1 of them), the middle frame for n = 1 (FRAG's "
+                "candidates, NVlabs/FRAG tasks/base.py VideoTask.load_visual)",
     "all": "every native frame",
 }
 
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N or nframe:N with N >= 1)")
+                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N, nframe:N or arange:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
@@ -42,7 +45,7 @@ def parse_grid_rule(rule: str) -> str:
         if not (f > 0 and math.isfinite(f)):
             raise _bad(rule, "F must be positive")
         return f"fps:{int(f) if f.is_integer() else f!r}"
-    if sep and name in ("count", "nframe"):
+    if sep and name in ("count", "nframe", "arange"):
         try:
             n = int(arg)
         except ValueError:
@@ -74,6 +77,12 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         idx = [int(i * step) for i in range(int(frame_count / fps * f))]
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
+    elif name == "arange":
+        n = min(int(arg), frame_count)
+        if n == 1:  # the middle frame: the second of arange(0, F, F / 2)
+            idx = np.arange(0, frame_count, frame_count / 2).astype(int)[1:]
+        else:  # numpy's own float steps, as FRAG computes them (frame_count / n is rarely whole)
+            idx = np.arange(0, frame_count, frame_count / n).astype(int) if n else []
     else:
         idx = np.linspace(0, frame_count - 1, int(arg)).astype(int) if frame_count else []
     idx = np.unique(np.asarray(idx, dtype=np.int64))  # sorted, repeats dropped

@@ -170,7 +170,7 @@ def test_bad_selection_inputs(scores, k, match):
 
 def _grid(n, step=30, fps=30.0):
     idx = [i * step for i in range(n)]
-    return CandidateGrid(idx, [i / fps for i in idx], fps, n * step, "count:256")
+    return CandidateGrid(idx, [i / fps for i in idx], fps, n * step, "arange:256")
 
 
 def test_registered_sampler_config_and_runner_path():
@@ -191,7 +191,7 @@ def test_presets_hold_the_run_to_the_published_setting():
     sampler = SAMPLERS.create("frag", preset="videomme")
     scores = np.random.RandomState(0).rand(256)
     assert len(apply_sampler(sampler, _grid(256), 32, {"scores": scores}).positions) == 32
-    with pytest.raises(HarnessError, match="K=32 of at most N=256.*--frames 32 --grid count:256"):
+    with pytest.raises(HarnessError, match="K=32 of at most N=256.*--frames 32 --grid arange:256"):
         apply_sampler(sampler, _grid(256), 8, {"scores": scores})
     with pytest.raises(HarnessError, match="N=300"):
         apply_sampler(sampler, _grid(300), 32, {"scores": np.random.RandomState(1).rand(300)})

@@ -70,6 +70,20 @@ def test_count_rule():
     assert indices(0, 30.0, "count:8") == []
 
 
+def test_arange_rule_is_frags_candidates():
+    """FRAG's candidates (NVlabs/FRAG tasks/base.py, VideoTask.load_visual): n = min(N, F) frames
+    int(np.arange(0, F, F / n)), those below F; for n = 1 the middle frame (the second of arange(0, F, F / 2))."""
+    grid = indices(1000, 30.0, "arange:256")  # step 1000/256 = 3.90625, exact in binary: int(i * 3.90625)
+    assert len(grid) == 256 and grid[:5] == [0, 3, 7, 11, 15] and grid[-1] == 996  # int(255 * 3.90625)
+    # 61 / 7 = 8.714285714285714: numpy's arange holds ceil(61 / step) = 8 values, the last 7 * step just below 61,
+    # so FRAG gets 8 candidates; for 17 / 7 the 8th value is 17.0 exactly and is dropped (not below F)
+    assert indices(61, 30.0, "arange:7") == [0, 8, 17, 26, 34, 43, 52, 60]
+    assert indices(17, 30.0, "arange:7") == [0, 2, 4, 7, 9, 12, 14]
+    assert indices(7, 30.0, "arange:1") == [3] and indices(8, 30.0, "arange:1") == [4]
+    assert indices(5, 30.0, "arange:10") == [0, 1, 2, 3, 4]  # fewer frames than asked: every frame
+    assert indices(0, 30.0, "arange:4") == []
+
+
 def test_all_rule():
     assert indices(7, 30.0, "all") == list(range(7))
     # a uniform sampler over `all` reproduces lmms-eval's linspace over the native frames
@@ -80,7 +94,7 @@ def test_all_rule():
 
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
-    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"),
+    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -88,7 +102,7 @@ def test_parse_canonical(rule, canonical):
 
 
 @pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
-                                  "count:2.5", "", "every", "1 fps"])
+                                  "count:2.5", "arange:0", "arange:x", "", "every", "1 fps"])
 def test_bad_rules(rule):
     with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
         parse_grid_rule(rule)
@@ -104,7 +118,7 @@ def test_bad_video_numbers():
 
 
 def test_every_rule_is_described():
-    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "all"}
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
