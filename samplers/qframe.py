@@ -3,7 +3,8 @@ ICCV 2025, arXiv 2506.22139).
 
 Written from the paper and a reading of the official xiaomi-research/q-frame code (`TextImageMatching` and the frame
 handling of `lmms_eval/models/qwen2_vl_w_qframe.py`, the settings of `experiments/*/qwen2vl/qframe.sh` and the
-README's budget rules), not copied from it. On N candidates drawn uniformly (the run's grid, e.g. `count:128`):
+README's budget rules), not copied from it. On N candidates (the run's grid; the official ones are
+`--grid 1fps-max:128`: the 1 fps grid up to 128 frames, else 128 uniform frames):
 
 1. logits l_i = <image feature_i, text feature>: the plain dot product of the encoder's projected features (no
    L2 normalisation, no logit scale), as the official LongCLIP `text_features @ image_features.T`;
@@ -18,7 +19,7 @@ Budgets, from the README: "tokens" (fixed tokens) spends what K frames at 1/2 wo
 here high = K // 2 and the rest split evenly in tokens between the two lower tiers (mid = 2r, low = 8r, r = K - high),
 so K = 8 gives the published 4 + 8 + 32; "frames" (fixed frames) is high = K, mid = low = 0. `high`, `mid`, `low`
 set the tiers directly instead. The preset of a benchmark holds the run to the published Qwen2-VL setting: 4/8/32 of
-128 candidates against an 8-frame baseline (`--frames 8 --grid count:128`).
+128 candidates against an 8-frame baseline (`--frames 8 --grid 1fps-max:128`).
 
 Differences from the official code, on purpose:
 
@@ -29,8 +30,6 @@ Differences from the official code, on purpose:
   below: OpenAI's CLIP ViT-L/14@336, the model LongCLIP-L is fine-tuned from; offline: `encoder=mini-clip`);
 * log p is a float64 log-softmax (the official float32 softmax, then log, gives -inf for probabilities below
   float32's range; those candidates then rank last, in no defined order);
-* the official candidates are the 1 fps grid for videos up to 128 s and 128 uniform frames beyond; here the run's
-  grid decides (`count:128` for all videos);
 * the official fallback on any error (8 random frames at 1/2) is not reproduced: an error is the sample's error row.
 
 The backbone resizes each kept frame to its scale (Qwen2.5-VL: `backbones.qwen2_5_vl.scaled`), so only backbones
@@ -146,7 +145,7 @@ def sample_key(sample_id: str) -> int:
     "qframe", description="Q-Frame: Gumbel-max ranking of softmax(CLIP logits / tau); top frames at 1/2, 1/4, 1/8 "
                           "resolution (needs a backbone that takes scales)",
     help={"preset": "published setting to hold the run to: " + "; ".join(
-              f"{name} = high/mid/low {v[2]}/{v[3]}/{v[4]} of N {v[1]} (--frames {v[0]} --grid count:{v[1]})"
+              f"{name} = high/mid/low {v[2]}/{v[3]}/{v[4]} of N {v[1]} (--frames {v[0]} --grid 1fps-max:{v[1]})"
               if v else f"{name} = tiers from --frames and budget" for name, v in PRESETS.items()),
           "budget": "tokens = fixed tokens: high + mid/4 + low/16 = K (high K//2, mid 2(K-high), low 8(K-high)); "
                     "frames = fixed frames: K frames at 1/2, none lower",
@@ -209,7 +208,7 @@ class QFrame(Sampler):
         if published is not None and (k != published[0] or n > published[1]):
             raise HarnessError(f"qframe preset={self.preset} is a budget of K={published[0]} over at most "
                                f"N={published[1]} candidates; this run has K={k}, N={n}: run --frames "
-                               f"{published[0]} --grid count:{published[1]}, or drop the preset")
+                               f"{published[0]} --grid 1fps-max:{published[1]}, or drop the preset")
         logits = qframe_logits(inputs["image_features"], inputs["text_feature"])
         key = int(np.asarray(inputs["noise_key"]).reshape(-1)[0])
         return qframe_select(logits, *self.tiers_for(k), tau=self.tau, seed=self.seed, key=key)

@@ -20,7 +20,8 @@ The official `generate_until` runs from the candidates to the message (its tiers
 `low_frames` at width // 2, // 4, // 8, kept in time order). Cases draw N candidates (1..160), tiers (the published
 4/8/32, budget-derived ones, random ones, more than N) and random features. The script prints how many cases give
 identical positions and identical scales, and how many took the official fallback (an exception: counted as a
-difference). Exit status 1 when any differs.
+difference). Then the candidates: the official `load_video` (decord's reader a stub of a frame count and an average
+fps) against `--grid 1fps-max:N`, over random frame counts, frame rates and N. Exit status 1 when any differs.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.video.grid import grid_indices  # noqa: E402
 from samplers.qframe import qframe_logits, qframe_select, qframe_tiers  # noqa: E402
 
 OFFICIAL = "lmms_eval/models/qwen2_vl_w_qframe.py"
@@ -162,6 +164,39 @@ def official_selection(module, n: int, tiers: tuple[int, int, int]) -> tuple[lis
     return positions, scales
 
 
+class StubVideo:
+    """decord's VideoReader as the official `load_video` uses it: a length, an average fps, `get_batch`."""
+
+    def __init__(self, frame_count: int, fps: float):
+        self.frame_count, self.fps = frame_count, fps
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+    def get_avg_fps(self) -> float:
+        return self.fps
+
+    def get_batch(self, indices):
+        assert all(0 <= i < self.frame_count for i in indices), "the official code reads only frames it has"
+        return types.SimpleNamespace(asnumpy=lambda: np.zeros((len(indices), 2, 2, 3), np.uint8))
+
+
+def grid_cases(module, rng, cases: int) -> tuple[int, int]:
+    """(official `load_video` candidate lists equal to `1fps-max:N`, cases)."""
+    fixed = [(300, 30.0, 16), (300, 30.0, 10), (300, 30.0, 4), (9000, 30.0, 128), (3000, 29.97, 128),
+             (107892, 29.97, 128), (50, 25.0, 128), (1, 30.0, 1)]
+    drawn = [(int(rng.integers(1, 200000)), float(rng.choice([23.976, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0])),
+              int(rng.choice([8, 32, 64, 128, 256]))) for _ in range(cases)]
+    model = object.__new__(module.Qwen2_VL)
+    same = 0
+    for frame_count, fps, n in fixed + drawn:
+        module.decord = types.SimpleNamespace(VideoReader=lambda path, ctx=None, num_threads=1: StubVideo(*path),
+                                              cpu=lambda i: None)
+        _, theirs, _, _ = module.Qwen2_VL.load_video(model, (frame_count, fps), n)
+        same += list(theirs) == grid_indices(frame_count, fps, f"1fps-max:{n}").tolist()
+    return same, len(fixed) + len(drawn)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
@@ -196,7 +231,9 @@ def main() -> int:
     print(f"positions: {same_positions}/{args.cases} identical")
     print(f"scales: {same_scales}/{args.cases} identical")
     print(f"official fallbacks (exceptions): {fallbacks}")
-    return 0 if same_positions == same_scales == args.cases and not fallbacks else 1
+    grids, grid_total = grid_cases(module, rng, args.cases)
+    print(f"candidates (official load_video against --grid 1fps-max:N): {grids}/{grid_total} identical")
+    return 0 if same_positions == same_scales == args.cases and not fallbacks and grids == grid_total else 1
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ GRID_RULES = {
     "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
     "nframe:K": "K frames int(i * (frame_count / (K + 1))) for i = 1..K, both ends excluded (VLMEvalKit's nframe)",
     "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
+    "1fps-max:N": "the 1fps grid while it holds at most N frames, else N frames int(linspace(0, frame_count - 1, "
+                  "N)) (Q-Frame's candidates, xiaomi-research/q-frame qwen2_vl_w_qframe.py load_video)",
     "arange:N": "n = min(N, frame_count) frames int(arange(0, frame_count, frame_count / n)), those below "
                 "frame_count (numpy's float steps: at times n + 1 of them), the middle frame for n = 1 (FRAG's "
                 "candidates, NVlabs/FRAG tasks/base.py VideoTask.load_visual)",
@@ -28,7 +30,7 @@ GRID_RULES = {
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N, nframe:N or arange:N with N >= 1)")
+                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N, nframe:N, arange:N or 1fps-max:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
@@ -45,7 +47,7 @@ def parse_grid_rule(rule: str) -> str:
         if not (f > 0 and math.isfinite(f)):
             raise _bad(rule, "F must be positive")
         return f"fps:{int(f) if f.is_integer() else f!r}"
-    if sep and name in ("count", "nframe", "arange"):
+    if sep and name in ("count", "nframe", "arange", "1fps-max"):
         try:
             n = int(arg)
         except ValueError:
@@ -77,6 +79,10 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         idx = [int(i * step) for i in range(int(frame_count / fps * f))]
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
+    elif name == "1fps-max":
+        idx = np.arange(0, frame_count, max(1, round(fps)))
+        if len(idx) > int(arg):
+            idx = np.linspace(0, frame_count - 1, int(arg)).astype(int)
     elif name == "arange":
         n = min(int(arg), frame_count)
         if n == 1:  # the middle frame: the second of arange(0, F, F / 2)

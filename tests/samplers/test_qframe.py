@@ -140,7 +140,7 @@ def test_sampler_gives_scales():
 def test_presets_and_options():
     assert PRESETS["mlvu"] == PRESETS["longvideobench"] == PRESETS["videomme"] == (8, 128, 4, 8, 32)
     sampler = SAMPLERS.create("qframe", preset="mlvu", encoder="mini-clip")
-    with pytest.raises(HarnessError, match="--frames 8 --grid count:128"):
+    with pytest.raises(HarnessError, match="--frames 8 --grid 1fps-max:128"):
         apply_sampler(sampler, _grid(200), 8, _inputs(200))
     assert len(apply_sampler(sampler, _grid(128), 8, _inputs(128)).positions) == 44
     explicit = SAMPLERS.create("qframe", high=2, low=3, encoder="mini-clip")

@@ -84,6 +84,17 @@ def test_arange_rule_is_frags_candidates():
     assert indices(0, 30.0, "arange:4") == []
 
 
+def test_1fps_max_rule_is_qframes_candidates():
+    """Q-Frame's candidates (xiaomi-research/q-frame, qwen2_vl_w_qframe.py load_video): the 1-fps grid (step
+    round(fps)) while it has at most N frames, else int(linspace(0, F - 1, N))."""
+    assert indices(300, 30.0, "1fps-max:16") == list(range(0, 300, 30))  # 10 frames at 1 fps: kept
+    assert indices(300, 30.0, "1fps-max:10") == list(range(0, 300, 30))  # exactly N: kept
+    assert indices(300, 30.0, "1fps-max:4") == [0, 99, 199, 299]  # 299 / 3 = 99.67, 199.33
+    assert indices(3000, 29.97, "1fps-max:128") == list(range(0, 3000, 30))  # round(29.97) = 30, 100 frames
+    long = indices(9000, 30.0, "1fps-max:128")  # 300 at 1 fps: 128 frames i * 8999 / 127 = i * 70.858...
+    assert len(long) == 128 and long[:4] == [0, 70, 141, 212] and long[-1] == 8999
+
+
 def test_all_rule():
     assert indices(7, 30.0, "all") == list(range(7))
     # a uniform sampler over `all` reproduces lmms-eval's linspace over the native frames
@@ -94,7 +105,7 @@ def test_all_rule():
 
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
-    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"),
+    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"), ("1FPS-MAX:128", "1fps-max:128"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -102,7 +113,7 @@ def test_parse_canonical(rule, canonical):
 
 
 @pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
-                                  "count:2.5", "arange:0", "arange:x", "", "every", "1 fps"])
+                                  "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "", "every", "1 fps"])
 def test_bad_rules(rule):
     with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
         parse_grid_rule(rule)
@@ -118,7 +129,7 @@ def test_bad_video_numbers():
 
 
 def test_every_rule_is_described():
-    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "all"}
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
