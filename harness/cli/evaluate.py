@@ -16,7 +16,7 @@ from harness.errors import HarnessError
 RUN_HELP = {
     "task": "task name (default {default}; see `harness list tasks`)",
     "task_args": "task option",
-    "grid": "candidate grid rule: 1fps, int-fps, fps:F, count:N, nframe:N, arange:N, 1fps-max:N, all (default {default})",
+    "grid": "candidate grid rule: 1fps, int-fps, fps:F, fps-round:F, count:N, nframe:N, arange:N, 1fps-max:N, all (default {default})",
     "limit": "deterministic category-stratified subset of N samples",
     "cache_dir": "feature cache directory (default {default})",
     "decode_backend": "decord, pyav, torchcodec or nvdec (GPU; docs/decode.md) (default {default})",

@@ -17,6 +17,8 @@ GRID_RULES = {
     "1fps": "every round(fps)-th frame, Python's banker's rounding (lmms-eval, TSPO)",
     "int-fps": "every int(fps)-th frame (AKS)",
     "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
+    "fps-round:F": "F frames per second: round(i / F * fps), numpy's half to even, for i < int(frame_count / fps * "
+                   "F), clipped to the last frame (BOLT's candidates, sming256/BOLT extract_feature.py)",
     "nframe:K": "K frames int(i * (frame_count / (K + 1))) for i = 1..K, both ends excluded (VLMEvalKit's nframe)",
     "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
     "1fps-max:N": "the 1fps grid while it holds at most N frames, else N frames int(linspace(0, frame_count - 1, "
@@ -30,7 +32,8 @@ GRID_RULES = {
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F with F > 0, count:N, nframe:N, arange:N or 1fps-max:N with N >= 1)")
+                        f"(valid: 1fps, int-fps, all, fps:F or fps-round:F with F > 0, count:N, nframe:N, arange:N or "
+                        f"1fps-max:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
@@ -39,14 +42,14 @@ def parse_grid_rule(rule: str) -> str:
     if text in ("1fps", "int-fps", "all"):
         return text
     name, sep, arg = text.partition(":")
-    if sep and name == "fps":
+    if sep and name in ("fps", "fps-round"):
         try:
             f = float(arg)
         except ValueError:
             raise _bad(rule, f"{arg!r} is not a number") from None
         if not (f > 0 and math.isfinite(f)):
             raise _bad(rule, "F must be positive")
-        return f"fps:{int(f) if f.is_integer() else f!r}"
+        return f"{name}:{int(f) if f.is_integer() else f!r}"
     if sep and name in ("count", "nframe", "arange", "1fps-max"):
         try:
             n = int(arg)
@@ -77,6 +80,10 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         f = float(arg)
         step = fps / f
         idx = [int(i * step) for i in range(int(frame_count / fps * f))]
+    elif name == "fps-round":
+        f = float(arg)
+        seconds = np.arange(int(frame_count / fps * f))
+        idx = np.clip(np.round(seconds / f * fps), 0, frame_count - 1).astype(int)
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
     elif name == "1fps-max":

@@ -84,6 +84,17 @@ def test_arange_rule_is_frags_candidates():
     assert indices(0, 30.0, "arange:4") == []
 
 
+def test_fps_round_rule_is_bolts_candidates():
+    """BOLT's candidates (sming256/BOLT extract_feature.py): round(i / F * fps), half to even, for
+    i < int(frame_count / fps * F), clipped to the last frame; repeats dropped as in every rule."""
+    grid = indices(900, 29.97, "fps-round:1")  # int(900 / 29.97) = 30 seconds
+    assert len(grid) == 30 and grid[:3] == [0, 30, 60] and grid[10] == 300 and grid[-1] == 869  # 29 * 29.97 = 869.13
+    assert indices(107892, 29.97, "fps-round:1")[1000] == 29970  # where 1fps (step 30) is at 30000
+    assert indices(100, 25.0, "fps-round:2") == [0, 12, 25, 38, 50, 62, 75, 88]  # 12.5 -> 12, 37.5 -> 38: to even
+    assert indices(10, 2.0, "fps-round:5") == list(range(10))  # above the native rate: clipped, repeats dropped
+    assert indices(0, 30.0, "fps-round:1") == []
+
+
 def test_1fps_max_rule_is_qframes_candidates():
     """Q-Frame's candidates (xiaomi-research/q-frame, qwen2_vl_w_qframe.py load_video): the 1-fps grid (step
     round(fps)) while it has at most N frames, else int(linspace(0, F - 1, N))."""
@@ -105,7 +116,7 @@ def test_all_rule():
 
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
-    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"), ("1FPS-MAX:128", "1fps-max:128"),
+    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"), ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -113,7 +124,7 @@ def test_parse_canonical(rule, canonical):
 
 
 @pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
-                                  "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "", "every", "1 fps"])
+                                  "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "fps-round:0", "fps-round:x", "", "every", "1 fps"])
 def test_bad_rules(rule):
     with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
         parse_grid_rule(rule)
@@ -129,7 +140,7 @@ def test_bad_video_numbers():
 
 
 def test_every_rule_is_described():
-    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N", "all"}
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N", "fps-round:F", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
