@@ -116,7 +116,8 @@ def test_all_rule():
 
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
-    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"), ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"),
+    ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"),
+    ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -124,7 +125,8 @@ def test_parse_canonical(rule, canonical):
 
 
 @pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
-                                  "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "fps-round:0", "fps-round:x", "", "every", "1 fps"])
+                                  "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "fps-round:0",
+                                  "fps-round:x", "", "every", "1 fps"])
 def test_bad_rules(rule):
     with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
         parse_grid_rule(rule)
@@ -140,7 +142,8 @@ def test_bad_video_numbers():
 
 
 def test_every_rule_is_described():
-    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N", "fps-round:F", "all"}
+    assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N",
+                               "fps-round:F", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
