@@ -139,7 +139,7 @@ def check_nvdec_processes(cfg, said: str, option) -> None:
 
 # the values a string option may take (harness.video.reader's backends, samplers.base's short-grid rules, the
 # dtypes backends accept; tests/faults/test_bad_input.py checks these lists against their owners)
-CHOICES = {"dtype": ("float32", "bfloat16", "float16"), "short_grid": ("all", "repeat"),
+CHOICES = {"dtype": ("float32", "bfloat16", "float16"), "short_grid": ("all", "repeat", "linspace"),
            "decode_backend": ("decord", "pyav", "torchcodec", "nvdec")}
 CPU_BACKENDS = ("decord", "pyav", "torchcodec")  # the decode backends --gpu-decoders works beside
 MAX_FRAMES = 4096  # a frame budget above any video-LLM's (Qwen2.5-VL's processor caps a video at 768 frames)

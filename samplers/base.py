@@ -18,6 +18,8 @@ from harness.records import CandidateGrid, Selection
 SHORT_GRID_RULES = {
     "all": "take every candidate (fewer than K frames)",
     "repeat": "repeat candidates in time order up to exactly K frames",
+    "linspace": "K frames int(linspace(0, N - 1, K)) of the N candidates, repeats as numpy gives them (the "
+                "Qwen adapter of TSPO's uniform arm)",
 }
 
 
@@ -86,6 +88,8 @@ def short_grid_positions(n: int, k: int, rule: str) -> np.ndarray:
     if rule == "repeat":
         # each candidate appears floor or ceil of k/n times, in time order
         return (np.arange(k) * n) // k
+    if rule == "linspace":
+        return np.linspace(0, n - 1, k).astype(np.int64)
     raise HarnessError(f"unknown short-grid rule {rule!r} (known: {', '.join(SHORT_GRID_RULES)})")
 
 

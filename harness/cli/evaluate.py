@@ -24,7 +24,8 @@ RUN_HELP = {
     "dtype": "model dtype (default {default})",
     "samplers": "sampler, repeatable (default {default}), e.g. uniform:variant=linspace-round",
     "frames": "frame budget K (default {default})",
-    "short_grid": "when the grid has fewer than K candidates: take all, or repeat to K (default {default})",
+    "short_grid": "when the grid has fewer than K candidates: take all, repeat each to K, or linspace (K of them by "
+                  "int(linspace(0, N-1, K))) (default {default})",
     "backbone": "backbone name (default {default})",
     "backbone_args": "backbone option",
     "out": "directory of run directories (default {default})",
@@ -46,7 +47,7 @@ RUN_HELP = {
     "retry_errors": "re-do the samples whose rows are errors (after fixing what failed); the old error rows are "
                     "dropped and counted in events.jsonl",
 }
-CHOICES = {"dtype": {"choices": ["float32", "bfloat16", "float16"]}, "short_grid": {"choices": ["all", "repeat"]}}
+CHOICES = {"dtype": {"choices": ["float32", "bfloat16", "float16"]}, "short_grid": {"choices": ["all", "repeat", "linspace"]}}
 SAMPLER = {"metavar": "NAME[:KEY=VALUE,...]"}
 
 

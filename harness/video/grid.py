@@ -19,6 +19,9 @@ GRID_RULES = {
     "fps:F": "F frames per second: int(i * fps / F) for i < int(duration * F) (VLMEvalKit's fps mode)",
     "fps-round:F": "F frames per second: round(i / F * fps), numpy's half to even, for i < int(frame_count / fps * "
                    "F), clipped to the last frame (BOLT's candidates, sming256/BOLT extract_feature.py)",
+    "qwen-fps:F": "qwen-vl-utils' frames at F per second: n = frame_count / fps * F within [4, min(768, frame_count)], "
+                  "floored to even, at torch.linspace(0, frame_count - 1, n).round() (float32, half to even; a "
+                  "video of one frame: that frame, which qwen-vl-utils refuses) (TSPO's Qwen uniform arm)",
     "nframe:K": "K frames int(i * (frame_count / (K + 1))) for i = 1..K, both ends excluded (VLMEvalKit's nframe)",
     "count:N": "N frames spread evenly: int(linspace(0, frame_count - 1, N)), repeats dropped",
     "1fps-max:N": "the 1fps grid while it holds at most N frames, else N frames int(linspace(0, frame_count - 1, "
@@ -32,7 +35,7 @@ GRID_RULES = {
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F or fps-round:F with F > 0, count:N, nframe:N, arange:N or "
+                        f"(valid: 1fps, int-fps, all, fps:F, fps-round:F or qwen-fps:F with F > 0, count:N, nframe:N, arange:N or "
                         f"1fps-max:N with N >= 1)")
 
 
@@ -42,7 +45,7 @@ def parse_grid_rule(rule: str) -> str:
     if text in ("1fps", "int-fps", "all"):
         return text
     name, sep, arg = text.partition(":")
-    if sep and name in ("fps", "fps-round"):
+    if sep and name in ("fps", "fps-round", "qwen-fps"):
         try:
             f = float(arg)
         except ValueError:
@@ -84,6 +87,8 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         f = float(arg)
         seconds = np.arange(int(frame_count / fps * f))
         idx = np.clip(np.round(seconds / f * fps), 0, frame_count - 1).astype(int)
+    elif name == "qwen-fps":
+        idx = _qwen_fps(frame_count, fps, float(arg))
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
     elif name == "1fps-max":
@@ -100,6 +105,18 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         idx = np.linspace(0, frame_count - 1, int(arg)).astype(int) if frame_count else []
     idx = np.unique(np.asarray(idx, dtype=np.int64))  # sorted, repeats dropped
     return idx[idx < frame_count]
+
+
+def _qwen_fps(frame_count: int, fps: float, f: float) -> np.ndarray:
+    """qwen-vl-utils' `smart_nframes` in fps mode with its defaults (FPS_MIN_FRAMES 4, FPS_MAX_FRAMES 768,
+    FRAME_FACTOR 2), then its frame positions: torch's float32 linspace, rounded half to even."""
+    if frame_count < 2:
+        return np.arange(frame_count)
+    most = math.floor(min(768, frame_count) / 2) * 2
+    n = math.floor(min(min(max(frame_count / fps * f, 4), most), frame_count) / 2) * 2
+    import torch  # here only: the command line starts without torch
+
+    return torch.linspace(0, frame_count - 1, n).round().long().numpy()
 
 
 def make_grid(frame_count: int, fps: float, rule: str) -> CandidateGrid:

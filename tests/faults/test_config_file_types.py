@@ -23,7 +23,7 @@ RUN = ["run", "--task", "smoke", "--task-arg", "videos=2", "--backbone", "none",
     ("cache_dir = 5\n", "cache_dir must be a string, got 5"),
     ('dtype = "float64"\n', "dtype must be one of float32, bfloat16, float16, got 'float64'; did you mean float16?"),
     ('decode_backend = "pyv"\n', "decode_backend must be one of decord, pyav, torchcodec, nvdec, got 'pyv'; did you mean pyav?"),
-    ('short_grid = "loop"\n', "short_grid must be one of all, repeat, got 'loop'"),
+    ('short_grid = "loop"\n', "short_grid must be one of all, repeat, linspace, got 'loop'"),
 ])
 def test_config_file_values_are_typed(tmp_path, capsys, text, says):
     path = tmp_path / "run.toml"

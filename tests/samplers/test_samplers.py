@@ -54,6 +54,8 @@ def test_topk_rejects_nan():
 def test_short_grid_rules():
     assert short_grid_positions(3, 8, "all").tolist() == [0, 1, 2]
     assert short_grid_positions(3, 8, "repeat").tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    # np.linspace(0, 2, 8, dtype=int): 0, .29, .57, .86, 1.14, 1.43, 1.71, 2 (TSPO's Qwen adapter)
+    assert short_grid_positions(3, 8, "linspace").tolist() == [0, 0, 0, 0, 1, 1, 1, 2]
     with pytest.raises(HarnessError, match="short-grid"):
         short_grid_positions(3, 8, "pad")
 

@@ -95,6 +95,19 @@ def test_fps_round_rule_is_bolts_candidates():
     assert indices(0, 30.0, "fps-round:1") == []
 
 
+def test_qwen_fps_rule_is_qwen_vl_utils_frames():
+    """qwen-vl-utils' fps mode (smart_nframes: n = F * seconds within [4, min(768, frames)], floored to even; then
+    torch.linspace(0, frames - 1, n).round()); golden values by hand, none on a .5 tie."""
+    grid = indices(900, 30.0, "qwen-fps:2")  # 30 s: 60 frames, step 899 / 59 = 15.237
+    assert len(grid) == 60 and grid[:5] == [0, 15, 30, 46, 61] and grid[-1] == 899
+    hour = indices(108000, 30.0, "qwen-fps:2")  # 7200 capped at 768, step 107999 / 767 = 140.807
+    assert len(hour) == 768 and hour[:4] == [0, 141, 282, 422] and hour[-1] == 107999
+    assert indices(50, 25.0, "qwen-fps:2") == [0, 16, 33, 49]  # 2 s: 4 frames, the floor of 4
+    assert indices(91, 30.0, "qwen-fps:2") == [0, 18, 36, 54, 72, 90]  # 6.07 frames, floored to even: 6
+    assert indices(3, 30.0, "qwen-fps:2") == [0, 2]  # at most the video's frames, floored to even
+    assert indices(1, 30.0, "qwen-fps:2") == [0]
+
+
 def test_1fps_max_rule_is_qframes_candidates():
     """Q-Frame's candidates (xiaomi-research/q-frame, qwen2_vl_w_qframe.py load_video): the 1-fps grid (step
     round(fps)) while it has at most N frames, else int(linspace(0, F - 1, N))."""
@@ -117,7 +130,7 @@ def test_all_rule():
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
     ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"),
-    ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"),
+    ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"), ("qwen-fps:2.0", "qwen-fps:2"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -126,7 +139,7 @@ def test_parse_canonical(rule, canonical):
 
 @pytest.mark.parametrize("rule", ["2fps", "fps:0", "fps:-1", "fps:nan", "fps:x", "fps:", "count:x", "count:0",
                                   "count:2.5", "arange:0", "arange:x", "1fps-max:0", "1fps-max", "fps-round:0",
-                                  "fps-round:x", "", "every", "1 fps"])
+                                  "fps-round:x", "qwen-fps:0", "", "every", "1 fps"])
 def test_bad_rules(rule):
     with pytest.raises(HarnessError, match="valid: 1fps, int-fps, all"):
         parse_grid_rule(rule)
@@ -143,7 +156,7 @@ def test_bad_video_numbers():
 
 def test_every_rule_is_described():
     assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N",
-                               "fps-round:F", "all"}
+                               "fps-round:F", "qwen-fps:F", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
