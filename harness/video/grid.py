@@ -35,8 +35,8 @@ GRID_RULES = {
 
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
-                        f"(valid: 1fps, int-fps, all, fps:F, fps-round:F or qwen-fps:F with F > 0, count:N, nframe:N, arange:N or "
-                        f"1fps-max:N with N >= 1)")
+                        f"(valid: 1fps, int-fps, all, fps:F, fps-round:F or qwen-fps:F with F > 0, count:N, "
+                        f"nframe:N, arange:N or 1fps-max:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
