@@ -16,7 +16,8 @@ from harness.errors import HarnessError
 RUN_HELP = {
     "task": "task name (default {default}; see `harness list tasks`)",
     "task_args": "task option",
-    "grid": "candidate grid rule: 1fps, int-fps, fps:F, fps-round:F, count:N, nframe:N, arange:N, 1fps-max:N, all (default {default})",
+    "grid": "candidate grid rule: 1fps, int-fps, fps:F, fps-round:F, qwen-fps:F, count:N, nframe:N, arange:N, "
+            "1fps-max:N, all (README; default {default})",
     "limit": "deterministic category-stratified subset of N samples",
     "cache_dir": "feature cache directory (default {default})",
     "decode_backend": "decord, pyav, torchcodec or nvdec (GPU; docs/decode.md) (default {default})",
@@ -47,7 +48,8 @@ RUN_HELP = {
     "retry_errors": "re-do the samples whose rows are errors (after fixing what failed); the old error rows are "
                     "dropped and counted in events.jsonl",
 }
-CHOICES = {"dtype": {"choices": ["float32", "bfloat16", "float16"]}, "short_grid": {"choices": ["all", "repeat", "linspace"]}}
+CHOICES = {"dtype": {"choices": ["float32", "bfloat16", "float16"]},
+           "short_grid": {"choices": ["all", "repeat", "linspace"]}}
 SAMPLER = {"metavar": "NAME[:KEY=VALUE,...]"}
 
 
