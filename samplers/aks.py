@@ -23,8 +23,10 @@ Two modes:
   which carry no relevance, give K evenly spaced candidates `linspace(0, n-1, K)` floored (official frame_select.py, case 1).
 
 Not reproduced on purpose: `ratio` thinning (every released selection uses ratio=1; a coarser `--grid` does the same
-job) and the LLaVA-Video evaluation's replacement of short selections by uniform frames (its `llava_vid` adapter), which is a silent
-fallback. NaN or infinite scores are rejected in both modes (official frame_select.py, case 2).
+job) and the LLaVA-Video evaluation's replacement of short selections by uniform frames (its `llava_vid` adapter),
+which is a silent fallback; where a short grid causes it (fewer than K candidates), `--grid int-fps-min:K` gives
+those uniform frames as the candidates, explicitly (the AKS recipes do). NaN or infinite scores are rejected in both
+modes (official frame_select.py, case 2).
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ RUN_HELP = {
     "task": "task name (default {default}; see `harness list tasks`)",
     "task_args": "task option",
     "grid": "candidate grid rule: 1fps, int-fps, fps:F, fps-round:F, qwen-fps:F, count:N, nframe:N, arange:N, "
-            "1fps-max:N, 1fps-min:N, all (README; default {default})",
+            "1fps-max:N, 1fps-min:N, int-fps-min:N, all (README; default {default})",
     "limit": "deterministic category-stratified subset of N samples",
     "cache_dir": "feature cache directory (default {default})",
     "decode_backend": "decord, pyav, torchcodec or nvdec (GPU; docs/decode.md) (default {default})",

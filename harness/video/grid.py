@@ -29,6 +29,9 @@ GRID_RULES = {
     "1fps-min:N": "the 1fps grid while it holds at least N frames, else N frames int(linspace(0, frame_count - 1, "
                   "N)), repeats dropped (the frames TSPO's evaluation falls back to when fewer than N indices are "
                   "stored: load_video_index in Hui-design/TSPO's llava_vid_tspo and qwen25vl_vision_process)",
+    "int-fps-min:N": "the int-fps grid while it holds at least N frames, else as 1fps-min:N (the frames AKS's "
+                     "LLaVA-Video evaluation falls back to when fewer than N are selected: ncTimTang/AKS "
+                     "evaluation/llava_vid.py load_video_index)",
     "arange:N": "n = min(N, frame_count) frames int(arange(0, frame_count, frame_count / n)), those below "
                 "frame_count (numpy's float steps: at times n + 1 of them), the middle frame for n = 1 (FRAG's "
                 "candidates, NVlabs/FRAG tasks/base.py VideoTask.load_visual)",
@@ -39,7 +42,7 @@ GRID_RULES = {
 def _bad(rule: str, why: str = "") -> HarnessError:
     return HarnessError(f"bad grid rule {rule!r}{': ' + why if why else ''} "
                         f"(valid: 1fps, int-fps, all, fps:F, fps-round:F or qwen-fps:F with F > 0, count:N, "
-                        f"nframe:N, arange:N, 1fps-max:N or 1fps-min:N with N >= 1)")
+                        f"nframe:N, arange:N, 1fps-max:N, 1fps-min:N or int-fps-min:N with N >= 1)")
 
 
 def parse_grid_rule(rule: str) -> str:
@@ -56,7 +59,7 @@ def parse_grid_rule(rule: str) -> str:
         if not (f > 0 and math.isfinite(f)):
             raise _bad(rule, "F must be positive")
         return f"{name}:{int(f) if f.is_integer() else f!r}"
-    if sep and name in ("count", "nframe", "arange", "1fps-max", "1fps-min"):
+    if sep and name in ("count", "nframe", "arange", "1fps-max", "1fps-min", "int-fps-min"):
         try:
             n = int(arg)
         except ValueError:
@@ -94,9 +97,10 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         idx = _qwen_fps(frame_count, fps, float(arg))
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
-    elif name in ("1fps-max", "1fps-min"):
-        idx, n = np.arange(0, frame_count, max(1, round(fps))), int(arg)
-        if (name == "1fps-max" and len(idx) > n) or (name == "1fps-min" and len(idx) < n):
+    elif name in ("1fps-max", "1fps-min", "int-fps-min"):
+        step = int(fps) if name == "int-fps-min" else round(fps)
+        idx, n = np.arange(0, frame_count, max(1, step)), int(arg)
+        if (name == "1fps-max" and len(idx) > n) or (name != "1fps-max" and len(idx) < n):
             idx = np.linspace(0, frame_count - 1, n).astype(int)
     elif name == "arange":
         n = min(int(arg), frame_count)

@@ -118,6 +118,14 @@ def test_1fps_min_rule_is_tspos_short_video_fallback():
     assert indices(40, 30.0, "1fps-min:64") == list(range(40))  # fewer native frames than N: repeats dropped
 
 
+def test_int_fps_min_rule_is_aks_short_video_fallback():
+    """AKS's LLaVA-Video evaluation (load_video_index) takes the selected frames, and where fewer than N were selected
+    (a grid shorter than N: AKS then returns every candidate), np.linspace(0, frames - 1, N, dtype=int)."""
+    assert indices(3000, 29.97, "int-fps-min:64") == list(range(0, 3000, 29))  # step int(29.97) = 29: 104 frames
+    short = indices(900, 29.97, "int-fps-min:64")  # 32 frames at step 29: 64 native frames instead
+    assert len(short) == 64 and short[:4] == [0, 14, 28, 42] and short[-1] == 899
+
+
 def test_1fps_max_rule_is_qframes_candidates():
     """Q-Frame's candidates (xiaomi-research/q-frame, qwen2_vl_w_qframe.py load_video): the 1-fps grid (step
     round(fps)) while it has at most N frames, else int(linspace(0, F - 1, N))."""
@@ -140,7 +148,8 @@ def test_all_rule():
 @pytest.mark.parametrize("rule, canonical", [
     ("1fps", "1fps"), (" INT-FPS ", "int-fps"), ("all", "all"), ("fps:0.5", "fps:0.5"), ("fps:.50", "fps:0.5"),
     ("fps:2.0", "fps:2"), ("count:8", "count:8"), ("count:008", "count:8"), ("ARANGE:0256", "arange:256"),
-    ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"), ("qwen-fps:2.0", "qwen-fps:2"), ("1fps-min:64", "1fps-min:64"),
+    ("1FPS-MAX:128", "1fps-max:128"), ("fps-round:1.0", "fps-round:1"), ("qwen-fps:2.0", "qwen-fps:2"),
+    ("1fps-min:64", "1fps-min:64"), ("INT-FPS-MIN:64", "int-fps-min:64"),
 ])
 def test_parse_canonical(rule, canonical):
     assert parse_grid_rule(rule) == canonical
@@ -166,7 +175,7 @@ def test_bad_video_numbers():
 
 def test_every_rule_is_described():
     assert set(GRID_RULES) == {"1fps", "int-fps", "fps:F", "count:N", "nframe:K", "arange:N", "1fps-max:N",
-                               "1fps-min:N", "fps-round:F", "qwen-fps:F", "all"}
+                               "1fps-min:N", "int-fps-min:N", "fps-round:F", "qwen-fps:F", "all"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in GRID_RULES.values())
 
 
