@@ -97,11 +97,10 @@ def grid_indices(frame_count: int, fps: float, rule: str) -> np.ndarray:
         idx = _qwen_fps(frame_count, fps, float(arg))
     elif name == "nframe":
         idx = vlmevalkit_nframe(frame_count, int(arg))
-    elif name in ("1fps-max", "1fps-min", "int-fps-min"):
-        step = int(fps) if name == "int-fps-min" else round(fps)
-        idx, n = np.arange(0, frame_count, max(1, step)), int(arg)
+    elif name in ("1fps-max", "1fps-min", "int-fps-min"):  # a step grid, else the count:N frames
+        idx, n = grid_indices(frame_count, fps, "int-fps" if name == "int-fps-min" else "1fps"), int(arg)
         if (name == "1fps-max" and len(idx) > n) or (name != "1fps-max" and len(idx) < n):
-            idx = np.linspace(0, frame_count - 1, n).astype(int)
+            idx = grid_indices(frame_count, fps, f"count:{n}")
     elif name == "arange":
         n = min(int(arg), frame_count)
         if n == 1:  # the middle frame: the second of arange(0, F, F / 2)
